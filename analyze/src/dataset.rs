@@ -1,0 +1,139 @@
+//! Reading a kvmtrace dataset: the committed recordings and their hive-style partitions
+//! (`<table>/host=H/recording=R/part-0.parquet`), as polars lazy frames with `host` and
+//! `recording` columns added.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::error::{Error, pl};
+
+/// The newest schema version this analysis understands.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One committed recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recording {
+    /// Recording id.
+    pub recording: String,
+    /// Host partition key.
+    pub host: String,
+    /// Rows per table, from the manifest.
+    pub tables: Vec<(String, u64)>,
+}
+
+/// An opened dataset.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    root: PathBuf,
+    recordings: Vec<Recording>,
+}
+
+impl Dataset {
+    /// Opens a dataset directory written by `kvmtrace ingest`.
+    pub fn open(root: &Path) -> Result<Dataset, Error> {
+        let bad = |reason: String| Error::Dataset { path: root.to_path_buf(), reason };
+        let meta = root.join("dataset.json");
+        let text = std::fs::read_to_string(&meta)
+            .map_err(|e| bad(format!("no readable dataset.json ({e}); is this a kvmtrace dataset?")))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("dataset.json: {e}")))?;
+        let version = v.get("schema_version").and_then(|x| x.as_u64()).unwrap_or(0) as u32;
+        if version == 0 {
+            return Err(bad("dataset.json has no schema_version".into()));
+        }
+        if version > SCHEMA_VERSION {
+            return Err(bad(format!(
+                "written with schema version {version}, this kvmtrace reads up to {SCHEMA_VERSION}: upgrade kvmtrace"
+            )));
+        }
+        let mut recordings = Vec::new();
+        let dir = root.join("recordings");
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?;
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).map_err(|e| Error::Io { path: p.clone(), source: e })?;
+            let m: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("{}: {e}", p.display())))?;
+            let s = |k: &str| m.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+            let tables = m
+                .get("tables")
+                .and_then(|t| t.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| Some((t.get("table")?.as_str()?.to_string(), t.get("rows")?.as_u64()?)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            recordings.push(Recording { recording: s("recording"), host: s("host"), tables });
+        }
+        recordings.sort_by(|a, b| (&a.host, &a.recording).cmp(&(&b.host, &b.recording)));
+        Ok(Dataset { root: root.to_path_buf(), recordings })
+    }
+
+    /// The dataset root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Committed recordings, sorted by host and id.
+    pub fn recordings(&self) -> &[Recording] {
+        &self.recordings
+    }
+
+    /// Every table name present in at least one recording, sorted.
+    pub fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.recordings.iter().flat_map(|r| r.tables.iter().map(|t| t.0.clone())).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The partition files of `table`, one per recording that has it.
+    pub fn files(&self, table: &str) -> Vec<(PathBuf, &Recording)> {
+        self.recordings
+            .iter()
+            .map(|r| {
+                (
+                    self.root
+                        .join(table)
+                        .join(format!("host={}", r.host))
+                        .join(format!("recording={}", r.recording))
+                        .join("part-0.parquet"),
+                    r,
+                )
+            })
+            .filter(|(p, _)| p.exists())
+            .collect()
+    }
+
+    /// Whether any recording has `table`.
+    pub fn has(&self, table: &str) -> bool {
+        !self.files(table).is_empty()
+    }
+
+    /// `table` of every recording as one lazy frame, with `host` and `recording` columns.
+    pub fn scan(&self, table: &str) -> Result<LazyFrame, Error> {
+        let files = self.files(table);
+        if files.is_empty() {
+            return Err(Error::MissingTable { path: self.root.clone(), table: table.to_string(), hint: None });
+        }
+        let mut frames = Vec::with_capacity(files.len());
+        for (path, rec) in files {
+            let lf = LazyFrame::scan_parquet(PlRefPath::new(path.to_string_lossy().as_ref()), ScanArgsParquet::default())
+                .map_err(pl(table))?
+                .with_columns([lit(rec.host.as_str()).alias("host"), lit(rec.recording.as_str()).alias("recording")]);
+            frames.push(lf);
+        }
+        if frames.len() == 1 {
+            return Ok(frames.remove(0));
+        }
+        concat(frames, UnionArgs::default()).map_err(pl(table))
+    }
+
+    /// `table` collected into memory.
+    pub fn load(&self, table: &str) -> Result<DataFrame, Error> {
+        self.scan(table)?.collect().map_err(pl(table))
+    }
+}

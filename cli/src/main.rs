@@ -1,0 +1,56 @@
+//! The `kvmtrace` command: clap options → library calls, progress bars, exit codes. No logic.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, documented in `--help`.
+pub(crate) const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_WARNINGS: u8 = 1;
+pub(crate) const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "kvmtrace",
+    version,
+    about = "Look at a KVM host and its guests as one system: perf.data to Parquet, VM exits, host+guest flame graphs",
+    long_about = None,
+    after_help = "EXIT STATUS:\n  0  success\n  1  finished, but data was skipped (truncated or corrupt input): see the warnings\n  2  error\n\nSTART HERE:\n  kvmtrace ingest perf.data -o ds        # perf.data -> Parquet dataset\n  kvmtrace info ds                       # what is in it\n  kvmtrace exits ds                      # VM exits by reason (superset of perf kvm stat report)\n  kvmtrace flame ds -o flame.svg         # combined host+guest flame graph"
+)]
+struct Cli {
+    /// Log more (repeat for debug output).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Worker threads (0: all cores). Output is identical at any count.
+    #[arg(short = 'j', long, global = true, default_value_t = 0)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Ingest(cmd::ingest::Args),
+    Info(cmd::info::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmd::init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Ingest(a) => cmd::ingest::run(a, cli.threads),
+        Command::Info(a) => cmd::info::run(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if cmd::is_broken_pipe(&e) {
+                return ExitCode::from(EXIT_OK);
+            }
+            eprintln!("kvmtrace: error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

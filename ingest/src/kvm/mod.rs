@@ -1,0 +1,670 @@
+//! The KVM model built while records stream by: VMs, vCPU threads and one row per VM exit.
+//!
+//! Two sources of exits (docs/schema.md, `exits.source`):
+//! - `kvm_exit`: hosts with VMX/SVM. A `kvm:kvm_exit` opens an exit on its host thread, the next
+//!   `kvm:kvm_entry` of the same thread closes it. What fires in between (kvm_pio, kvm_mmio,
+//!   kvm_msr, kvm_userspace_exit, sched_switch away from the thread, kvm_vcpu_wakeup) is attached.
+//! - `kvm_userspace_exit` / `kvm_msr`: hosts where kvm_exit never fires (PVM, software
+//!   virtualisation). Each exit to the VMM and each in-kernel MSR access is one row, with the
+//!   port/gpa/msr of the kvm_pio/kvm_mmio/kvm_msr before it and the guest RIP of the last
+//!   kvm_emulate_insn. Durations are unknown there (no entry event): `duration_ns` is null.
+//!
+//! The vCPU of a thread comes from the tracepoints' `vcpu_id` when they carry one, else from
+//! the thread's own COMM record `CPU <n>/KVM` (QEMU's naming; a thread that only inherited such
+//! a name through FORK, like KVM's per-VM worker, is not a vCPU). Disagreements are reported in
+//! `vcpus.conflict`, never hidden; VMs are told apart by their VMM pid.
+
+pub mod reasons;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use crate::error::Error;
+use crate::perf::format::{EventFormat, FieldValue};
+use crate::schema::{ColumnDoc, TableDoc};
+use crate::table::{ColType, TableWriter};
+
+/// Which instruction set a `kvm_exit`'s `isa` field names.
+const ISA_VMX: u64 = 1;
+const ISA_SVM: u64 = 2;
+
+/// One exit being built.
+#[derive(Debug, Clone, Default)]
+struct ExitRow {
+    exit_idx: u64,
+    vm_pid: i32,
+    vcpu: Option<u32>,
+    tid: i32,
+    cpu: Option<u32>,
+    exit_time_ns: Option<u64>,
+    entry_time_ns: Option<u64>,
+    reason: Option<u64>,
+    reason_name: Option<String>,
+    isa: Option<&'static str>,
+    flags: Option<u64>,
+    flag_names: Option<String>,
+    guest_rip: Option<u64>,
+    info1: Option<u64>,
+    info2: Option<u64>,
+    intr_info: Option<u64>,
+    error_code: Option<u64>,
+    source: &'static str,
+    userspace_reason: Option<String>,
+    userspace_time_ns: Option<u64>,
+    pio_port: Option<u64>,
+    pio_size: Option<u64>,
+    pio_write: Option<bool>,
+    mmio_gpa: Option<u64>,
+    mmio_len: Option<u64>,
+    mmio_type: Option<String>,
+    msr_index: Option<u64>,
+    msr_write: Option<bool>,
+    sched_out_ns: Option<u64>,
+    wakeup_ns: Option<u64>,
+    wakeup_waited: Option<bool>,
+    wakeup_valid: Option<bool>,
+    sample_idx: u64,
+    perf_kvm_counted: bool,
+}
+
+/// Per host thread state.
+#[derive(Debug, Default)]
+struct ThreadState {
+    pid: i32,
+    vcpu_from_events: Option<u32>,
+    vcpu_from_name: Option<u32>,
+    first_ns: Option<u64>,
+    last_ns: Option<u64>,
+    seen_entry: bool,
+    n_events: u64,
+    open: Option<ExitRow>,
+    sched_out_at: Option<u64>,
+    /// PVM: details seen since the last exit, for the next one.
+    pending: ExitRow,
+    pending_any: bool,
+}
+
+/// The KVM model. Feed it records in processing order; [`KvmModel::close`] writes the tables.
+#[derive(Debug, Default)]
+pub struct KvmModel {
+    threads: HashMap<i32, ThreadState>,
+    /// Process names (pid == tid COMMs).
+    process_comm: HashMap<i32, String>,
+    exits: Vec<ExitRow>,
+    n_exits: u64,
+    n_kvm_exit_events: u64,
+    tsc_offsets: Vec<(i32, i32, u32, u64, u64, Option<u64>)>,
+    /// Names evaluated through the recording's print fmt, by (event, field, value, isa): the
+    /// print fmt is evaluated once per distinct value, not per event.
+    names: HashMap<(&'static str, u64, u64), Option<String>>,
+}
+
+fn field_u64(f: &EventFormat, raw: &[u8], big: bool, name: &str) -> Option<u64> {
+    match f.field(name)?.value(raw, big)? {
+        FieldValue::Unsigned(v) => Some(v),
+        FieldValue::Signed(v) => Some(v as u64),
+        _ => None,
+    }
+}
+
+fn field_i64(f: &EventFormat, raw: &[u8], big: bool, name: &str) -> Option<i64> {
+    match f.field(name)?.value(raw, big)? {
+        FieldValue::Unsigned(v) => Some(v as i64),
+        FieldValue::Signed(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// `CPU <n>/KVM` → n.
+pub fn vcpu_from_comm(comm: &str) -> Option<u32> {
+    comm.strip_prefix("CPU ")?.strip_suffix("/KVM")?.parse().ok()
+}
+
+/// The exit-reason name of a kvm_exit from the built-in tables (the fallback when the
+/// recording's own `print fmt` does not name it).
+pub fn builtin_exit_reason_name(isa: u64, reason: u64) -> Option<String> {
+    let basic = if isa == ISA_SVM { reason } else { reason & 0xffff };
+    let table = if isa == ISA_SVM { reasons::SVM } else { reasons::VMX };
+    reasons::lookup(table, basic).map(str::to_string)
+}
+
+impl KvmModel {
+    /// The name the recording's print fmt gives `field` of this payload, cached by value.
+    fn symbol(&mut self, key: (&'static str, u64, u64), f: &EventFormat, raw: &[u8], big: bool, field: &str) -> Option<String> {
+        self.names
+            .entry(key)
+            .or_insert_with(|| crate::perf::printfmt::symbol_name(f, raw, big, 8, field))
+            .clone()
+    }
+
+    fn thread(&mut self, pid: i32, tid: i32) -> &mut ThreadState {
+        self.threads.entry(tid).or_insert_with(|| ThreadState { pid, ..Default::default() })
+    }
+
+    /// A COMM record (not a FORK inheritance).
+    pub fn on_comm(&mut self, pid: i32, tid: i32, comm: &str, _time: Option<u64>) {
+        if pid == tid {
+            self.process_comm.insert(pid, comm.to_string());
+        }
+        let n = vcpu_from_comm(comm);
+        if n.is_some() || self.threads.contains_key(&tid) {
+            let t = self.thread(pid, tid);
+            t.pid = pid;
+            t.vcpu_from_name = n;
+        }
+    }
+
+    /// A FORK record: the child inherits nothing vCPU-like.
+    pub fn on_fork(&mut self, pid: i32, tid: i32, _ppid: i32, _ptid: i32, _time: u64) {
+        if let Some(t) = self.threads.get_mut(&tid) {
+            // A reused tid starts over.
+            *t = ThreadState { pid, ..Default::default() };
+        }
+    }
+
+    /// A host sample (nothing to do yet; placement is done by analyze).
+    pub fn on_sample(&mut self, _idx: u64, _time: Option<u64>, _pid: Option<i32>, _tid: Option<i32>, _mode: crate::perf::records::CpuMode, _stack: Option<u32>) {}
+
+    /// A tracepoint sample.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_tracepoint(
+        &mut self,
+        f: &EventFormat,
+        raw: &[u8],
+        big: bool,
+        idx: u64,
+        time: Option<u64>,
+        cpu: Option<u32>,
+        pid: Option<i32>,
+        tid: Option<i32>,
+    ) {
+        if f.system == "sched" && f.name == "sched_switch" {
+            self.sched_switch(f, raw, big, time);
+            return;
+        }
+        if f.system != "kvm" {
+            return;
+        }
+        let (Some(pid), Some(tid)) = (pid, tid) else { return };
+        let vcpu_field = field_u64(f, raw, big, "vcpu_id").map(|v| v as u32);
+        {
+            let t = self.thread(pid, tid);
+            t.pid = pid;
+            t.n_events += 1;
+            if let Some(ts) = time {
+                t.first_ns = Some(t.first_ns.map_or(ts, |x| x.min(ts)));
+                t.last_ns = Some(t.last_ns.map_or(ts, |x| x.max(ts)));
+            }
+            if let Some(v) = vcpu_field {
+                if f.name != "kvm_write_tsc_offset" {
+                    t.vcpu_from_events = Some(v);
+                }
+            }
+        }
+        match f.name.as_str() {
+            "kvm_exit" => {
+                self.n_kvm_exit_events += 1;
+                let isa = field_u64(f, raw, big, "isa").unwrap_or(ISA_VMX);
+                let reason = field_u64(f, raw, big, "exit_reason").unwrap_or(0);
+                let mut row = self.new_row(pid, tid, cpu, time, idx, "kvm_exit");
+                row.isa = Some(if isa == ISA_SVM { "svm" } else { "vmx" });
+                row.reason = Some(reason);
+                row.reason_name = self
+                    .symbol(("kvm_exit", isa, reason), f, raw, big, "exit_reason")
+                    .or_else(|| builtin_exit_reason_name(isa, reason));
+                if isa != ISA_SVM {
+                    let flags = reason & !0xffff;
+                    row.flags = Some(flags);
+                    if flags != 0 {
+                        let mut names = Vec::new();
+                        if flags & 0x8000_0000 != 0 {
+                            names.push("FAILED_VMENTRY");
+                        }
+                        if flags & 0x0800_0000 != 0 {
+                            names.push("SGX_ENCLAVE_MODE");
+                        }
+                        row.flag_names = Some(names.join(" "));
+                    }
+                }
+                row.guest_rip = field_u64(f, raw, big, "guest_rip");
+                row.info1 = field_u64(f, raw, big, "info1");
+                row.info2 = field_u64(f, raw, big, "info2");
+                row.intr_info = field_u64(f, raw, big, "intr_info");
+                row.error_code = field_u64(f, raw, big, "error_code");
+                row.vcpu = vcpu_field.or(row.vcpu);
+                let t = self.thread(pid, tid);
+                row.perf_kvm_counted = t.seen_entry;
+                if let Some(prev) = t.open.replace(row) {
+                    // An exit without its entry (lost events): keep it, open-ended.
+                    self.exits.push(prev);
+                }
+            }
+            "kvm_entry" => {
+                let t = self.thread(pid, tid);
+                t.seen_entry = true;
+                if let Some(mut row) = t.open.take() {
+                    row.entry_time_ns = time;
+                    if let (Some(ts), Some(u)) = (time, row.userspace_time_ns) {
+                        // userspace_time_ns holds the kvm_userspace_exit time until the entry.
+                        row.userspace_time_ns = Some(ts.saturating_sub(u));
+                    }
+                    self.exits.push(row);
+                }
+            }
+            "kvm_userspace_exit" => {
+                let reason = field_u64(f, raw, big, "reason");
+                let errno = field_i64(f, raw, big, "errno").unwrap_or(0);
+                let name = if errno < 0 {
+                    Some(if errno == -4 { "restart".to_string() } else { "error".to_string() })
+                } else {
+                    reason.and_then(|r| {
+                        self.symbol(("kvm_userspace_exit", r, 0), f, raw, big, "reason")
+                            .or_else(|| reasons::lookup(reasons::KVM_EXIT, r).map(str::to_string))
+                    })
+                };
+                let has_open = self.threads.get(&tid).is_some_and(|t| t.open.is_some());
+                if has_open {
+                    if let Some(row) = self.thread(pid, tid).open.as_mut() {
+                        row.userspace_reason = name;
+                        row.userspace_time_ns = time;
+                    }
+                } else {
+                    let mut row = self.take_pending(pid, tid, cpu, time, idx, "kvm_userspace_exit");
+                    row.reason = reason;
+                    row.reason_name = name.clone();
+                    row.userspace_reason = name;
+                    self.exits.push(row);
+                }
+            }
+            "kvm_pio" => {
+                let port = field_u64(f, raw, big, "port");
+                let size = field_u64(f, raw, big, "size");
+                let write = field_u64(f, raw, big, "rw").map(|v| v != 0);
+                self.detail(pid, tid, cpu, time, idx, |r| {
+                    r.pio_port = port;
+                    r.pio_size = size;
+                    r.pio_write = write;
+                });
+            }
+            "kvm_mmio" => {
+                let gpa = field_u64(f, raw, big, "gpa");
+                let len = field_u64(f, raw, big, "len");
+                let ty = field_u64(f, raw, big, "type").map(|v| {
+                    self.symbol(("kvm_mmio", v, 0), f, raw, big, "type").unwrap_or_else(|| match v {
+                        0 => "unsatisfied-read".to_string(),
+                        1 => "read".to_string(),
+                        2 => "write".to_string(),
+                        _ => v.to_string(),
+                    })
+                });
+                // A read completes after the userspace exit; it belongs to that exit already.
+                if ty.as_deref() == Some("read") && !self.threads.get(&tid).is_some_and(|t| t.open.is_some()) {
+                    return;
+                }
+                self.detail(pid, tid, cpu, time, idx, |r| {
+                    if r.mmio_type.is_none() {
+                        r.mmio_gpa = gpa;
+                        r.mmio_len = len;
+                        r.mmio_type = ty.clone();
+                    }
+                });
+            }
+            "kvm_msr" => {
+                let index = field_u64(f, raw, big, "ecx");
+                let write = field_u64(f, raw, big, "write").map(|v| v != 0);
+                let has_open = self.threads.get(&tid).is_some_and(|t| t.open.is_some());
+                if has_open {
+                    if let Some(row) = self.thread(pid, tid).open.as_mut() {
+                        row.msr_index = index;
+                        row.msr_write = write;
+                    }
+                } else {
+                    // PVM: MSR accesses are handled in the kernel, without a userspace exit.
+                    let mut row = self.take_pending(pid, tid, cpu, time, idx, "kvm_msr");
+                    row.msr_index = index;
+                    row.msr_write = write;
+                    row.reason_name = Some(if write == Some(true) { "MSR_WRITE" } else { "MSR_READ" }.to_string());
+                    self.exits.push(row);
+                }
+            }
+            "kvm_emulate_insn" => {
+                let rip = field_u64(f, raw, big, "rip");
+                let has_open = self.threads.get(&tid).is_some_and(|t| t.open.is_some());
+                let t = self.thread(pid, tid);
+                if !has_open {
+                    t.pending.guest_rip = rip;
+                    t.pending_any = true;
+                }
+            }
+            "kvm_vcpu_wakeup" => {
+                let ns = field_u64(f, raw, big, "ns");
+                let waited = field_u64(f, raw, big, "waited").map(|v| v != 0);
+                let valid = field_u64(f, raw, big, "valid").map(|v| v != 0);
+                if let Some(row) = self.thread(pid, tid).open.as_mut() {
+                    row.wakeup_ns = ns;
+                    row.wakeup_waited = waited;
+                    row.wakeup_valid = valid;
+                }
+            }
+            "kvm_write_tsc_offset" => {
+                let prev = field_u64(f, raw, big, "previous_tsc_offset").unwrap_or(0);
+                let next = field_u64(f, raw, big, "next_tsc_offset").unwrap_or(0);
+                self.tsc_offsets.push((pid, tid, vcpu_field.unwrap_or(0), prev, next, time));
+            }
+            _ => {}
+        }
+    }
+
+    fn new_row(&mut self, pid: i32, tid: i32, cpu: Option<u32>, time: Option<u64>, idx: u64, source: &'static str) -> ExitRow {
+        let exit_idx = self.n_exits;
+        self.n_exits += 1;
+        let t = self.thread(pid, tid);
+        ExitRow {
+            exit_idx,
+            vm_pid: pid,
+            vcpu: t.vcpu_from_events.or(t.vcpu_from_name),
+            tid,
+            cpu,
+            exit_time_ns: time,
+            source,
+            sample_idx: idx,
+            ..Default::default()
+        }
+    }
+
+    /// A PVM exit row from the details gathered since the previous one.
+    fn take_pending(&mut self, pid: i32, tid: i32, cpu: Option<u32>, time: Option<u64>, idx: u64, source: &'static str) -> ExitRow {
+        let mut row = self.new_row(pid, tid, cpu, time, idx, source);
+        let t = self.thread(pid, tid);
+        let p = std::mem::take(&mut t.pending);
+        t.pending_any = false;
+        row.guest_rip = p.guest_rip;
+        row.pio_port = p.pio_port;
+        row.pio_size = p.pio_size;
+        row.pio_write = p.pio_write;
+        row.mmio_gpa = p.mmio_gpa;
+        row.mmio_len = p.mmio_len;
+        row.mmio_type = p.mmio_type;
+        row
+    }
+
+    fn detail(&mut self, pid: i32, tid: i32, _cpu: Option<u32>, _time: Option<u64>, _idx: u64, apply: impl FnOnce(&mut ExitRow)) {
+        let t = self.thread(pid, tid);
+        match t.open.as_mut() {
+            Some(row) => apply(row),
+            None => {
+                apply(&mut t.pending);
+                t.pending_any = true;
+            }
+        }
+    }
+
+    fn sched_switch(&mut self, f: &EventFormat, raw: &[u8], big: bool, time: Option<u64>) {
+        let Some(ts) = time else { return };
+        let prev = field_i64(f, raw, big, "prev_pid").map(|v| v as i32);
+        let next = field_i64(f, raw, big, "next_pid").map(|v| v as i32);
+        if let Some(t) = prev.and_then(|p| self.threads.get_mut(&p)) {
+            if t.open.is_some() {
+                t.sched_out_at = Some(ts);
+            }
+        }
+        if let Some(t) = next.and_then(|p| self.threads.get_mut(&p)) {
+            if let (Some(at), Some(row)) = (t.sched_out_at.take(), t.open.as_mut()) {
+                *row.sched_out_ns.get_or_insert(0) += ts.saturating_sub(at);
+            }
+        }
+    }
+
+    /// Writes `vms`, `vcpus` and `exits`. `part` maps a table name to its file.
+    pub fn close(mut self, part: &dyn Fn(&str) -> PathBuf) -> Result<Vec<(String, PathBuf, u64)>, Error> {
+        // Exits still open at the end are kept with a null entry time.
+        let mut open: Vec<ExitRow> = self.threads.values_mut().filter_map(|t| t.open.take()).collect();
+        self.exits.append(&mut open);
+        self.exits.sort_by_key(|r| r.exit_idx);
+        // Fill the vCPU of rows emitted before the thread's vCPU was known.
+        for r in &mut self.exits {
+            if r.vcpu.is_none() {
+                if let Some(t) = self.threads.get(&r.tid) {
+                    r.vcpu = t.vcpu_from_events.or(t.vcpu_from_name);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        // vCPUs: threads that emitted vCPU events or carry a vCPU name of their own.
+        let mut vcpus: BTreeMap<(i32, i32), &ThreadState> = BTreeMap::new();
+        for (tid, t) in &self.threads {
+            if t.vcpu_from_events.is_some() || t.vcpu_from_name.is_some() {
+                vcpus.insert((t.pid, *tid), t);
+            }
+        }
+        let doc = vcpus_doc();
+        let mut w = TableWriter::new("vcpus", part("vcpus"), &doc.defs(), Vec::new());
+        let mut vms: BTreeMap<i32, (u32, Option<u64>, Option<u64>)> = BTreeMap::new();
+        // Two threads of one VM claiming the same vCPU is a conflict too.
+        let mut claims: HashMap<(i32, u32), Vec<i32>> = HashMap::new();
+        for ((pid, tid), t) in &vcpus {
+            if let Some(v) = t.vcpu_from_events.or(t.vcpu_from_name) {
+                claims.entry((*pid, v)).or_default().push(*tid);
+            }
+        }
+        for ((pid, tid), t) in &vcpus {
+            let vcpu = t.vcpu_from_events.or(t.vcpu_from_name);
+            let mut conflict = match (t.vcpu_from_events, t.vcpu_from_name) {
+                (Some(a), Some(b)) if a != b => Some(format!("kvm events say vcpu {a}, thread name says CPU {b}/KVM")),
+                _ => None,
+            };
+            if let Some(v) = vcpu {
+                if let Some(others) = claims.get(&(*pid, v)).filter(|o| o.len() > 1) {
+                    let msg = format!("tids {others:?} all claim vcpu {v}");
+                    conflict = Some(conflict.map_or(msg.clone(), |c| format!("{c}; {msg}")));
+                }
+            }
+            let source = match (t.vcpu_from_events, t.vcpu_from_name) {
+                (Some(_), Some(_)) => "kvm_events+thread_name",
+                (Some(_), None) => "kvm_events",
+                _ => "thread_name",
+            };
+            w.i32(0, Some(*pid));
+            w.u32(1, vcpu);
+            w.i32(2, Some(*tid));
+            w.u64(3, t.first_ns);
+            w.u64(4, t.last_ns);
+            w.str(5, Some(source));
+            w.u64(6, Some(t.n_events));
+            w.str(7, conflict.as_deref());
+            w.end_row()?;
+            let e = vms.entry(*pid).or_insert((0, None, None));
+            e.0 += 1;
+            if let Some(f) = t.first_ns {
+                e.1 = Some(e.1.map_or(f, |x: u64| x.min(f)));
+            }
+            if let Some(l) = t.last_ns {
+                e.2 = Some(e.2.map_or(l, |x: u64| x.max(l)));
+            }
+        }
+        let (p, n) = w.close()?;
+        out.push(("vcpus".to_string(), p, n));
+
+        let doc = vms_doc();
+        let mut w = TableWriter::new("vms", part("vms"), &doc.defs(), Vec::new());
+        for (pid, (n, first, last)) in &vms {
+            let comm = self.process_comm.get(pid).cloned().unwrap_or_else(|| format!(":{pid}"));
+            w.i32(0, Some(*pid));
+            w.str(1, Some(&comm));
+            w.str(2, Some(&format!("{comm}:{pid}")));
+            w.u32(3, Some(*n));
+            w.u64(4, *first);
+            w.u64(5, *last);
+            w.end_row()?;
+        }
+        let (p, n) = w.close()?;
+        out.push(("vms".to_string(), p, n));
+
+        let doc = exits_doc();
+        let mut w = TableWriter::new("exits", part("exits"), &doc.defs(), Vec::new());
+        for r in &self.exits {
+            let duration = match (r.exit_time_ns, r.entry_time_ns) {
+                (Some(a), Some(b)) if b >= a => Some(b - a),
+                _ => None,
+            };
+            let userspace_ns = if r.entry_time_ns.is_some() && r.source == "kvm_exit" { r.userspace_time_ns.filter(|_| r.userspace_reason.is_some()) } else { None };
+            w.u64(0, Some(r.exit_idx));
+            w.i32(1, Some(r.vm_pid));
+            w.u32(2, r.vcpu);
+            w.i32(3, Some(r.tid));
+            w.u32(4, r.cpu);
+            w.u64(5, r.exit_time_ns);
+            w.u64(6, r.entry_time_ns);
+            w.u64(7, duration);
+            w.u64(8, r.reason);
+            w.str(9, r.reason_name.as_deref());
+            w.str(10, r.isa);
+            w.u64(11, r.flags);
+            w.str(12, r.flag_names.as_deref());
+            w.u64(13, r.guest_rip);
+            w.u64(14, r.info1);
+            w.u64(15, r.info2);
+            w.u64(16, r.intr_info);
+            w.u64(17, r.error_code);
+            w.str(18, Some(r.source));
+            w.str(19, r.userspace_reason.as_deref());
+            w.u64(20, userspace_ns);
+            w.u64(21, r.pio_port);
+            w.u64(22, r.pio_size);
+            w.bool(23, r.pio_write);
+            w.u64(24, r.mmio_gpa);
+            w.u64(25, r.mmio_len);
+            w.str(26, r.mmio_type.as_deref());
+            w.u64(27, r.msr_index);
+            w.bool(28, r.msr_write);
+            w.u64(29, if r.source == "kvm_exit" && r.entry_time_ns.is_some() { Some(r.sched_out_ns.unwrap_or(0)) } else { None });
+            w.u64(30, r.wakeup_ns);
+            w.bool(31, r.wakeup_waited);
+            w.bool(32, r.wakeup_valid);
+            w.u64(33, Some(r.sample_idx));
+            w.bool(34, Some(r.perf_kvm_counted && duration.is_some()));
+            w.end_row()?;
+        }
+        let (p, n) = w.close()?;
+        out.push(("exits".to_string(), p, n));
+
+        let doc = tsc_doc();
+        let mut w = TableWriter::new("tsc_offsets", part("tsc_offsets"), &doc.defs(), Vec::new());
+        for (pid, tid, vcpu, prev, next, time) in &self.tsc_offsets {
+            w.i32(0, Some(*pid));
+            w.i32(1, Some(*tid));
+            w.u32(2, Some(*vcpu));
+            w.u64(3, *time);
+            w.u64(4, Some(*prev));
+            w.u64(5, Some(*next));
+            w.end_row()?;
+        }
+        let (p, n) = w.close()?;
+        out.push(("tsc_offsets".to_string(), p, n));
+        Ok(out)
+    }
+}
+
+macro_rules! col {
+    ($name:expr, $ty:ident, $null:expr, $unit:expr, $meaning:expr) => {
+        ColumnDoc { name: $name, ty: ColType::$ty, nullable: $null, unit: $unit, meaning: $meaning }
+    };
+}
+
+const NS: &str = "ns, host perf clock";
+
+fn vms_doc() -> TableDoc {
+    TableDoc {
+        name: "vms",
+        row: "one VM: a VMM process with at least one vCPU thread",
+        columns: vec![
+            col!("vm_pid", I32, false, "-", "VMM process id (the VM key)"),
+            col!("comm", Str, false, "-", "VMM process name"),
+            col!("name", Str, false, "-", "default VM name `<comm>:<pid>` (ingest --guest-data/--guest-symbols VM=… names override it in analyses)"),
+            col!("n_vcpus", U32, false, "-", "vCPU threads seen"),
+            col!("first_ns", U64, true, NS, "first KVM event of the VM"),
+            col!("last_ns", U64, true, NS, "last KVM event of the VM"),
+        ],
+    }
+}
+
+fn vcpus_doc() -> TableDoc {
+    TableDoc {
+        name: "vcpus",
+        row: "one vCPU thread of a VM",
+        columns: vec![
+            col!("vm_pid", I32, false, "-", "VMM process id"),
+            col!("vcpu", U32, true, "-", "vCPU index within the VM"),
+            col!("tid", I32, false, "-", "host thread running the vCPU"),
+            col!("first_ns", U64, true, NS, "first KVM event of the thread"),
+            col!("last_ns", U64, true, NS, "last KVM event of the thread"),
+            col!("source", Str, false, "-", "kvm_events (vcpu_id fields), thread_name (`CPU n/KVM`) or both"),
+            col!("n_events", U64, false, "-", "KVM tracepoint samples of the thread"),
+            col!("conflict", Str, true, "-", "set when the sources disagree or two threads claim one vCPU"),
+        ],
+    }
+}
+
+fn exits_doc() -> TableDoc {
+    TableDoc {
+        name: "exits",
+        row: "one VM exit (see `source` for how it was detected)",
+        columns: vec![
+            col!("exit_idx", U64, false, "-", "0-based order of the exit in the recording"),
+            col!("vm_pid", I32, false, "-", "VMM process id"),
+            col!("vcpu", U32, true, "-", "vCPU index within the VM"),
+            col!("tid", I32, false, "-", "host thread of the vCPU"),
+            col!("cpu", U32, true, "host cpu", "cpu of the exit event"),
+            col!("exit_time_ns", U64, true, NS, "kvm_exit time (PVM: the kvm_userspace_exit/kvm_msr time)"),
+            col!("entry_time_ns", U64, true, NS, "next kvm_entry of the thread; null when still open at the end or unknown (PVM)"),
+            col!("duration_ns", U64, true, "ns", "entry_time_ns - exit_time_ns"),
+            col!("reason", U64, true, "-", "raw exit_reason (VMX with flag bits) / SVM exit code / KVM_EXIT_* code"),
+            col!("reason_name", Str, true, "-", "name as the kernel prints it (EPT_VIOLATION, npf, KVM_EXIT_IO, MSR_WRITE for PVM in-kernel MSR exits)"),
+            col!("isa", Str, true, "-", "vmx or svm from kvm_exit's isa field; null for PVM rows"),
+            col!("flags", U64, true, "-", "VMX flag bits (exit_reason & ~0xffff)"),
+            col!("flag_names", Str, true, "-", "FAILED_VMENTRY, SGX_ENCLAVE_MODE"),
+            col!("guest_rip", U64, true, "guest address", "kvm_exit guest_rip (PVM: rip of the last kvm_emulate_insn)"),
+            col!("info1", U64, true, "-", "kvm_exit info1 (exit qualification)"),
+            col!("info2", U64, true, "-", "kvm_exit info2"),
+            col!("intr_info", U64, true, "-", "kvm_exit intr_info"),
+            col!("error_code", U64, true, "-", "kvm_exit error_code"),
+            col!("source", Str, false, "-", "kvm_exit, kvm_userspace_exit or kvm_msr"),
+            col!("userspace_reason", Str, true, "-", "KVM_EXIT_* of a kvm_userspace_exit in the exit (handled by the VMM)"),
+            col!("userspace_ns", U64, true, "ns", "from kvm_userspace_exit to kvm_entry: the VMM round trip"),
+            col!("pio_port", U64, true, "-", "kvm_pio port"),
+            col!("pio_size", U64, true, "bytes", "kvm_pio size"),
+            col!("pio_write", Bool, true, "-", "kvm_pio direction"),
+            col!("mmio_gpa", U64, true, "guest physical address", "kvm_mmio gpa"),
+            col!("mmio_len", U64, true, "bytes", "kvm_mmio len"),
+            col!("mmio_type", Str, true, "-", "write, read or unsatisfied-read"),
+            col!("msr_index", U64, true, "-", "kvm_msr ecx"),
+            col!("msr_write", Bool, true, "-", "kvm_msr direction"),
+            col!("sched_out_ns", U64, true, "ns", "time the vCPU thread was scheduled out during the exit (sched_switch); null when not measurable"),
+            col!("wakeup_ns", U64, true, "ns", "kvm_vcpu_wakeup ns (halt polling / blocking)"),
+            col!("wakeup_waited", Bool, true, "-", "kvm_vcpu_wakeup: blocked (true) or polled"),
+            col!("wakeup_valid", Bool, true, "-", "kvm_vcpu_wakeup valid"),
+            col!("sample_idx", U64, false, "-", "samples row of the event that started the exit"),
+            col!("perf_kvm_counted", Bool, false, "-", "perf kvm stat counts this exit (after the thread's first kvm_entry, with an entry)"),
+        ],
+    }
+}
+
+fn tsc_doc() -> TableDoc {
+    TableDoc {
+        name: "tsc_offsets",
+        row: "one kvm_write_tsc_offset event",
+        columns: vec![
+            col!("vm_pid", I32, false, "-", "VMM process id"),
+            col!("tid", I32, false, "-", "thread that wrote it"),
+            col!("vcpu", U32, false, "-", "vcpu_id field"),
+            col!("time_ns", U64, true, NS, "event time"),
+            col!("previous_tsc_offset", U64, false, "TSC ticks", "offset before"),
+            col!("next_tsc_offset", U64, false, "TSC ticks", "offset after (guest_tsc = host_tsc × scale + offset)"),
+        ],
+    }
+}
+
+/// The KVM tables' documentation.
+pub fn tables() -> Vec<TableDoc> {
+    vec![vms_doc(), vcpus_doc(), exits_doc(), tsc_doc()]
+}

@@ -1,0 +1,253 @@
+//! kvmtrace-ingest: raw `perf.data` (file or pipe mode, zstd-compressed or not, perf 3.x to
+//! 6.x) into a directory of Parquet tables with a documented, versioned schema
+//! (docs/schema.md; [`schema`]).
+//!
+//! ```no_run
+//! let mut opts = kvmtrace_ingest::Options::default();
+//! opts.output = "dataset".into();
+//! let report = kvmtrace_ingest::run(std::path::Path::new("perf.data"), &opts)?;
+//! println!("{} samples", report.n_samples);
+//! # Ok::<(), kvmtrace_ingest::Error>(())
+//! ```
+//!
+//! Layout: `perf` parses bytes into typed records and never does I/O; [`reader`] is the I/O
+//! edge (mapped file or stdin stream); the session orders records as perf does and writes the
+//! tables through [`table`].
+
+#![deny(missing_docs)]
+
+pub mod dataset;
+pub mod error;
+pub mod kvm;
+pub mod perf;
+pub mod reader;
+pub mod schema;
+pub mod table;
+
+mod session;
+mod threads;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use error::{Error, Warning, WarningKind};
+
+use session::{Session, SessionConfig};
+use table::{SCHEMA_VERSION, TableWriter, partition_path};
+
+/// Ingest options.
+#[non_exhaustive]
+pub struct Options {
+    /// The dataset directory to write.
+    pub output: PathBuf,
+    /// Add the recording to an existing dataset instead of replacing it.
+    pub append: bool,
+    /// Worker threads (reserved for symbolisation; decoding is sequential, as perf's order is).
+    pub threads: usize,
+    /// Keep PERF_SAMPLE_RAW in `samples.raw` even for tracepoints decoded into their tables.
+    pub keep_raw: bool,
+    /// Called with (bytes done, bytes total) as the input is read.
+    pub progress: Option<std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { output: PathBuf::from("dataset"), append: false, threads: 0, keep_raw: false, progress: None }
+    }
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Recording id (partition key).
+    pub recording: String,
+    /// Host partition key.
+    pub host: String,
+    /// Samples written.
+    pub n_samples: u64,
+    /// Rows per table.
+    pub tables: Vec<(String, u64)>,
+    /// Non-fatal problems (the first ones of each kind, with text).
+    pub warnings: Vec<Warning>,
+    /// Warning counts by kind.
+    pub warning_counts: Vec<(WarningKind, u64)>,
+    /// Bytes of input that could not be read (truncation, corruption).
+    pub bytes_unread: u64,
+    /// Input size in bytes.
+    pub input_bytes: u64,
+}
+
+impl Report {
+    /// Whether data was skipped (exit code 1 in the CLI).
+    pub fn has_warnings(&self) -> bool {
+        !self.warning_counts.is_empty() || self.bytes_unread > 0
+    }
+}
+
+/// Ingests `input` (a perf.data path, or `-` for a pipe-mode stream on stdin) into
+/// `opts.output`. The dataset is written under a temporary name and renamed when complete.
+pub fn run(input: &Path, opts: &Options) -> Result<Report, Error> {
+    let (bytes, name) = read_input(input)?;
+    ingest_bytes(&bytes, &name, opts)
+}
+
+fn read_input(input: &Path) -> Result<(InputBytes, String), Error> {
+    if input.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::Io { path: Some(input.to_path_buf()), offset: None, source: e })?;
+        return Ok((InputBytes::Owned(buf), "-".to_string()));
+    }
+    let file = std::fs::File::open(input).map_err(|e| Error::Io { path: Some(input.to_path_buf()), offset: None, source: e })?;
+    // SAFETY: the file is only read; a concurrent writer could change the bytes under us,
+    // which the parser tolerates (every read is bounds-checked).
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .map_err(|e| Error::Io { path: Some(input.to_path_buf()), offset: None, source: e })?;
+    Ok((InputBytes::Mapped(map), input.display().to_string()))
+}
+
+enum InputBytes {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for InputBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            InputBytes::Owned(v) => v,
+            InputBytes::Mapped(m) => m,
+        }
+    }
+}
+
+/// Ingests a perf.data held in memory. `source_name` is recorded in `meta.source_file`.
+pub fn ingest_bytes(data: &[u8], source_name: &str, opts: &Options) -> Result<Report, Error> {
+    let sha = hex(&Sha256::digest(data));
+    let stem = Path::new(source_name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty() && s != "-")
+        .unwrap_or_else(|| "stdin".to_string());
+    let recording = format!("{}-{}", session::sanitize(&stem), &sha[..8]);
+
+    let staging = dataset::Staging::begin(&opts.output, opts.append, &recording)?;
+    // Host is known only after the header; write under a placeholder and move at the end.
+    let cfg = SessionConfig {
+        root: staging.dir().to_path_buf(),
+        host: "_pending".to_string(),
+        recording: recording.clone(),
+        keep_raw: opts.keep_raw,
+    };
+    let mut sess = Session::new(cfg);
+    let total = data.len() as u64;
+    if let Some(p) = opts.progress.clone() {
+        sess.progress = Some(Box::new(move |done| p(done, total)));
+    }
+    let walk = reader::walk_file(data, &mut sess)?;
+    sess.finish_records()?;
+    let fatal = sess.take_fatal();
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    let features = sess.features.clone();
+    let host = features
+        .hostname
+        .as_deref()
+        .map(session::sanitize)
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_string());
+    let (tables, summary) = sess.close()?;
+
+    // Meta.
+    let root = staging.dir().to_path_buf();
+    let mut w = TableWriter::new("meta", partition_path(&root, "meta", "_pending", &recording), &schema::meta().defs(), Vec::new());
+    let f = &summary.features;
+    w.str(0, Some(&recording));
+    w.str(1, Some(&host));
+    w.str(2, Some(source_name));
+    w.str(3, Some(&sha));
+    w.u64(4, Some(total));
+    w.bool(5, Some(walk.pipe_mode));
+    w.str(6, f.hostname.as_deref());
+    w.str(7, f.os_release.as_deref());
+    w.str(8, f.perf_version.as_deref());
+    w.str(9, f.arch.as_deref());
+    w.u32(10, f.nr_cpus_online);
+    w.u32(11, f.nr_cpus_avail);
+    w.str(12, f.cpu_desc.as_deref());
+    w.str(13, f.cpuid.as_deref());
+    w.u64(14, f.total_mem_kb);
+    w.str(15, f.cmdline.as_deref());
+    w.u32(16, f.clock_data.map(|c| c.0));
+    w.u64(17, f.clock_data.map(|c| c.1));
+    w.u64(18, f.clock_data.map(|c| c.2));
+    w.u64(19, f.sample_time.map(|t| t.0).or(summary.first_time));
+    w.u64(20, f.sample_time.map(|t| t.1).or(summary.last_time));
+    w.u64(21, Some(summary.n_samples));
+    w.str(22, Some(env!("CARGO_PKG_VERSION")));
+    w.u32(23, Some(SCHEMA_VERSION));
+    w.end_row()?;
+    let mut all_tables: Vec<(String, PathBuf, u64)> = tables;
+    let (p, n) = w.close()?;
+    all_tables.push(("meta".into(), p, n));
+
+    // Ingest report: record counts, then warnings.
+    let mut warnings = walk.warnings.clone();
+    warnings.extend(summary.warnings.iter().cloned());
+    let bytes_unread = total.saturating_sub(walk.bytes_read);
+    let mut w = TableWriter::new(
+        "ingest_report",
+        partition_path(&root, "ingest_report", "_pending", &recording),
+        &schema::ingest_report().defs(),
+        Vec::new(),
+    );
+    for (t, (n, b)) in &walk.records {
+        w.str(0, Some("record"));
+        w.str(1, Some(perf::records::record_type::name(*t)));
+        w.u64(2, Some(*n));
+        w.u64(3, Some(*b));
+        w.u64(4, None);
+        w.str(5, None);
+        w.end_row()?;
+    }
+    let mut counts: std::collections::BTreeMap<WarningKind, u64> = std::collections::BTreeMap::new();
+    for wn in &walk.warnings {
+        *counts.entry(wn.kind).or_default() += 1;
+    }
+    for (k, n) in &summary.warning_counts {
+        *counts.entry(*k).or_default() += n;
+    }
+    for wn in &warnings {
+        w.str(0, Some("warning"));
+        w.str(1, Some(wn.kind.as_str()));
+        w.u64(2, Some(1));
+        w.u64(3, Some(if wn.kind == WarningKind::Truncated { bytes_unread } else { 0 }));
+        w.u64(4, wn.offset);
+        w.str(5, Some(&wn.message));
+        w.end_row()?;
+    }
+    let (p, n) = w.close()?;
+    all_tables.push(("ingest_report".into(), p, n));
+
+    let table_rows: Vec<(String, u64)> = all_tables.iter().map(|(n, _, r)| (n.clone(), *r)).collect();
+    staging.commit(&host, &recording, &table_rows)?;
+    Ok(Report {
+        recording,
+        host,
+        n_samples: summary.n_samples,
+        tables: table_rows,
+        warnings,
+        warning_counts: counts.into_iter().collect(),
+        bytes_unread,
+        input_bytes: total,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,835 @@
+//! The decoding session: receives records in file order from [`crate::reader`], orders them as
+//! perf does (time order within FINISHED_ROUND windows), tracks threads, interns callchains and
+//! writes every table.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+
+use crate::error::{Error, Warning, WarningKind};
+use crate::kvm::KvmModel;
+use crate::perf::attr::{PerfEventAttr, event_type, sample_type as st};
+use crate::perf::bytes::u64_at;
+use crate::perf::format::{ColumnKind, EventFormat, FieldValue};
+use crate::perf::header::{AttrEntry, Features, feature};
+use crate::perf::records::{
+    self, CpuMode, Sample, SampleId, callchain_ips, record_type as rt, sample_id_size,
+};
+use crate::perf::tracing::{TracingData, parse_tracing_data};
+use crate::reader::RecordHandler;
+use crate::schema;
+use crate::table::{ColType, ColumnDef, TableWriter, partition_path};
+use crate::threads::ThreadModel;
+
+/// One event (attr) of the recording.
+#[derive(Debug, Clone)]
+pub(crate) struct EventInfo {
+    pub(crate) attr: PerfEventAttr,
+    pub(crate) ids: Vec<u64>,
+    pub(crate) name: Option<String>,
+    pub(crate) n_samples: u64,
+}
+
+/// A record held back until its round is flushed.
+struct Queued {
+    time: u64,
+    type_: u32,
+    misc: u16,
+    offset: u64,
+    body: Vec<u8>,
+}
+
+/// A tracepoint table being written.
+struct TpTable {
+    format: EventFormat,
+    writer: TableWriter,
+    /// Column index of each field in `format.common_fields` (minus common_type) then `fields`.
+    columns: Vec<(bool, usize, usize)>,
+}
+
+/// Callchain interning: raw callchain bytes + the sample cpumode → stack id.
+#[derive(Default)]
+struct StackInterner {
+    by_hash: HashMap<u64, Vec<u32>>,
+    stacks: Vec<(CpuMode, Vec<u8>)>,
+}
+
+impl StackInterner {
+    fn intern(&mut self, mode: CpuMode, raw: &[u8]) -> u32 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        mode.hash(&mut h);
+        raw.hash(&mut h);
+        let key = h.finish();
+        let ids = self.by_hash.entry(key).or_default();
+        for &id in ids.iter() {
+            if let Some((m, r)) = self.stacks.get(id as usize) {
+                if *m == mode && r == raw {
+                    return id;
+                }
+            }
+        }
+        let id = self.stacks.len() as u32;
+        self.stacks.push((mode, raw.to_vec()));
+        ids.push(id);
+        id
+    }
+}
+
+/// Where and how to write, decided by the caller.
+pub(crate) struct SessionConfig {
+    pub(crate) root: PathBuf,
+    pub(crate) host: String,
+    pub(crate) recording: String,
+    pub(crate) keep_raw: bool,
+}
+
+/// Column indices of `samples`, looked up once.
+struct SampleCols {
+    idx: [usize; 31],
+}
+
+const SAMPLE_COLS: [&str; 31] = [
+    "sample_idx",
+    "time_ns",
+    "cpu",
+    "pid",
+    "tid",
+    "comm",
+    "event",
+    "event_idx",
+    "period",
+    "ip",
+    "cpumode",
+    "stack_id",
+    "addr",
+    "id",
+    "stream_id",
+    "read_time_enabled",
+    "read_time_running",
+    "read_values",
+    "read_ids",
+    "branch_from",
+    "branch_to",
+    "branch_flags",
+    "user_regs_abi",
+    "user_regs",
+    "user_stack",
+    "weight",
+    "data_src",
+    "transaction",
+    "phys_addr",
+    "cgroup",
+    "raw",
+];
+
+/// The decoding session.
+pub(crate) struct Session {
+    cfg: SessionConfig,
+    pub(crate) events: Vec<EventInfo>,
+    id_map: HashMap<u64, usize>,
+    event_types: HashMap<u64, String>,
+    pub(crate) features: Features,
+    pub(crate) tracing: Option<TracingData>,
+    names_ready: bool,
+    // Ordering.
+    ordering: Option<bool>,
+    queue: Vec<Queued>,
+    next_flush: u64,
+    max_ts: u64,
+    // State.
+    threads: ThreadModel,
+    stacks: StackInterner,
+    pub(crate) kvm: KvmModel,
+    // Output.
+    samples: TableWriter,
+    sample_cols: SampleCols,
+    mmaps: TableWriter,
+    lost: TableWriter,
+    tp_tables: BTreeMap<String, TpTable>,
+    tp_by_event: HashMap<usize, String>,
+    pub(crate) sample_idx: u64,
+    pub(crate) first_time: Option<u64>,
+    pub(crate) last_time: Option<u64>,
+    pub(crate) warnings: Vec<Warning>,
+    warned: HashMap<WarningKind, u64>,
+    /// Bytes consumed, for progress.
+    pub(crate) progress: Option<Box<dyn FnMut(u64) + Send>>,
+    pub(crate) build_ids_by_path: HashMap<String, String>,
+    /// The first error that must stop the ingest (a table could not be written).
+    fatal: Option<Error>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Session {
+    pub(crate) fn new(cfg: SessionConfig) -> Self {
+        let part = |t: &str| partition_path(&cfg.root, t, &cfg.host, &cfg.recording);
+        let sdoc = schema::samples();
+        let sample_cols = SampleCols { idx: SAMPLE_COLS.map(|n| sdoc.index(n).unwrap_or(usize::MAX)) };
+        Session {
+            samples: TableWriter::new("samples", part("samples"), &sdoc.defs(), Vec::new()),
+            mmaps: TableWriter::new("mmaps", part("mmaps"), &schema::mmaps().defs(), Vec::new()),
+            lost: TableWriter::new("lost", part("lost"), &schema::lost().defs(), Vec::new()),
+            sample_cols,
+            cfg,
+            events: Vec::new(),
+            id_map: HashMap::new(),
+            event_types: HashMap::new(),
+            features: Features::default(),
+            tracing: None,
+            names_ready: false,
+            ordering: None,
+            queue: Vec::new(),
+            next_flush: 0,
+            max_ts: 0,
+            threads: ThreadModel::new(),
+            stacks: StackInterner::default(),
+            kvm: KvmModel::default(),
+            tp_tables: BTreeMap::new(),
+            tp_by_event: HashMap::new(),
+            sample_idx: 0,
+            first_time: None,
+            last_time: None,
+            warnings: Vec::new(),
+            warned: HashMap::new(),
+            progress: None,
+            build_ids_by_path: HashMap::new(),
+            fatal: None,
+        }
+    }
+
+    pub(crate) fn part(&self, table: &str) -> PathBuf {
+        partition_path(&self.cfg.root, table, &self.cfg.host, &self.cfg.recording)
+    }
+
+    fn warn(&mut self, kind: WarningKind, offset: Option<u64>, message: String) {
+        let n = self.warned.entry(kind).or_default();
+        *n += 1;
+        if *n <= 20 {
+            self.warnings.push(Warning { kind, offset, message });
+        }
+    }
+
+    /// Names events once everything before the first record is known.
+    fn resolve_names(&mut self) {
+        if self.names_ready {
+            return;
+        }
+        self.names_ready = true;
+        let desc = self.features.event_desc.clone();
+        for (i, ev) in self.events.iter_mut().enumerate() {
+            // EVENT_DESC: match by ids, else by position.
+            let by_id = desc.iter().find(|(_, _, ids)| !ids.is_empty() && ev.ids.iter().any(|id| ids.contains(id)));
+            let from_desc = by_id.or_else(|| desc.get(i).filter(|(a, _, _)| a.config == ev.attr.config && a.type_ == ev.attr.type_));
+            if ev.name.is_none() {
+                if let Some((_, name, _)) = from_desc {
+                    ev.name = Some(name.clone());
+                }
+            }
+            if ev.attr.type_ == event_type::TRACEPOINT {
+                if let Some(fmt) = self.tracing.as_ref().and_then(|t| t.event_by_id(ev.attr.config)) {
+                    if ev.name.is_none() {
+                        ev.name = Some(format!("{}:{}", fmt.system, fmt.name));
+                    }
+                }
+            }
+            if ev.name.is_none() {
+                if let Some(n) = self.event_types.get(&ev.attr.config) {
+                    ev.name = Some(n.clone());
+                }
+            }
+            if ev.name.is_none() {
+                ev.name = Some(ev.attr.default_name());
+            }
+        }
+        // Tracepoint tables.
+        let formats: Vec<(usize, EventFormat)> = self
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.attr.type_ == event_type::TRACEPOINT)
+            .filter_map(|(i, e)| self.tracing.as_ref()?.event_by_id(e.attr.config).map(|f| (i, f.clone())))
+            .collect();
+        for (i, fmt) in formats {
+            let table = format!("{}__{}", sanitize(&fmt.system), sanitize(&fmt.name));
+            if !self.tp_tables.contains_key(&table) {
+                let tp = self.tp_table(&table, fmt);
+                self.tp_tables.insert(table.clone(), tp);
+            }
+            self.tp_by_event.insert(i, table);
+        }
+    }
+
+    fn tp_table(&self, table: &str, format: EventFormat) -> TpTable {
+        let mut defs = schema::tracepoint_common().defs();
+        let fixed: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
+        let mut columns = Vec::new();
+        let all = format
+            .common_fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.name != "common_type")
+            .map(|(i, f)| (true, i, f))
+            .chain(format.fields.iter().enumerate().map(|(i, f)| (false, i, f)));
+        for (common, i, f) in all {
+            let ty = match f.column_kind() {
+                ColumnKind::Unsigned { bytes: 8 } => ColType::U64,
+                ColumnKind::Unsigned { .. } => ColType::U32,
+                ColumnKind::Signed { bytes: 8 } => ColType::I64,
+                ColumnKind::Signed { .. } => ColType::I32,
+                ColumnKind::Str => ColType::Str,
+                ColumnKind::Bytes => ColType::Bin,
+            };
+            let mut name = f.name.clone();
+            if fixed.contains(&name) || defs.iter().any(|d| d.name == name) {
+                name = format!("field_{name}");
+            }
+            columns.push((common, i, defs.len()));
+            defs.push(ColumnDef::new(name, ty, true));
+        }
+        let meta = vec![
+            ("kvmtrace.tracepoint".to_string(), format!("{}:{}", format.system, format.name)),
+            ("kvmtrace.print_fmt".to_string(), format.print_fmt.clone()),
+        ];
+        TpTable { writer: TableWriter::new(table, self.part(table), &defs, meta), format, columns }
+    }
+
+    /// The attr index of a sample body.
+    fn sample_event(&self, body: &[u8]) -> Option<usize> {
+        if self.events.len() <= 1 {
+            return if self.events.is_empty() { None } else { Some(0) };
+        }
+        let first = &self.events[0].attr;
+        let id = if first.has(st::IDENTIFIER) {
+            u64_at(body, 0)?
+        } else if first.has(st::ID) {
+            let mut pos = 0;
+            for b in [st::IP, st::TID, st::TIME, st::ADDR] {
+                if first.sample_type & b != 0 {
+                    pos += 8;
+                }
+            }
+            u64_at(body, pos)?
+        } else {
+            return Some(0);
+        };
+        self.id_map.get(&id).copied()
+    }
+
+    /// The attr index of a non-sample record with a trailer.
+    fn trailer_event(&self, body: &[u8]) -> Option<usize> {
+        if self.events.len() <= 1 {
+            return if self.events.is_empty() { None } else { Some(0) };
+        }
+        let first = &self.events[0].attr;
+        if !first.sample_id_all() {
+            return Some(0);
+        }
+        let t = first.sample_type;
+        let id = if t & st::IDENTIFIER != 0 {
+            u64_at(body, body.len().checked_sub(8)?)?
+        } else if t & st::ID != 0 {
+            let mut from_end = 8;
+            for b in [st::STREAM_ID, st::CPU] {
+                if t & b != 0 {
+                    from_end += 8;
+                }
+            }
+            u64_at(body, body.len().checked_sub(from_end)?)?
+        } else {
+            return Some(0);
+        };
+        self.id_map.get(&id).copied()
+    }
+
+    /// The timestamp perf would order this record by, or `None` (delivered at once).
+    fn record_time(&self, type_: u32, body: &[u8]) -> Option<u64> {
+        if type_ >= 64 {
+            return None;
+        }
+        if type_ == rt::SAMPLE {
+            let ev = self.sample_event(body)?;
+            let a = &self.events.get(ev)?.attr;
+            if !a.has(st::TIME) {
+                return None;
+            }
+            let mut pos = 0;
+            for b in [st::IDENTIFIER, st::IP, st::TID] {
+                if a.sample_type & b != 0 {
+                    pos += 8;
+                }
+            }
+            return u64_at(body, pos);
+        }
+        let ev = self.trailer_event(body)?;
+        let a = &self.events.get(ev)?.attr;
+        if !a.sample_id_all() || !a.has(st::TIME) {
+            return None;
+        }
+        SampleId::parse_trailer(body, a.sample_type)?.time
+    }
+
+    fn ordering_enabled(&mut self) -> bool {
+        if let Some(o) = self.ordering {
+            return o;
+        }
+        // perf falls back to unordered processing without sample_id_all.
+        let o = self.events.first().is_some_and(|e| e.attr.sample_id_all());
+        self.ordering = Some(o);
+        o
+    }
+
+    fn flush_upto(&mut self, limit: u64) -> Result<(), Error> {
+        if self.queue.is_empty() {
+            return Ok(());
+        }
+        self.queue.sort_by_key(|q| q.time);
+        let n = self.queue.partition_point(|q| q.time <= limit);
+        let ready: Vec<Queued> = self.queue.drain(..n).collect();
+        for q in ready {
+            self.deliver(q.type_, q.misc, &q.body, q.offset)?;
+        }
+        Ok(())
+    }
+
+    /// The error that stopped writing, if any.
+    pub(crate) fn take_fatal(&mut self) -> Option<Error> {
+        self.fatal.take()
+    }
+
+    /// Delivers everything still queued (end of input).
+    pub(crate) fn finish_records(&mut self) -> Result<(), Error> {
+        self.flush_upto(u64::MAX)
+    }
+
+    fn handle(&mut self, type_: u32, misc: u16, body: &[u8], offset: u64) -> Result<(), Error> {
+        self.resolve_names();
+        if type_ == rt::FINISHED_ROUND {
+            let limit = self.next_flush;
+            self.flush_upto(limit)?;
+            self.next_flush = self.max_ts;
+            return Ok(());
+        }
+        if self.ordering_enabled() {
+            if let Some(t) = self.record_time(type_, body) {
+                self.max_ts = self.max_ts.max(t);
+                self.queue.push(Queued { time: t, type_, misc, offset, body: body.to_vec() });
+                return Ok(());
+            }
+        }
+        self.deliver(type_, misc, body, offset)
+    }
+
+    fn deliver(&mut self, type_: u32, misc: u16, body: &[u8], offset: u64) -> Result<(), Error> {
+        match type_ {
+            rt::SAMPLE => self.sample(misc, body, offset),
+            rt::COMM | rt::FORK | rt::EXIT | rt::MMAP | rt::MMAP2 => self.task(type_, misc, body, offset),
+            rt::LOST | rt::LOST_SAMPLES | rt::THROTTLE | rt::UNTHROTTLE => self.lost_record(type_, body),
+            rt::EVENT_UPDATE => {
+                self.event_update(body);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn event_update(&mut self, body: &[u8]) {
+        // struct perf_record_event_update { u64 type; u64 id; union {...} }; type 2 = NAME.
+        let (Some(kind), Some(id)) = (u64_at(body, 0), u64_at(body, 8)) else { return };
+        if kind == 2 {
+            let name = crate::perf::bytes::c_str(body.get(16..).unwrap_or(&[]));
+            if let Some(&i) = self.id_map.get(&id) {
+                if let Some(ev) = self.events.get_mut(i) {
+                    ev.name = Some(name);
+                }
+            }
+        }
+    }
+
+    fn trailer(&self, body: &[u8]) -> (SampleId, usize) {
+        let Some(ev) = self.trailer_event(body).and_then(|i| self.events.get(i)) else {
+            return (SampleId::default(), 0);
+        };
+        if !ev.attr.sample_id_all() {
+            return (SampleId::default(), 0);
+        }
+        let size = sample_id_size(ev.attr.sample_type);
+        (SampleId::parse_trailer(body, ev.attr.sample_type).unwrap_or_default(), size)
+    }
+
+    fn task(&mut self, type_: u32, misc: u16, body: &[u8], offset: u64) -> Result<(), Error> {
+        let (sid, trailer) = self.trailer(body);
+        let mode = CpuMode::from_misc(misc);
+        let guest = mode.is_guest();
+        match type_ {
+            rt::COMM => match records::parse_comm(body, misc, trailer) {
+                Some(c) => {
+                    self.threads.set_comm(guest, c.pid, c.tid, &c.comm, sid.time, c.exec);
+                    self.kvm.on_comm(c.pid, c.tid, &c.comm, sid.time);
+                }
+                None => self.warn(WarningKind::CorruptRecord, Some(offset), "COMM record too short; skipped".into()),
+            },
+            rt::FORK | rt::EXIT => match records::parse_task(body) {
+                Some(t) if type_ == rt::FORK => {
+                    self.threads.fork(guest, t.pid, t.tid, t.ppid, t.ptid, Some(t.time));
+                    self.kvm.on_fork(t.pid, t.tid, t.ppid, t.ptid, t.time);
+                }
+                Some(t) => self.threads.exit(guest, t.tid, Some(t.time)),
+                None => self.warn(WarningKind::CorruptRecord, Some(offset), "FORK/EXIT record too short; skipped".into()),
+            },
+            _ => match records::parse_mmap(body, misc, type_ == rt::MMAP2, trailer) {
+                Some(m) => {
+                    let c = &schema::mmaps();
+                    let build_id = m.build_id.as_deref().map(hex).or_else(|| self.build_ids_by_path.get(&m.filename).cloned());
+                    let w = &mut self.mmaps;
+                    w.u64(0, sid.time);
+                    w.str(1, Some(if guest { "guest" } else { "host" }));
+                    w.str(2, Some(mode.as_str()));
+                    w.i32(3, Some(m.pid));
+                    w.i32(4, Some(m.tid));
+                    w.u64(5, Some(m.start));
+                    w.u64(6, Some(m.len));
+                    w.u64(7, Some(m.pgoff));
+                    w.str(8, Some(&m.filename));
+                    w.str(9, build_id.as_deref());
+                    w.u32(10, m.maj);
+                    w.u32(11, m.min);
+                    w.u64(12, m.ino);
+                    w.u32(13, m.prot);
+                    w.u32(14, m.flags);
+                    debug_assert_eq!(c.columns.len(), 15);
+                    w.end_row()?;
+                }
+                None => self.warn(WarningKind::CorruptRecord, Some(offset), "MMAP record too short; skipped".into()),
+            },
+        }
+        Ok(())
+    }
+
+    fn lost_record(&mut self, type_: u32, body: &[u8]) -> Result<(), Error> {
+        let (sid, _) = self.trailer(body);
+        let (kind, time, id, n) = match type_ {
+            rt::LOST => ("lost", sid.time, u64_at(body, 0), u64_at(body, 8)),
+            rt::LOST_SAMPLES => ("lost_samples", sid.time, sid.id, u64_at(body, 0)),
+            rt::THROTTLE => ("throttle", u64_at(body, 0), u64_at(body, 8), None),
+            _ => ("unthrottle", u64_at(body, 0), u64_at(body, 8), None),
+        };
+        let w = &mut self.lost;
+        w.str(0, Some(kind));
+        w.u64(1, time);
+        w.u32(2, sid.cpu);
+        w.u64(3, id);
+        w.u64(4, n);
+        w.end_row()
+    }
+
+    fn sample(&mut self, misc: u16, body: &[u8], offset: u64) -> Result<(), Error> {
+        let Some(ev_idx) = self.sample_event(body) else {
+            self.warn(WarningKind::UnknownEvent, Some(offset), "sample whose id matches no event; skipped".into());
+            return Ok(());
+        };
+        let Some(ev) = self.events.get(ev_idx) else { return Ok(()) };
+        let attr = ev.attr.clone();
+        let Some(s) = Sample::parse(body, &attr) else {
+            self.warn(WarningKind::CorruptRecord, Some(offset), "sample shorter than its sample_type says; skipped".into());
+            return Ok(());
+        };
+        let mode = CpuMode::from_misc(misc);
+        let idx = self.sample_idx;
+        self.sample_idx += 1;
+        if let Some(t) = s.time {
+            self.first_time = Some(self.first_time.map_or(t, |f| f.min(t)));
+            self.last_time = Some(self.last_time.map_or(t, |l| l.max(t)));
+        }
+        let pid = s.pid.unwrap_or(-1);
+        let tid = s.tid.unwrap_or(-1);
+        let comm = self.threads.comm(mode.is_guest(), pid, tid).to_string();
+        let stack_id = match (s.callchain, s.branch_stack.as_ref()) {
+            (Some(raw), Some(lbr)) if attr.branch_sample_type & BRANCH_CALL_STACK != 0 => {
+                let stitched = lbr_callchain(raw, lbr);
+                Some(self.stacks.intern(mode, &stitched))
+            }
+            (Some(raw), _) => Some(self.stacks.intern(mode, raw)),
+            (None, _) => None,
+        };
+        if let Some(ev) = self.events.get_mut(ev_idx) {
+            ev.n_samples += 1;
+        }
+        let name = self.events.get(ev_idx).and_then(|e| e.name.clone()).unwrap_or_default();
+        let period = s.period.or(Some(attr.fixed_period()));
+        let tp_table = self.tp_by_event.get(&ev_idx).cloned();
+
+        // Tracepoint table row and KVM model.
+        let mut raw_decoded = false;
+        if let (Some(table), Some(raw)) = (tp_table.as_ref(), s.raw) {
+            let big = self.tracing.as_ref().is_some_and(|t| t.big_endian);
+            if let Some(tp) = self.tp_tables.get_mut(table) {
+                raw_decoded = true;
+                let w = &mut tp.writer;
+                w.u64(0, Some(idx));
+                w.u64(1, s.time);
+                w.u32(2, s.cpu);
+                w.i32(3, s.pid);
+                w.i32(4, s.tid);
+                for &(common, fi, col) in &tp.columns {
+                    let f = if common { tp.format.common_fields.get(fi) } else { tp.format.fields.get(fi) };
+                    let Some(f) = f else { continue };
+                    match f.value(raw, big) {
+                        Some(FieldValue::Unsigned(v)) => w.u64(col, Some(v)),
+                        Some(FieldValue::Signed(v)) => w.i64(col, Some(v)),
+                        Some(FieldValue::Str(v)) => w.str(col, Some(&v)),
+                        Some(FieldValue::Bytes(v)) => w.bin(col, Some(v)),
+                        None => w.u64(col, None),
+                    }
+                }
+                w.end_row()?;
+                self.kvm.on_tracepoint(&tp.format, raw, big, idx, s.time, s.cpu, s.pid, s.tid);
+            }
+        }
+        if s.raw.is_some() && attr.type_ == event_type::TRACEPOINT && !raw_decoded {
+            self.warn(
+                WarningKind::MissingFormat,
+                Some(offset),
+                format!("no format description for tracepoint id {}; its raw payload is kept in samples.raw", attr.config),
+            );
+        }
+
+        let c = self.sample_cols.idx;
+        let w = &mut self.samples;
+        w.u64(c[0], Some(idx));
+        w.u64(c[1], s.time);
+        w.u32(c[2], s.cpu);
+        w.i32(c[3], s.pid);
+        w.i32(c[4], s.tid);
+        w.str(c[5], Some(&comm));
+        w.str(c[6], Some(&name));
+        w.u32(c[7], Some(ev_idx as u32));
+        w.u64(c[8], period);
+        w.u64(c[9], s.ip);
+        w.str(c[10], Some(mode.as_str()));
+        w.u32(c[11], stack_id);
+        w.u64(c[12], s.addr);
+        w.u64(c[13], s.id);
+        w.u64(c[14], s.stream_id);
+        match &s.read {
+            Some(r) => {
+                w.u64(c[15], r.time_enabled);
+                w.u64(c[16], r.time_running);
+                w.list_u64(c[17], Some(&mut r.values.iter().map(|v| v.value)));
+                w.list_u64(c[18], Some(&mut r.values.iter().map(|v| v.id.unwrap_or(0))));
+            }
+            None => {
+                w.u64(c[15], None);
+                w.u64(c[16], None);
+                w.list_u64(c[17], None);
+                w.list_u64(c[18], None);
+            }
+        }
+        match &s.branch_stack {
+            Some(b) => {
+                w.list_u64(c[19], Some(&mut b.iter().map(|e| e.from)));
+                w.list_u64(c[20], Some(&mut b.iter().map(|e| e.to)));
+                w.list_u64(c[21], Some(&mut b.iter().map(|e| e.flags)));
+            }
+            None => {
+                w.list_u64(c[19], None);
+                w.list_u64(c[20], None);
+                w.list_u64(c[21], None);
+            }
+        }
+        w.u64(c[22], s.user_regs_abi);
+        match s.user_regs {
+            Some(r) => w.list_u64(c[23], Some(&mut callchain_ips(r))),
+            None => w.list_u64(c[23], None),
+        }
+        w.bin(c[24], s.user_stack);
+        w.u64(c[25], s.weight);
+        w.u64(c[26], s.data_src);
+        w.u64(c[27], s.transaction);
+        w.u64(c[28], s.phys_addr);
+        w.u64(c[29], s.cgroup);
+        w.bin(c[30], if raw_decoded && !self.cfg.keep_raw { None } else { s.raw });
+        w.end_row()?;
+        self.kvm.on_sample(idx, s.time, s.pid, s.tid, mode, stack_id);
+        Ok(())
+    }
+
+    /// Writes `stacks`, `events`, `threads`, `build_ids` and closes every streaming table.
+    /// Returns (table, path, rows).
+    pub(crate) fn close(mut self) -> Result<(Vec<(String, PathBuf, u64)>, SessionSummary), Error> {
+        self.resolve_names();
+        let mut out = Vec::new();
+        // Stacks.
+        let mut w = TableWriter::new("stacks", self.part("stacks"), &schema::stacks().defs(), Vec::new());
+        for (id, (mode, raw)) in self.stacks.stacks.iter().enumerate() {
+            let frames = records::split_callchain(raw, *mode);
+            w.u32(0, Some(id as u32));
+            w.list_u64(1, Some(&mut frames.iter().map(|f| f.0)));
+            let modes: Vec<&str> = frames.iter().map(|f| f.1.as_str()).collect();
+            w.list_str(2, Some(&modes));
+            w.end_row()?;
+        }
+        push(&mut out, w.close()?, "stacks");
+        // Events.
+        let mut w = TableWriter::new("events", self.part("events"), &schema::events().defs(), Vec::new());
+        for (i, e) in self.events.iter().enumerate() {
+            w.u32(0, Some(i as u32));
+            w.str(1, e.name.as_deref());
+            w.u32(2, Some(e.attr.type_));
+            w.u64(3, Some(e.attr.config));
+            w.u64(4, Some(e.attr.sample_type));
+            w.u64(5, Some(e.attr.read_format));
+            let (p, f) = if e.attr.freq() { (None, Some(e.attr.sample_period_or_freq)) } else { (Some(e.attr.sample_period_or_freq), None) };
+            w.u64(6, p);
+            w.u64(7, f);
+            w.u64(8, Some(e.attr.flags));
+            w.u32(9, Some(e.attr.size));
+            w.list_u64(10, Some(&mut e.ids.iter().copied()));
+            w.str(11, self.tp_by_event.get(&i).map(|s| s.as_str()));
+            w.u64(12, Some(e.n_samples));
+            w.end_row()?;
+        }
+        push(&mut out, w.close()?, "events");
+        // Threads.
+        let mut w = TableWriter::new("threads", self.part("threads"), &schema::threads().defs(), Vec::new());
+        for s in self.threads.spans() {
+            w.str(0, Some(if s.guest { "guest" } else { "host" }));
+            w.i32(1, Some(s.pid));
+            w.i32(2, Some(s.tid));
+            w.str(3, Some(&s.comm));
+            w.u64(4, s.start_ns);
+            w.u64(5, s.end_ns);
+            w.u64(6, s.exit_ns);
+            w.bool(7, Some(s.exec));
+            w.end_row()?;
+        }
+        push(&mut out, w.close()?, "threads");
+        // Build ids.
+        let mut w = TableWriter::new("build_ids", self.part("build_ids"), &schema::build_ids().defs(), Vec::new());
+        for b in &self.features.build_ids {
+            w.i32(0, Some(b.pid));
+            w.str(1, Some(CpuMode::from_misc(b.misc).as_str()));
+            w.str(2, Some(&hex(&b.build_id)));
+            w.str(3, Some(&b.filename));
+            w.end_row()?;
+        }
+        push(&mut out, w.close()?, "build_ids");
+        push(&mut out, self.samples.close()?, "samples");
+        push(&mut out, self.mmaps.close()?, "mmaps");
+        push(&mut out, self.lost.close()?, "lost");
+        for (name, tp) in std::mem::take(&mut self.tp_tables) {
+            push(&mut out, tp.writer.close()?, &name);
+        }
+        let kvm = std::mem::take(&mut self.kvm);
+        let root = self.cfg.root.clone();
+        for (name, path, rows) in kvm.close(&|t: &str| partition_path(&root, t, &self.cfg.host, &self.cfg.recording))? {
+            out.push((name, path, rows));
+        }
+        let summary = SessionSummary {
+            n_samples: self.sample_idx,
+            first_time: self.first_time,
+            last_time: self.last_time,
+            warnings: self.warnings,
+            warning_counts: self.warned,
+            features: self.features,
+        };
+        Ok((out, summary))
+    }
+}
+
+/// What the session saw, for `meta` and the report.
+pub(crate) struct SessionSummary {
+    pub(crate) n_samples: u64,
+    pub(crate) first_time: Option<u64>,
+    pub(crate) last_time: Option<u64>,
+    pub(crate) warnings: Vec<Warning>,
+    pub(crate) warning_counts: HashMap<WarningKind, u64>,
+    pub(crate) features: Features,
+}
+
+fn push(out: &mut Vec<(String, PathBuf, u64)>, (path, rows): (PathBuf, u64), name: &str) {
+    out.push((name.to_string(), path, rows));
+}
+
+/// `PERF_SAMPLE_BRANCH_CALL_STACK`: the user callchain is recorded in the LBR.
+const BRANCH_CALL_STACK: u64 = 1 << 11;
+
+/// The callchain perf shows for `--call-graph lbr` (`resolve_lbr_callchain_sample`, callee
+/// order): the kernel part of the recorded callchain, then the LBR: the first entry's target,
+/// then every entry's source.
+fn lbr_callchain(raw: &[u8], lbr: &[records::BranchEntry]) -> Vec<u8> {
+    let ips: Vec<u64> = callchain_ips(raw).collect();
+    let Some(user_at) = ips.iter().position(|&ip| ip == records::context::USER) else {
+        return raw.to_vec();
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len() + lbr.len() * 8 + 16);
+    for ip in &ips[..=user_at] {
+        out.extend_from_slice(&ip.to_le_bytes());
+    }
+    if let Some(first) = lbr.first() {
+        out.extend_from_slice(&first.to.to_le_bytes());
+        for e in lbr {
+            out.extend_from_slice(&e.from.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Table names use `[A-Za-z0-9_]` only.
+pub(crate) fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+}
+
+impl RecordHandler for Session {
+    fn on_attr(&mut self, entry: AttrEntry) {
+        let idx = self.events.len();
+        for id in &entry.ids {
+            self.id_map.insert(*id, idx);
+        }
+        self.events.push(EventInfo { attr: entry.attr, ids: entry.ids, name: None, n_samples: 0 });
+        self.names_ready = false;
+    }
+
+    fn on_event_type(&mut self, id: u64, name: String) {
+        self.event_types.insert(id, name);
+        self.names_ready = false;
+    }
+
+    fn on_feature(&mut self, feat: u32, data: &[u8]) {
+        self.features.apply(feat, data);
+        if feat == feature::TRACING_DATA {
+            match parse_tracing_data(data) {
+                Ok(t) => {
+                    for w in &t.warnings {
+                        self.warn(WarningKind::CorruptHeader, None, format!("tracing data: {w}"));
+                    }
+                    self.tracing = Some(t);
+                }
+                Err(e) => self.warn(WarningKind::CorruptHeader, None, format!("tracing data unreadable: {e}")),
+            }
+        }
+        if feat == feature::BUILD_ID {
+            for b in &self.features.build_ids {
+                self.build_ids_by_path.insert(b.filename.clone(), hex(&b.build_id));
+            }
+        }
+        self.names_ready = false;
+    }
+
+    fn on_record(&mut self, type_: u32, misc: u16, body: &[u8], offset: u64) {
+        if self.fatal.is_some() {
+            return;
+        }
+        if let Err(e) = self.handle(type_, misc, body, offset) {
+            self.fatal = Some(e);
+        }
+    }
+
+    fn on_progress(&mut self, bytes: u64) {
+        if let Some(p) = self.progress.as_mut() {
+            p(bytes);
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! Streaming Parquet tables: typed column builders flushed in batches to an arrow-rs
+//! `ArrowWriter`, so memory stays bounded by one batch per table whatever the input size.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
+    StringBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use parquet::file::metadata::KeyValue;
+
+use crate::error::Error;
+
+/// The version of the table schema, written into every Parquet file's key-value metadata
+/// (`kvmtrace.schema_version`). Bump when a column changes meaning or type.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Rows per batch handed to the Parquet writer.
+const BATCH_ROWS: usize = 65_536;
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 262_144;
+
+/// The column types kvmtrace tables use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    /// UInt64.
+    U64,
+    /// UInt32.
+    U32,
+    /// Int32.
+    I32,
+    /// Int64.
+    I64,
+    /// Float64.
+    F64,
+    /// Boolean.
+    Bool,
+    /// Utf8.
+    Str,
+    /// Binary.
+    Bin,
+    /// List<UInt64>.
+    ListU64,
+    /// List<Utf8>.
+    ListStr,
+}
+
+impl ColType {
+    /// The Arrow type.
+    pub fn data_type(self) -> DataType {
+        match self {
+            ColType::U64 => DataType::UInt64,
+            ColType::U32 => DataType::UInt32,
+            ColType::I32 => DataType::Int32,
+            ColType::I64 => DataType::Int64,
+            ColType::F64 => DataType::Float64,
+            ColType::Bool => DataType::Boolean,
+            ColType::Str => DataType::Utf8,
+            ColType::Bin => DataType::Binary,
+            ColType::ListU64 => DataType::List(Arc::new(Field::new("item", DataType::UInt64, true))),
+            ColType::ListStr => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        }
+    }
+
+    /// The name used in docs/schema.md.
+    pub fn doc_name(self) -> &'static str {
+        match self {
+            ColType::U64 => "UInt64",
+            ColType::U32 => "UInt32",
+            ColType::I32 => "Int32",
+            ColType::I64 => "Int64",
+            ColType::F64 => "Float64",
+            ColType::Bool => "Boolean",
+            ColType::Str => "Utf8",
+            ColType::Bin => "Binary",
+            ColType::ListU64 => "List<UInt64>",
+            ColType::ListStr => "List<Utf8>",
+        }
+    }
+}
+
+enum Col {
+    U64(UInt64Builder),
+    U32(UInt32Builder),
+    I32(Int32Builder),
+    I64(Int64Builder),
+    F64(Float64Builder),
+    Bool(BooleanBuilder),
+    Str(StringBuilder),
+    Bin(BinaryBuilder),
+    ListU64(ListBuilder<UInt64Builder>),
+    ListStr(ListBuilder<StringBuilder>),
+}
+
+impl Col {
+    fn new(t: ColType) -> Col {
+        match t {
+            ColType::U64 => Col::U64(UInt64Builder::with_capacity(BATCH_ROWS)),
+            ColType::U32 => Col::U32(UInt32Builder::with_capacity(BATCH_ROWS)),
+            ColType::I32 => Col::I32(Int32Builder::with_capacity(BATCH_ROWS)),
+            ColType::I64 => Col::I64(Int64Builder::with_capacity(BATCH_ROWS)),
+            ColType::F64 => Col::F64(Float64Builder::with_capacity(BATCH_ROWS)),
+            ColType::Bool => Col::Bool(BooleanBuilder::with_capacity(BATCH_ROWS)),
+            ColType::Str => Col::Str(StringBuilder::new()),
+            ColType::Bin => Col::Bin(BinaryBuilder::new()),
+            ColType::ListU64 => Col::ListU64(ListBuilder::new(UInt64Builder::new())),
+            ColType::ListStr => Col::ListStr(ListBuilder::new(StringBuilder::new())),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Col::U64(b) => Arc::new(b.finish()),
+            Col::U32(b) => Arc::new(b.finish()),
+            Col::I32(b) => Arc::new(b.finish()),
+            Col::I64(b) => Arc::new(b.finish()),
+            Col::F64(b) => Arc::new(b.finish()),
+            Col::Bool(b) => Arc::new(b.finish()),
+            Col::Str(b) => Arc::new(b.finish()),
+            Col::Bin(b) => Arc::new(b.finish()),
+            Col::ListU64(b) => Arc::new(b.finish()),
+            Col::ListStr(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// A column definition: name, type, nullability, and its line in docs/schema.md.
+#[derive(Debug, Clone)]
+pub struct ColumnDef {
+    /// Column name.
+    pub name: String,
+    /// Type.
+    pub ty: ColType,
+    /// Whether nulls occur.
+    pub nullable: bool,
+}
+
+impl ColumnDef {
+    /// A column.
+    pub fn new(name: impl Into<String>, ty: ColType, nullable: bool) -> Self {
+        ColumnDef { name: name.into(), ty, nullable }
+    }
+}
+
+/// One Parquet table being written. Values are appended column by column for the current row;
+/// [`TableWriter::end_row`] closes the row. A type mismatch between the value and the column is
+/// a programming error and appends a null instead (never panics).
+pub struct TableWriter {
+    name: String,
+    path: PathBuf,
+    schema: SchemaRef,
+    cols: Vec<Col>,
+    rows_in_batch: usize,
+    rows_total: u64,
+    writer: Option<ArrowWriter<File>>,
+    metadata: Vec<(String, String)>,
+}
+
+impl TableWriter {
+    /// Starts a table at `path` (the file is created on the first flush or at close).
+    pub fn new(name: &str, path: PathBuf, columns: &[ColumnDef], metadata: Vec<(String, String)>) -> Self {
+        let fields: Vec<Field> = columns.iter().map(|c| Field::new(&c.name, c.ty.data_type(), c.nullable)).collect();
+        TableWriter {
+            name: name.to_string(),
+            path,
+            schema: Arc::new(Schema::new(fields)),
+            cols: columns.iter().map(|c| Col::new(c.ty)).collect(),
+            rows_in_batch: 0,
+            rows_total: 0,
+            writer: None,
+            metadata,
+        }
+    }
+
+    /// The table name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Rows written so far (including the open batch).
+    pub fn rows(&self) -> u64 {
+        self.rows_total + self.rows_in_batch as u64
+    }
+
+    /// Appends a u64 (or null) to column `i`.
+    pub fn u64(&mut self, i: usize, v: Option<u64>) {
+        match self.cols.get_mut(i) {
+            Some(Col::U64(b)) => b.append_option(v),
+            Some(Col::U32(b)) => b.append_option(v.map(|v| v as u32)),
+            Some(Col::I64(b)) => b.append_option(v.map(|v| v as i64)),
+            _ => self.null(i),
+        }
+    }
+
+    /// Appends a u32 (or null).
+    pub fn u32(&mut self, i: usize, v: Option<u32>) {
+        match self.cols.get_mut(i) {
+            Some(Col::U32(b)) => b.append_option(v),
+            Some(Col::U64(b)) => b.append_option(v.map(u64::from)),
+            _ => self.null(i),
+        }
+    }
+
+    /// Appends an i32 (or null).
+    pub fn i32(&mut self, i: usize, v: Option<i32>) {
+        match self.cols.get_mut(i) {
+            Some(Col::I32(b)) => b.append_option(v),
+            Some(Col::I64(b)) => b.append_option(v.map(i64::from)),
+            _ => self.null(i),
+        }
+    }
+
+    /// Appends an i64 (or null).
+    pub fn i64(&mut self, i: usize, v: Option<i64>) {
+        match self.cols.get_mut(i) {
+            Some(Col::I64(b)) => b.append_option(v),
+            Some(Col::I32(b)) => b.append_option(v.map(|v| v as i32)),
+            _ => self.null(i),
+        }
+    }
+
+    /// Appends an f64 (or null).
+    pub fn f64(&mut self, i: usize, v: Option<f64>) {
+        match self.cols.get_mut(i) {
+            Some(Col::F64(b)) => b.append_option(v),
+            _ => self.null(i),
+        }
+    }
+
+    /// Appends a bool (or null).
+    pub fn bool(&mut self, i: usize, v: Option<bool>) {
+        match self.cols.get_mut(i) {
+            Some(Col::Bool(b)) => b.append_option(v),
+            _ => self.null(i),
+        }
+    }
+
+    /// Appends a string (or null).
+    pub fn str(&mut self, i: usize, v: Option<&str>) {
+        match self.cols.get_mut(i) {
+            Some(Col::Str(b)) => b.append_option(v),
+            _ => self.null(i),
+        }
+    }
+
+    /// Appends bytes (or null).
+    pub fn bin(&mut self, i: usize, v: Option<&[u8]>) {
+        match self.cols.get_mut(i) {
+            Some(Col::Bin(b)) => b.append_option(v),
+            _ => self.null(i),
+        }
+    }
+
+    /// Appends a list of u64 (or null).
+    pub fn list_u64(&mut self, i: usize, v: Option<&mut dyn Iterator<Item = u64>>) {
+        match self.cols.get_mut(i) {
+            Some(Col::ListU64(b)) => match v {
+                Some(it) => {
+                    for x in it {
+                        b.values().append_value(x);
+                    }
+                    b.append(true);
+                }
+                None => b.append(false),
+            },
+            _ => self.null(i),
+        }
+    }
+
+    /// Appends a list of strings (or null).
+    pub fn list_str(&mut self, i: usize, v: Option<&[&str]>) {
+        match self.cols.get_mut(i) {
+            Some(Col::ListStr(b)) => match v {
+                Some(items) => {
+                    for x in items {
+                        b.values().append_value(x);
+                    }
+                    b.append(true);
+                }
+                None => b.append(false),
+            },
+            _ => self.null(i),
+        }
+    }
+
+    fn null(&mut self, i: usize) {
+        match self.cols.get_mut(i) {
+            Some(Col::U64(b)) => b.append_null(),
+            Some(Col::U32(b)) => b.append_null(),
+            Some(Col::I32(b)) => b.append_null(),
+            Some(Col::I64(b)) => b.append_null(),
+            Some(Col::F64(b)) => b.append_null(),
+            Some(Col::Bool(b)) => b.append_null(),
+            Some(Col::Str(b)) => b.append_null(),
+            Some(Col::Bin(b)) => b.append_null(),
+            Some(Col::ListU64(b)) => b.append(false),
+            Some(Col::ListStr(b)) => b.append(false),
+            None => {}
+        }
+    }
+
+    /// Ends the current row; flushes a batch when it is full.
+    pub fn end_row(&mut self) -> Result<(), Error> {
+        self.rows_in_batch += 1;
+        if self.rows_in_batch >= BATCH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn open(&mut self) -> Result<&mut ArrowWriter<File>, Error> {
+        if self.writer.is_none() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Io { path: Some(dir.to_path_buf()), offset: None, source: e })?;
+            }
+            let file = File::create(&self.path)
+                .map_err(|e| Error::Io { path: Some(self.path.clone()), offset: None, source: e })?;
+            let mut kv = vec![
+                KeyValue::new("kvmtrace.schema_version".to_string(), SCHEMA_VERSION.to_string()),
+                KeyValue::new("kvmtrace.table".to_string(), self.name.clone()),
+            ];
+            kv.extend(self.metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())));
+            let zstd = ZstdLevel::try_new(1).map_err(|e| self.parquet_err(e))?;
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(zstd))
+                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                .set_key_value_metadata(Some(kv))
+                .build();
+            let w = ArrowWriter::try_new(file, self.schema.clone(), Some(props)).map_err(|e| self.parquet_err(e))?;
+            self.writer = Some(w);
+        }
+        match self.writer.as_mut() {
+            Some(w) => Ok(w),
+            None => Err(Error::Invalid("parquet writer vanished".into())),
+        }
+    }
+
+    fn parquet_err(&self, source: parquet::errors::ParquetError) -> Error {
+        Error::Parquet { table: self.name.clone(), source }
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.rows_in_batch == 0 && self.writer.is_some() {
+            return Ok(());
+        }
+        let arrays: Vec<ArrayRef> = self.cols.iter_mut().map(|c| c.finish()).collect();
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays)
+            .map_err(|e| Error::Arrow { table: self.name.clone(), source: e })?;
+        self.rows_total += self.rows_in_batch as u64;
+        self.rows_in_batch = 0;
+        let name = self.name.clone();
+        let w = self.open()?;
+        w.write(&batch).map_err(|e| Error::Parquet { table: name, source: e })?;
+        Ok(())
+    }
+
+    /// Flushes the last batch and closes the file (an empty table still gets a file with its
+    /// schema). Returns the path and row count.
+    pub fn close(mut self) -> Result<(PathBuf, u64), Error> {
+        self.flush()?;
+        if let Some(w) = self.writer.take() {
+            w.close().map_err(|e| Error::Parquet { table: self.name.clone(), source: e })?;
+        }
+        Ok((self.path, self.rows_total))
+    }
+}
+
+/// The file name of a table partition inside a dataset.
+pub fn partition_path(root: &Path, table: &str, host: &str, recording: &str) -> PathBuf {
+    root.join(table)
+        .join(format!("host={host}"))
+        .join(format!("recording={recording}"))
+        .join("part-0.parquet")
+}

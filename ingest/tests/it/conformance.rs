@@ -1,0 +1,220 @@
+//! The acceptance test of the ingest issue: every file of the shared public corpus that perf 6.1
+//! reads is ingested, and each sample is compared with the `*.script.txt` reference that real
+//! `perf script -F comm,pid,tid,cpu,time,period,event,ip,dso,trace --ns` wrote. Files perf
+//! cannot read are ingested as far as they are readable; their sample counts must equal
+//! manifest.tsv (an independent record walk).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use kvmtrace_ingest::perf::header::feature;
+use kvmtrace_ingest::perf::printfmt::{RenderOptions, render_event};
+use kvmtrace_ingest::perf::tracing::{TracingData, parse_tracing_data};
+use kvmtrace_ingest::reader::{RecordHandler, walk_file};
+
+use crate::common::*;
+
+#[derive(Default)]
+struct TracingGrab(Option<Vec<u8>>);
+
+impl RecordHandler for TracingGrab {
+    fn on_attr(&mut self, _: kvmtrace_ingest::perf::header::AttrEntry) {}
+    fn on_event_type(&mut self, _: u64, _: String) {}
+    fn on_feature(&mut self, feat: u32, data: &[u8]) {
+        if feat == feature::TRACING_DATA {
+            self.0 = Some(data.to_vec());
+        }
+    }
+    fn on_record(&mut self, _: u32, _: u16, _: &[u8], _: u64) {}
+}
+
+fn tracing_of(data: &[u8]) -> Option<TracingData> {
+    let mut g = TracingGrab::default();
+    walk_file(data, &mut g).ok()?;
+    parse_tracing_data(&g.0?).ok()
+}
+
+/// Ingests `file` into a fresh temp dataset with raw payloads kept.
+pub(crate) fn ingest(file: &Path) -> (tempfile::TempDir, std::path::PathBuf, kvmtrace_ingest::Report) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("ds");
+    let mut opts = kvmtrace_ingest::Options::default();
+    opts.output = out.clone();
+    opts.keep_raw = true;
+    let report = kvmtrace_ingest::run(file, &opts).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    (tmp, out, report)
+}
+
+struct FileResult {
+    name: String,
+    perf_samples: usize,
+    ours: usize,
+    mismatches: Vec<String>,
+    n_mismatched_samples: usize,
+}
+
+/// Compares one ingested file with perf's script output; returns the differences.
+fn compare(file: &Path, reference: &Path) -> FileResult {
+    let data = std::fs::read(file).expect("read corpus file");
+    let (_tmp, ds, _report) = ingest(file);
+    let samples = read_table(&ds, "samples");
+    let stacks = read_table(&ds, "stacks");
+    let events = read_table(&ds, "events");
+
+    let ev_names = col_str(&events, "name");
+    let ev_types = col_u64(&events, "type");
+    let ev_config = col_u64(&events, "config");
+    let mut is_tp: HashMap<String, bool> = HashMap::new();
+    for (n, t) in ev_names.iter().zip(&ev_types) {
+        is_tp.insert(n.clone().unwrap_or_default(), *t == Some(2));
+    }
+    let tracing = tracing_of(&data);
+    let text = read_text(reference);
+    let perf = parse_script(&text, &is_tp);
+
+    let comm = col_str(&samples, "comm");
+    let pid = col_u64(&samples, "pid");
+    let tid = col_u64(&samples, "tid");
+    let cpu = col_u64(&samples, "cpu");
+    let time = col_u64(&samples, "time_ns");
+    let period = col_u64(&samples, "period");
+    let event = col_str(&samples, "event");
+    let event_idx = col_u64(&samples, "event_idx");
+    let ip = col_u64(&samples, "ip");
+    let stack_id = col_u64(&samples, "stack_id");
+    let raw = col_bin(&samples, "raw");
+    let frames = col_list_u64(&stacks, "frames");
+    let branch_from = col_list_u64(&samples, "branch_from");
+
+    let mut res = FileResult {
+        name: file.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+        perf_samples: perf.len(),
+        ours: comm.len(),
+        mismatches: Vec::new(),
+        n_mismatched_samples: 0,
+    };
+    // Per-event counts first.
+    let mut ours_by_event: HashMap<String, usize> = HashMap::new();
+    for e in &event {
+        *ours_by_event.entry(e.clone().unwrap_or_default()).or_default() += 1;
+    }
+    let mut perf_by_event: HashMap<String, usize> = HashMap::new();
+    for s in &perf {
+        *perf_by_event.entry(s.event.clone()).or_default() += 1;
+    }
+    if ours_by_event != perf_by_event {
+        res.mismatches.push(format!("samples per event: perf {perf_by_event:?}, kvmtrace {ours_by_event:?}"));
+    }
+    let n = perf.len().min(comm.len());
+    for i in 0..n {
+        let p = &perf[i];
+        let mut diffs = Vec::new();
+        let eq = |a: Option<u64>, b: Option<u64>| a.is_none() || b.is_none() || a == b;
+        if comm[i].as_deref() != Some(p.comm.as_str()) {
+            diffs.push(format!("comm {:?} vs perf {:?}", comm[i], p.comm));
+        }
+        if pid[i].map(|v| v as u32 as i32 as i64) != p.pid {
+            diffs.push(format!("pid {:?} vs {:?}", pid[i], p.pid));
+        }
+        if tid[i].map(|v| v as u32 as i32 as i64) != p.tid {
+            diffs.push(format!("tid {:?} vs {:?}", tid[i], p.tid));
+        }
+        if !eq(cpu[i], p.cpu) {
+            diffs.push(format!("cpu {:?} vs {:?}", cpu[i], p.cpu));
+        }
+        if time[i] != p.time_ns && p.time_ns.is_some() {
+            diffs.push(format!("time {:?} vs {:?}", time[i], p.time_ns));
+        }
+        if !eq(period[i], p.period) {
+            diffs.push(format!("period {:?} vs {:?}", period[i], p.period));
+        }
+        if event[i].as_deref() != Some(p.event.as_str()) {
+            diffs.push(format!("event {:?} vs {:?}", event[i], p.event));
+        }
+        if p.callchain.is_empty() {
+            if p.ip.is_some() && ip[i] != p.ip {
+                diffs.push(format!("ip {:x?} vs {:x?}", ip[i], p.ip));
+            }
+        } else {
+            let ours: &[u64] = stack_id[i]
+                .and_then(|s| frames.get(s as usize))
+                .and_then(|f| f.as_deref())
+                .unwrap_or(&[]);
+            // perf prints user frames that fall in a mapping as map-relative addresses
+            // (ip - map start + pgoff); map starts and offsets are page-aligned, so such a frame
+            // differs from the absolute one by a multiple of the page size.
+            let same = |a: u64, b: u64| a == b || (b < a && (a - b) % 4096 == 0 && a >> 47 == 0);
+            let prefix = ours.iter().zip(&p.callchain).all(|(a, b)| same(*a, *b));
+            // perf script stops after 127 callchain entries (PERF_MAX_STACK_DEPTH, markers
+            // included); the stacks table keeps all of them.
+            let perf_truncated = p.callchain.len() < ours.len() && p.callchain.len() >= 120;
+            // With `--call-graph lbr` and an empty branch stack, perf 6.1 still appends
+            // `entries[0].to`, reading past the empty LBR (resolve_lbr_callchain_sample); that
+            // frame is not in the recording.
+            let lbr_empty = branch_from[i].as_ref().is_some_and(|b| b.is_empty());
+            let perf_past_empty_lbr = lbr_empty && p.callchain.len() == ours.len() + 1;
+            if !(prefix && (ours.len() == p.callchain.len() || perf_truncated || perf_past_empty_lbr)) {
+                diffs.push(format!("callchain {:x?} vs perf {:x?}", ours, p.callchain));
+            }
+        }
+        if let (Some(expected), Some(t), Some(raw)) = (p.trace.as_ref(), tracing.as_ref(), raw[i].as_ref()) {
+            let ev = event_idx[i].unwrap_or(0) as usize;
+            if let Some(fmt) = ev_config.get(ev).copied().flatten().and_then(|c| t.event_by_id(c)) {
+                let opts = RenderOptions { big_endian: t.big_endian, long_size: t.long_size, printk: &t.printk };
+                let got = render_event(fmt, raw, &opts);
+                if got.trim() != expected.trim() {
+                    diffs.push(format!("trace {:?} vs perf {:?}", got.trim(), expected.trim()));
+                }
+            }
+        }
+        if !diffs.is_empty() {
+            res.n_mismatched_samples += 1;
+            if res.mismatches.len() < 5 {
+                res.mismatches.push(format!("sample {i} (perf line {}): {}", p.line, diffs.join("; ")));
+            }
+        }
+    }
+    res
+}
+
+#[test]
+fn public_corpus_agrees_with_perf_script() {
+    let Some(corpus) = corpus() else { return };
+    let public = corpus.join("public");
+    let manifest = std::fs::read_to_string(public.join("manifest.tsv")).expect("manifest.tsv");
+    let mut failures = Vec::new();
+    let mut table = String::from("file | perf | kvmtrace | mismatched samples\n");
+    for line in manifest.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let (Some(name), Some(reads), Some(samples)) = (cols.first(), cols.get(4), cols.get(5)) else { continue };
+        let file = public.join(name);
+        let expected: usize = samples.parse().unwrap_or(0);
+        if *reads != "yes" {
+            // perf cannot read it: we must, as far as it is readable, with the walk's count.
+            let (_tmp, ds, report) = ingest(&file);
+            let n = row_count(&ds, "samples");
+            table.push_str(&format!("{name} | (unreadable) {expected} | {n} | warnings {}\n", report.warnings.len()));
+            if n != expected {
+                failures.push(format!("{name}: {n} samples, manifest says {expected}"));
+            }
+            continue;
+        }
+        let reference = cols.get(9).map(|r| public.join(r)).filter(|p| p.exists());
+        let Some(reference) = reference else { continue };
+        let r = compare(&file, &reference);
+        table.push_str(&format!("{} | {} | {} | {}\n", r.name, r.perf_samples, r.ours, r.n_mismatched_samples));
+        if r.ours != expected || r.perf_samples != expected || !r.mismatches.is_empty() {
+            failures.push(format!(
+                "{}: perf {} / manifest {} / kvmtrace {} samples; {} mismatched\n    {}",
+                r.name,
+                r.perf_samples,
+                expected,
+                r.ours,
+                r.n_mismatched_samples,
+                r.mismatches.join("\n    ")
+            ));
+        }
+    }
+    println!("{table}");
+    assert!(failures.is_empty(), "{} files differ from perf:\n{}", failures.len(), failures.join("\n"));
+}

@@ -1,0 +1,4 @@
+//! The ingest integration tests (one binary, as polars and samply do).
+
+mod common;
+mod conformance;
