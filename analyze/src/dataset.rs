@@ -121,7 +121,12 @@ impl Dataset {
         }
         let mut frames = Vec::with_capacity(files.len());
         for (path, rec) in files {
-            let lf = LazyFrame::scan_parquet(PlRefPath::new(path.to_string_lossy().as_ref()), ScanArgsParquet::default())
+            // Partition columns are added below from the manifest, not inferred from the path.
+            let args = ScanArgsParquet {
+                hive_options: HiveOptions { enabled: Some(false), ..Default::default() },
+                ..Default::default()
+            };
+            let lf = LazyFrame::scan_parquet(PlRefPath::new(path.to_string_lossy().as_ref()), args)
                 .map_err(pl(table))?
                 .with_columns([lit(rec.host.as_str()).alias("host"), lit(rec.recording.as_str()).alias("recording")]);
             frames.push(lf);

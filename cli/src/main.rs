@@ -34,6 +34,7 @@ struct Cli {
 enum Command {
     Ingest(cmd::ingest::Args),
     Info(cmd::info::Args),
+    Synth(cmd::synth::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ingest(a) => cmd::ingest::run(a, cli.threads),
         Command::Info(a) => cmd::info::run(a),
+        Command::Synth(a) => cmd::synth::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -18,12 +18,15 @@
 
 pub mod dataset;
 pub mod error;
+pub mod symbols;
 pub mod kvm;
 pub mod perf;
 pub mod reader;
 pub mod schema;
 pub mod table;
 
+mod addrspace;
+mod ingest_symbols;
 mod session;
 mod threads;
 
@@ -50,11 +53,90 @@ pub struct Options {
     pub keep_raw: bool,
     /// Called with (bytes done, bytes total) as the input is read.
     pub progress: Option<std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>>,
+    /// Resolve symbols into the `frames` tables (default true).
+    pub symbolize: bool,
+    /// Host kallsyms (default: /proc/kallsyms when the recording's hostname and os release
+    /// are this machine's).
+    pub kallsyms: Option<PathBuf>,
+    /// Prefix for host user DSO paths (perf's `--symfs`).
+    pub symfs: Option<PathBuf>,
+    /// Separate debug-info directories (default /usr/lib/debug).
+    pub debug_dirs: Vec<PathBuf>,
+    /// Guest-side recordings (`--guest-data`).
+    pub guest_data: Vec<GuestData>,
+    /// Guest symbol bundles: (VM pid or name, bundle path) (`--guest-symbols`).
+    pub guest_symbols: Vec<(String, PathBuf)>,
+    /// perf's `--guestkallsyms`: kallsyms of the default guest (every VM without a bundle).
+    pub guest_kallsyms: Option<PathBuf>,
+    /// perf's `--guestmodules`.
+    pub guest_modules: Option<PathBuf>,
+    /// perf's `--guestvmlinux`.
+    pub guest_vmlinux: Option<PathBuf>,
+}
+
+/// One guest-side recording: `VM=PATH[,tsc-offset=N][,tsc-scale=M][,name=NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestData {
+    /// The VM: VMM pid, or VMM process name.
+    pub vm: String,
+    /// The guest's perf.data.
+    pub path: PathBuf,
+    /// guest_tsc = host_tsc × scale + offset; default: the host's kvm_write_tsc_offset.
+    pub tsc_offset: Option<u64>,
+    /// Default 1.
+    pub tsc_scale: Option<f64>,
+    /// Display name of the VM (default: the `vm` token if it is not a pid, else the bundle's).
+    pub name: Option<String>,
+}
+
+impl std::str::FromStr for GuestData {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (vm, rest) = s.split_once('=').ok_or_else(|| format!("expected VM=PATH[,tsc-offset=N][,tsc-scale=M][,name=NAME], got {s:?}"))?;
+        let mut parts = rest.split(',');
+        let path = PathBuf::from(parts.next().unwrap_or_default());
+        let mut g = GuestData { vm: vm.to_string(), path, tsc_offset: None, tsc_scale: None, name: None };
+        for p in parts {
+            let (k, v) = p.split_once('=').ok_or_else(|| format!("bad option {p:?} in --guest-data"))?;
+            match k {
+                "tsc-offset" => {
+                    let parsed = if let Some(h) = v.strip_prefix("0x") {
+                        u64::from_str_radix(h, 16).ok()
+                    } else if let Some(neg) = v.strip_prefix('-') {
+                        neg.parse::<u64>().ok().map(|n| n.wrapping_neg())
+                    } else {
+                        v.parse::<u64>().ok()
+                    };
+                    g.tsc_offset = Some(parsed.ok_or_else(|| format!("bad tsc-offset {v:?}"))?);
+                }
+                "tsc-scale" => g.tsc_scale = Some(v.parse().map_err(|_| format!("bad tsc-scale {v:?}"))?),
+                "name" => g.name = Some(v.to_string()),
+                other => return Err(format!("unknown --guest-data option {other:?}")),
+            }
+        }
+        Ok(g)
+    }
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { output: PathBuf::from("dataset"), append: false, threads: 0, keep_raw: false, progress: None }
+        Options {
+            output: PathBuf::from("dataset"),
+            append: false,
+            threads: 0,
+            keep_raw: false,
+            progress: None,
+            symbolize: true,
+            kallsyms: None,
+            symfs: None,
+            debug_dirs: Vec::new(),
+            guest_data: Vec::new(),
+            guest_symbols: Vec::new(),
+            guest_kallsyms: None,
+            guest_modules: None,
+            guest_vmlinux: None,
+        }
     }
 }
 
@@ -142,6 +224,9 @@ pub fn ingest_bytes(data: &[u8], source_name: &str, opts: &Options) -> Result<Re
         host: "_pending".to_string(),
         recording: recording.clone(),
         keep_raw: opts.keep_raw,
+        prefix: "",
+        guest: None,
+        vm_specs: ingest_symbols::vm_specs(opts),
     };
     let mut sess = Session::new(cfg);
     let total = data.len() as u64;
@@ -161,7 +246,19 @@ pub fn ingest_bytes(data: &[u8], source_name: &str, opts: &Options) -> Result<Re
         .map(session::sanitize)
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown".to_string());
-    let (tables, summary) = sess.close()?;
+    let (mut tables, mut summary) = sess.close()?;
+    let mut guest_stacks = Vec::new();
+    for g in &opts.guest_data {
+        let (t, stacks, warnings) = ingest_symbols::ingest_guest(g, &summary, staging.dir(), &recording, opts)?;
+        tables.extend(t);
+        guest_stacks.push(stacks);
+        summary.warnings.extend(warnings);
+    }
+    if opts.symbolize {
+        let (t, warnings) = ingest_symbols::write_frames(&summary, &guest_stacks, staging.dir(), &recording, opts)?;
+        tables.extend(t);
+        summary.warnings.extend(warnings);
+    }
 
     // Meta.
     let root = staging.dir().to_path_buf();
@@ -199,7 +296,7 @@ pub fn ingest_bytes(data: &[u8], source_name: &str, opts: &Options) -> Result<Re
     // Ingest report: record counts, then warnings.
     let mut warnings = walk.warnings.clone();
     warnings.extend(summary.warnings.iter().cloned());
-    let bytes_unread = total.saturating_sub(walk.bytes_read);
+    let bytes_unread = walk.bytes_unread;
     let mut w = TableWriter::new(
         "ingest_report",
         partition_path(&root, "ingest_report", "_pending", &recording),

@@ -44,6 +44,8 @@ pub struct WalkReport {
     pub warnings: Vec<Warning>,
     /// Total size of the input, when known.
     pub input_size: Option<u64>,
+    /// Bytes of records that could not be read (truncation or corruption stopped the walk).
+    pub bytes_unread: u64,
 }
 
 impl WalkReport {
@@ -369,6 +371,7 @@ pub fn walk_file<H: RecordHandler>(data: &[u8], handler: &mut H) -> Result<WalkR
         w.handler.on_progress(pos);
     }
     w.report.bytes_read = pos.min(file_len);
+    w.report.bytes_unread = end.saturating_sub(pos) + hdr.data.end().saturating_sub(file_len).min(hdr.data.size);
     Ok(w.report)
 }
 

@@ -67,7 +67,7 @@ pub fn samples() -> TableDoc {
             col!("period", U64, true, "event counts", "PERF_SAMPLE_PERIOD, or the attr's fixed sample_period when not recorded (as perf)"),
             col!("ip", U64, true, "address", "PERF_SAMPLE_IP (guest RIP for guest-mode samples)"),
             col!("cpumode", Str, false, "-", "host_kernel, host_user, guest_kernel, guest_user, hypervisor or unknown (record misc)"),
-            col!("stack_id", U32, true, "-", "callchain in `stacks`; null without PERF_SAMPLE_CALLCHAIN"),
+            col!("stack_id", U32, true, "-", "frames in `stacks` (the callchain, or the ip alone); null when the sample has neither"),
             col!("addr", U64, true, "address", "PERF_SAMPLE_ADDR"),
             col!("id", U64, true, "-", "PERF_SAMPLE_ID / IDENTIFIER"),
             col!("stream_id", U64, true, "-", "PERF_SAMPLE_STREAM_ID"),
@@ -95,13 +95,50 @@ pub fn samples() -> TableDoc {
 pub fn stacks() -> TableDoc {
     TableDoc {
         name: "stacks",
-        row: "one distinct callchain (interned)",
+        row: "one distinct callchain per address space (interned)",
         columns: vec![
             col!("stack_id", U32, false, "-", "key used by samples.stack_id"),
-            col!("frames", ListU64, false, "address", "callchain addresses, leaf first, context markers removed"),
+            col!("pid", I32, false, "-", "process whose address space the user (or guest) frames belong to; -1 for kernel-only stacks"),
+            col!("frames", ListU64, false, "address", "callchain addresses, leaf first, context markers removed; the sample ip alone when the callchain has no address (or no callchain was recorded); LBR-stitched for --call-graph lbr as perf shows it"),
             col!("frame_modes", ListStr, false, "-", "cpumode of each frame, from the PERF_CONTEXT_* markers (host_kernel, host_user, guest_kernel, guest_user, hypervisor)"),
         ],
     }
+}
+
+/// `frames`.
+pub fn frames() -> TableDoc {
+    TableDoc {
+        name: "frames",
+        row: "one resolved frame of one callchain position: `stacks` row × frame index × inline level",
+        columns: vec![
+            col!("stack_id", U32, false, "-", "the stack (samples.stack_id, or guest_samples.stack_id for the guest_frames table)"),
+            col!("frame_idx", U32, false, "-", "position in stacks.frames, 0 = leaf"),
+            col!("inline_depth", U32, false, "-", "0 = the function that contains the address; 1.. = functions inlined into it, innermost last"),
+            col!("addr", U64, false, "address", "the callchain address"),
+            col!("cpumode", Str, false, "-", "host_kernel, host_user, guest_kernel, guest_user, hypervisor"),
+            col!("dso", Str, true, "-", "mapped file or [kernel.kallsyms], [guest.kernel.kallsyms], [module]; null when no mapping covers the address"),
+            col!("dso_offset", U64, true, "bytes", "address relative to the mapping as perf prints it (ip - start + pgoff; kernel: the address)"),
+            col!("symbol", Str, true, "-", "demangled function name; null when unresolved"),
+            col!("sym_offset", U64, true, "bytes", "address - symbol start"),
+            col!("file", Str, true, "-", "source file (DWARF)"),
+            col!("line", U32, true, "-", "source line (DWARF)"),
+            col!("name", Str, false, "-", "the frame name flame graphs use: symbol, else `[<dso basename>]` (inferno's rule), else `[unknown]`"),
+        ],
+    }
+}
+
+/// `guest_samples`: the samples of a guest-side recording (`--guest-data`), on the host clock.
+pub fn guest_samples() -> TableDoc {
+    let mut t = samples();
+    t.name = "guest_samples";
+    t.row = "one PERF_RECORD_SAMPLE of a guest-side recording; `time_ns` is converted to the host perf clock, stack_id refers to guest_stacks";
+    t.columns.extend([
+        col!("vm_pid", I32, false, "-", "VMM process of the VM on the host"),
+        col!("vm", Str, false, "-", "VM display name"),
+        col!("vcpu", U32, true, "-", "vCPU (= guest cpu)"),
+        col!("guest_time_ns", U64, true, "ns, guest perf clock", "the sample time as the guest recorded it"),
+    ]);
+    t
 }
 
 /// `events`.
@@ -269,7 +306,7 @@ pub fn tracepoint_common() -> TableDoc {
 
 /// All fixed tables, in the order docs/schema.md lists them.
 pub fn tables() -> Vec<TableDoc> {
-    vec![samples(), stacks(), events(), threads(), mmaps(), build_ids(), meta(), lost(), ingest_report(), tracepoint_common()]
+    vec![samples(), stacks(), frames(), guest_samples(), events(), threads(), mmaps(), build_ids(), meta(), lost(), ingest_report(), tracepoint_common()]
         .into_iter()
         .chain(crate::kvm::tables())
         .collect()

@@ -4,8 +4,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::path::PathBuf;
 
+use crate::addrspace::{AddressSpaces, Map, kernel_dso_name};
 use crate::error::{Error, Warning, WarningKind};
 use crate::kvm::KvmModel;
 use crate::perf::attr::{PerfEventAttr, event_type, sample_type as st};
@@ -47,31 +49,91 @@ struct TpTable {
     columns: Vec<(bool, usize, usize)>,
 }
 
-/// Callchain interning: raw callchain bytes + the sample cpumode → stack id.
+/// Where a frame's address lives, for symbolisation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Space {
+    /// The host kernel.
+    HostKernel,
+    /// A host process.
+    HostUser,
+    /// A guest kernel (VM name).
+    GuestKernel(Arc<str>),
+    /// A guest process (VM name).
+    GuestUser(Arc<str>),
+}
+
+/// One callchain position, mapped to its dso as perf would at the sample's time.
+#[derive(Debug, Clone)]
+pub(crate) struct FrameInfo {
+    pub(crate) addr: u64,
+    pub(crate) mode: CpuMode,
+    pub(crate) space: Space,
+    pub(crate) dso: Option<Arc<str>>,
+    /// `map__map_ip` for user frames; the address itself for kernel frames.
+    pub(crate) dso_offset: Option<u64>,
+    pub(crate) build_id: Option<Arc<[u8]>>,
+}
+
+/// One interned stack.
+pub(crate) struct StackEntry {
+    pub(crate) mode: CpuMode,
+    pub(crate) pid: i32,
+    pub(crate) raw: Vec<u8>,
+    pub(crate) frames: Vec<FrameInfo>,
+}
+
+/// Callchain interning: (sample cpumode, address-space owner, raw callchain) → stack id.
 #[derive(Default)]
 struct StackInterner {
     by_hash: HashMap<u64, Vec<u32>>,
-    stacks: Vec<(CpuMode, Vec<u8>)>,
+    stacks: Vec<StackEntry>,
 }
 
 impl StackInterner {
-    fn intern(&mut self, mode: CpuMode, raw: &[u8]) -> u32 {
+    /// The id of this stack, and whether it is new (then the caller fills its frames).
+    fn intern(&mut self, mode: CpuMode, pid: i32, raw: &[u8]) -> (u32, bool) {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         mode.hash(&mut h);
+        pid.hash(&mut h);
         raw.hash(&mut h);
         let key = h.finish();
         let ids = self.by_hash.entry(key).or_default();
         for &id in ids.iter() {
-            if let Some((m, r)) = self.stacks.get(id as usize) {
-                if *m == mode && r == raw {
-                    return id;
+            if let Some(e) = self.stacks.get(id as usize) {
+                if e.mode == mode && e.pid == pid && e.raw == raw {
+                    return (id, false);
                 }
             }
         }
         let id = self.stacks.len() as u32;
-        self.stacks.push((mode, raw.to_vec()));
+        self.stacks.push(StackEntry { mode, pid, raw: raw.to_vec(), frames: Vec::new() });
         ids.push(id);
-        id
+        (id, true)
+    }
+}
+
+/// How a guest-side recording relates to the host.
+pub(crate) struct GuestContext {
+    pub(crate) vm_pid: i32,
+    pub(crate) vm: Arc<str>,
+    /// The host recording's TIME_CONV.
+    pub(crate) host_tc: Option<TimeConv>,
+    /// guest_tsc = host_tsc × scale + offset.
+    pub(crate) tsc_offset: u64,
+    pub(crate) tsc_scale: f64,
+}
+
+impl GuestContext {
+    /// Guest perf time → host perf time: guest perf time → guest TSC (guest TIME_CONV), the
+    /// exact inverse of guest_tsc = host_tsc × scale + offset (subtract, then divide: trace-cmd
+    /// divides first and is wrong when scale ≠ 1), host TSC → host perf time (host TIME_CONV).
+    /// Without both TIME_CONVs the clocks are taken as equal.
+    pub(crate) fn to_host(&self, guest_tc: Option<TimeConv>, guest_ns: u64) -> u64 {
+        let (Some(gtc), Some(htc)) = (guest_tc, self.host_tc) else { return guest_ns };
+        let guest_tsc = gtc.perf_time_to_tsc(guest_ns);
+        let shifted = guest_tsc.wrapping_sub(self.tsc_offset);
+        let host_tsc = if self.tsc_scale == 1.0 { shifted } else { (shifted as f64 / self.tsc_scale) as u64 };
+        htc.tsc_to_perf_time(host_tsc)
     }
 }
 
@@ -81,6 +143,12 @@ pub(crate) struct SessionConfig {
     pub(crate) host: String,
     pub(crate) recording: String,
     pub(crate) keep_raw: bool,
+    /// `guest_` for a guest-side recording, empty for the host.
+    pub(crate) prefix: &'static str,
+    /// Set for a guest-side recording.
+    pub(crate) guest: Option<GuestContext>,
+    /// VM names given by the user: (VMM pid or process name, display name).
+    pub(crate) vm_specs: Vec<(String, String)>,
 }
 
 /// Column indices of `samples`, looked up once.
@@ -138,7 +206,10 @@ pub(crate) struct Session {
     max_ts: u64,
     // State.
     threads: ThreadModel,
+    spaces: AddressSpaces,
     stacks: StackInterner,
+    /// PERF_RECORD_TIME_CONV: (time_shift, time_mult, time_zero, time_cycles, time_mask, cap_short).
+    pub(crate) time_conv: Option<TimeConv>,
     pub(crate) kvm: KvmModel,
     // Output.
     samples: TableWriter,
@@ -157,6 +228,10 @@ pub(crate) struct Session {
     pub(crate) build_ids_by_path: HashMap<String, String>,
     /// The first error that must stop the ingest (a table could not be written).
     fatal: Option<Error>,
+    /// VMs (pid, display name), known at close.
+    vms: Vec<(i32, String)>,
+    /// kvm_write_tsc_offset values: (vm pid, vcpu, next offset), known at close.
+    tsc: Vec<(i32, u32, u64)>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -165,13 +240,14 @@ fn hex(bytes: &[u8]) -> String {
 
 impl Session {
     pub(crate) fn new(cfg: SessionConfig) -> Self {
-        let part = |t: &str| partition_path(&cfg.root, t, &cfg.host, &cfg.recording);
-        let sdoc = schema::samples();
+        let prefix = cfg.prefix;
+        let part = |t: &str| partition_path(&cfg.root, &format!("{prefix}{t}"), &cfg.host, &cfg.recording);
+        let sdoc = if cfg.guest.is_some() { schema::guest_samples() } else { schema::samples() };
         let sample_cols = SampleCols { idx: SAMPLE_COLS.map(|n| sdoc.index(n).unwrap_or(usize::MAX)) };
         Session {
-            samples: TableWriter::new("samples", part("samples"), &sdoc.defs(), Vec::new()),
-            mmaps: TableWriter::new("mmaps", part("mmaps"), &schema::mmaps().defs(), Vec::new()),
-            lost: TableWriter::new("lost", part("lost"), &schema::lost().defs(), Vec::new()),
+            samples: TableWriter::new(&format!("{prefix}samples"), part("samples"), &sdoc.defs(), Vec::new()),
+            mmaps: TableWriter::new(&format!("{prefix}mmaps"), part("mmaps"), &schema::mmaps().defs(), Vec::new()),
+            lost: TableWriter::new(&format!("{prefix}lost"), part("lost"), &schema::lost().defs(), Vec::new()),
             sample_cols,
             cfg,
             events: Vec::new(),
@@ -185,7 +261,9 @@ impl Session {
             next_flush: 0,
             max_ts: 0,
             threads: ThreadModel::new(),
+            spaces: AddressSpaces::default(),
             stacks: StackInterner::default(),
+            time_conv: None,
             kvm: KvmModel::default(),
             tp_tables: BTreeMap::new(),
             tp_by_event: HashMap::new(),
@@ -197,11 +275,79 @@ impl Session {
             progress: None,
             build_ids_by_path: HashMap::new(),
             fatal: None,
+            vms: Vec::new(),
+            tsc: Vec::new(),
         }
     }
 
+    /// The file of `table` (prefixed for guest recordings).
     pub(crate) fn part(&self, table: &str) -> PathBuf {
-        partition_path(&self.cfg.root, table, &self.cfg.host, &self.cfg.recording)
+        partition_path(&self.cfg.root, &self.table_name(table), &self.cfg.host, &self.cfg.recording)
+    }
+
+    fn table_name(&self, table: &str) -> String {
+        format!("{}{table}", self.cfg.prefix)
+    }
+
+    /// The display name of the VM whose VMM is `pid`.
+    fn vm_name(&mut self, pid: i32) -> Arc<str> {
+        let comm = self.threads.comm(false, pid, pid).to_string();
+        let pid_s = pid.to_string();
+        if let Some((_, n)) = self.cfg.vm_specs.iter().find(|(tok, _)| *tok == pid_s || *tok == comm) {
+            return Arc::from(n.as_str());
+        }
+        Arc::from(format!("{comm}:{pid}").as_str())
+    }
+
+    /// Maps each frame of a new stack to its dso (perf's map lookup at the sample's time).
+    fn frame_infos(&mut self, mode: CpuMode, pid: i32, raw: &[u8]) -> Vec<FrameInfo> {
+        let frames = records::split_callchain(raw, mode);
+        let mut out = Vec::with_capacity(frames.len());
+        let guest_vm = self.cfg.guest.as_ref().map(|g| g.vm.clone());
+        for (addr, m) in frames {
+            let kernel = matches!(m, CpuMode::HostKernel | CpuMode::GuestKernel | CpuMode::Hypervisor);
+            let (space, machine_guest) = match (&guest_vm, m) {
+                // Inside a guest recording, its "host" modes are the guest's own.
+                (Some(vm), _) if kernel => (Space::GuestKernel(vm.clone()), false),
+                (Some(vm), _) => (Space::GuestUser(vm.clone()), false),
+                (None, CpuMode::GuestKernel) => (Space::GuestKernel(self.vm_name(pid)), true),
+                (None, CpuMode::GuestUser) => (Space::GuestUser(self.vm_name(pid)), true),
+                (None, _) if kernel => (Space::HostKernel, false),
+                (None, _) => (Space::HostUser, false),
+            };
+            let info = if kernel {
+                let dso = match self.spaces.find(machine_guest, -1, addr) {
+                    Some(map) => kernel_dso_name(&map.filename),
+                    None if matches!(space, Space::GuestKernel(_)) && guest_vm.is_none() => "[guest.kernel.kallsyms]".to_string(),
+                    None => "[kernel.kallsyms]".to_string(),
+                };
+                let dso = if guest_vm.is_none() && matches!(space, Space::GuestKernel(_)) && dso == "[kernel.kallsyms]" {
+                    "[guest.kernel.kallsyms]".to_string()
+                } else {
+                    dso
+                };
+                FrameInfo { addr, mode: m, space, dso: Some(Arc::from(dso.as_str())), dso_offset: Some(addr), build_id: None }
+            } else {
+                match self.spaces.find(machine_guest, pid, addr) {
+                    Some(map) => FrameInfo {
+                        addr,
+                        mode: m,
+                        space,
+                        dso: Some(map.filename.clone()),
+                        dso_offset: Some(map.map_ip(addr)),
+                        build_id: map.build_id.clone(),
+                    },
+                    None => FrameInfo { addr, mode: m, space, dso: None, dso_offset: None, build_id: None },
+                }
+            };
+            let mode_out = match (&guest_vm, m) {
+                (Some(_), _) if kernel => CpuMode::GuestKernel,
+                (Some(_), _) => CpuMode::GuestUser,
+                _ => m,
+            };
+            out.push(FrameInfo { mode: mode_out, ..info });
+        }
+        out
     }
 
     fn warn(&mut self, kind: WarningKind, offset: Option<u64>, message: String) {
@@ -253,7 +399,7 @@ impl Session {
             .filter_map(|(i, e)| self.tracing.as_ref()?.event_by_id(e.attr.config).map(|f| (i, f.clone())))
             .collect();
         for (i, fmt) in formats {
-            let table = format!("{}__{}", sanitize(&fmt.system), sanitize(&fmt.name));
+            let table = format!("{}{}__{}", self.cfg.prefix, sanitize(&fmt.system), sanitize(&fmt.name));
             if !self.tp_tables.contains_key(&table) {
                 let tp = self.tp_table(&table, fmt);
                 self.tp_tables.insert(table.clone(), tp);
@@ -293,7 +439,8 @@ impl Session {
             ("kvmtrace.tracepoint".to_string(), format!("{}:{}", format.system, format.name)),
             ("kvmtrace.print_fmt".to_string(), format.print_fmt.clone()),
         ];
-        TpTable { writer: TableWriter::new(table, self.part(table), &defs, meta), format, columns }
+        let path = partition_path(&self.cfg.root, table, &self.cfg.host, &self.cfg.recording);
+        TpTable { writer: TableWriter::new(table, path, &defs, meta), format, columns }
     }
 
     /// The attr index of a sample body.
@@ -431,6 +578,10 @@ impl Session {
                 self.event_update(body);
                 Ok(())
             }
+            rt::TIME_CONV => {
+                self.time_conv = TimeConv::parse(body);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -474,6 +625,7 @@ impl Session {
             rt::FORK | rt::EXIT => match records::parse_task(body) {
                 Some(t) if type_ == rt::FORK => {
                     self.threads.fork(guest, t.pid, t.tid, t.ppid, t.ptid, Some(t.time));
+                    self.spaces.fork(guest, t.pid, t.ppid);
                     self.kvm.on_fork(t.pid, t.tid, t.ppid, t.ptid, t.time);
                 }
                 Some(t) => self.threads.exit(guest, t.tid, Some(t.time)),
@@ -483,6 +635,18 @@ impl Session {
                 Some(m) => {
                     let c = &schema::mmaps();
                     let build_id = m.build_id.as_deref().map(hex).or_else(|| self.build_ids_by_path.get(&m.filename).cloned());
+                    let kernel = matches!(mode, CpuMode::HostKernel | CpuMode::GuestKernel) || m.pid == -1;
+                    self.spaces.mmap(
+                        guest,
+                        if kernel { -1 } else { m.pid },
+                        Map {
+                            start: m.start,
+                            end: m.start.saturating_add(m.len),
+                            pgoff: m.pgoff,
+                            filename: Arc::from(m.filename.as_str()),
+                            build_id: build_id.as_deref().and_then(crate::symbols::parse_hex).map(Arc::from),
+                        },
+                    );
                     let w = &mut self.mmaps;
                     w.u64(0, sid.time);
                     w.str(1, Some(if guest { "guest" } else { "host" }));
@@ -546,13 +710,38 @@ impl Session {
         let pid = s.pid.unwrap_or(-1);
         let tid = s.tid.unwrap_or(-1);
         let comm = self.threads.comm(mode.is_guest(), pid, tid).to_string();
-        let stack_id = match (s.callchain, s.branch_stack.as_ref()) {
+        // The frames perf shows: the callchain (LBR-stitched for --call-graph lbr), or the
+        // sample ip alone when the callchain holds no address.
+        let stitched;
+        let only_ip;
+        let chain: Option<&[u8]> = match (s.callchain, s.branch_stack.as_ref()) {
             (Some(raw), Some(lbr)) if attr.branch_sample_type & BRANCH_CALL_STACK != 0 => {
-                let stitched = lbr_callchain(raw, lbr);
-                Some(self.stacks.intern(mode, &stitched))
+                stitched = lbr_callchain(raw, lbr);
+                Some(&stitched)
             }
-            (Some(raw), _) => Some(self.stacks.intern(mode, raw)),
-            (None, _) => None,
+            (Some(raw), _) if callchain_ips(raw).any(|ip| records::context_mode(ip).is_none()) => Some(raw),
+            _ => match s.ip {
+                Some(ip) => {
+                    only_ip = ip.to_le_bytes();
+                    Some(&only_ip[..])
+                }
+                None => None,
+            },
+        };
+        let stack_id = match chain {
+            Some(raw) => {
+                let has_user = mode_has_user(mode, raw);
+                let owner = if has_user || mode.is_guest() { pid } else { -1 };
+                let (id, new) = self.stacks.intern(mode, owner, raw);
+                if new {
+                    let frames = self.frame_infos(mode, pid, raw);
+                    if let Some(e) = self.stacks.stacks.get_mut(id as usize) {
+                        e.frames = frames;
+                    }
+                }
+                Some(id)
+            }
+            None => None,
         };
         if let Some(ev) = self.events.get_mut(ev_idx) {
             ev.n_samples += 1;
@@ -596,10 +785,23 @@ impl Session {
             );
         }
 
+        let host_time = match &self.cfg.guest {
+            Some(g) => s.time.map(|t| g.to_host(self.time_conv, t)),
+            None => s.time,
+        };
+        if let Some(g) = &self.cfg.guest {
+            // guest_samples: vm_pid, vm, vcpu (= guest cpu), guest_time_ns follow the samples columns.
+            let base = SAMPLE_COLS.len();
+            let w = &mut self.samples;
+            w.i32(base, Some(g.vm_pid));
+            w.str(base + 1, Some(&g.vm));
+            w.u32(base + 2, s.cpu);
+            w.u64(base + 3, s.time);
+        }
         let c = self.sample_cols.idx;
         let w = &mut self.samples;
         w.u64(c[0], Some(idx));
-        w.u64(c[1], s.time);
+        w.u64(c[1], host_time);
         w.u32(c[2], s.cpu);
         w.i32(c[3], s.pid);
         w.i32(c[4], s.tid);
@@ -662,18 +864,18 @@ impl Session {
         self.resolve_names();
         let mut out = Vec::new();
         // Stacks.
-        let mut w = TableWriter::new("stacks", self.part("stacks"), &schema::stacks().defs(), Vec::new());
-        for (id, (mode, raw)) in self.stacks.stacks.iter().enumerate() {
-            let frames = records::split_callchain(raw, *mode);
+        let mut w = TableWriter::new(&self.table_name("stacks"), self.part("stacks"), &schema::stacks().defs(), Vec::new());
+        for (id, e) in self.stacks.stacks.iter().enumerate() {
             w.u32(0, Some(id as u32));
-            w.list_u64(1, Some(&mut frames.iter().map(|f| f.0)));
-            let modes: Vec<&str> = frames.iter().map(|f| f.1.as_str()).collect();
-            w.list_str(2, Some(&modes));
+            w.i32(1, Some(e.pid));
+            w.list_u64(2, Some(&mut e.frames.iter().map(|f| f.addr)));
+            let modes: Vec<&str> = e.frames.iter().map(|f| f.mode.as_str()).collect();
+            w.list_str(3, Some(&modes));
             w.end_row()?;
         }
-        push(&mut out, w.close()?, "stacks");
+        push(&mut out, w.close()?, &self.table_name("stacks"));
         // Events.
-        let mut w = TableWriter::new("events", self.part("events"), &schema::events().defs(), Vec::new());
+        let mut w = TableWriter::new(&self.table_name("events"), self.part("events"), &schema::events().defs(), Vec::new());
         for (i, e) in self.events.iter().enumerate() {
             w.u32(0, Some(i as u32));
             w.str(1, e.name.as_deref());
@@ -691,9 +893,9 @@ impl Session {
             w.u64(12, Some(e.n_samples));
             w.end_row()?;
         }
-        push(&mut out, w.close()?, "events");
+        push(&mut out, w.close()?, &self.table_name("events"));
         // Threads.
-        let mut w = TableWriter::new("threads", self.part("threads"), &schema::threads().defs(), Vec::new());
+        let mut w = TableWriter::new(&self.table_name("threads"), self.part("threads"), &schema::threads().defs(), Vec::new());
         for s in self.threads.spans() {
             w.str(0, Some(if s.guest { "guest" } else { "host" }));
             w.i32(1, Some(s.pid));
@@ -705,9 +907,9 @@ impl Session {
             w.bool(7, Some(s.exec));
             w.end_row()?;
         }
-        push(&mut out, w.close()?, "threads");
+        push(&mut out, w.close()?, &self.table_name("threads"));
         // Build ids.
-        let mut w = TableWriter::new("build_ids", self.part("build_ids"), &schema::build_ids().defs(), Vec::new());
+        let mut w = TableWriter::new(&self.table_name("build_ids"), self.part("build_ids"), &schema::build_ids().defs(), Vec::new());
         for b in &self.features.build_ids {
             w.i32(0, Some(b.pid));
             w.str(1, Some(CpuMode::from_misc(b.misc).as_str()));
@@ -715,18 +917,27 @@ impl Session {
             w.str(3, Some(&b.filename));
             w.end_row()?;
         }
-        push(&mut out, w.close()?, "build_ids");
-        push(&mut out, self.samples.close()?, "samples");
-        push(&mut out, self.mmaps.close()?, "mmaps");
-        push(&mut out, self.lost.close()?, "lost");
+        push(&mut out, w.close()?, &self.table_name("build_ids"));
+        if self.cfg.guest.is_none() {
+            let pids = self.kvm.vm_pids();
+            let tsc = self.kvm.tsc_offsets();
+            let kvm = std::mem::take(&mut self.kvm);
+            let root = self.cfg.root.clone();
+            let names: HashMap<i32, String> = pids.iter().map(|&p| (p, self.vm_name(p).to_string())).collect();
+            self.vms = names.iter().map(|(p, n)| (*p, n.clone())).collect();
+            self.tsc = tsc;
+            for (name, path, rows) in kvm.close(&|t: &str| partition_path(&root, t, &self.cfg.host, &self.cfg.recording), &names)? {
+                out.push((name, path, rows));
+            }
+        }
+        let (sn, mn, ln) = (self.table_name("samples"), self.table_name("mmaps"), self.table_name("lost"));
+        push(&mut out, self.samples.close()?, &sn);
+        push(&mut out, self.mmaps.close()?, &mn);
+        push(&mut out, self.lost.close()?, &ln);
         for (name, tp) in std::mem::take(&mut self.tp_tables) {
             push(&mut out, tp.writer.close()?, &name);
         }
-        let kvm = std::mem::take(&mut self.kvm);
-        let root = self.cfg.root.clone();
-        for (name, path, rows) in kvm.close(&|t: &str| partition_path(&root, t, &self.cfg.host, &self.cfg.recording))? {
-            out.push((name, path, rows));
-        }
+        let stacks = std::mem::take(&mut self.stacks.stacks);
         let summary = SessionSummary {
             n_samples: self.sample_idx,
             first_time: self.first_time,
@@ -734,6 +945,10 @@ impl Session {
             warnings: self.warnings,
             warning_counts: self.warned,
             features: self.features,
+            stacks,
+            time_conv: self.time_conv,
+            vms: std::mem::take(&mut self.vms),
+            tsc_offsets: std::mem::take(&mut self.tsc),
         };
         Ok((out, summary))
     }
@@ -747,10 +962,73 @@ pub(crate) struct SessionSummary {
     pub(crate) warnings: Vec<Warning>,
     pub(crate) warning_counts: HashMap<WarningKind, u64>,
     pub(crate) features: Features,
+    /// Every interned stack with its mapped frames, for symbolisation.
+    pub(crate) stacks: Vec<StackEntry>,
+    /// The recording's TIME_CONV, for guest clock conversion.
+    pub(crate) time_conv: Option<TimeConv>,
+    /// VMs seen: (VMM pid, display name).
+    pub(crate) vms: Vec<(i32, String)>,
+    /// kvm_write_tsc_offset: (VMM pid, vcpu, next offset).
+    pub(crate) tsc_offsets: Vec<(i32, u32, u64)>,
 }
 
 fn push(out: &mut Vec<(String, PathBuf, u64)>, (path, rows): (PathBuf, u64), name: &str) {
     out.push((name.to_string(), path, rows));
+}
+
+/// Whether a callchain (with the sample's mode before its first marker) has user frames.
+fn mode_has_user(mode: CpuMode, raw: &[u8]) -> bool {
+    records::split_callchain(raw, mode).iter().any(|(_, m)| matches!(m, CpuMode::HostUser | CpuMode::GuestUser | CpuMode::Unknown))
+}
+
+/// `PERF_RECORD_TIME_CONV`: how perf time relates to the TSC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeConv {
+    pub(crate) time_shift: u64,
+    pub(crate) time_mult: u64,
+    pub(crate) time_zero: u64,
+    pub(crate) time_cycles: u64,
+    pub(crate) time_mask: u64,
+    pub(crate) cap_user_time_short: bool,
+}
+
+impl TimeConv {
+    fn parse(body: &[u8]) -> Option<TimeConv> {
+        let (shift, mult, zero) = (u64_at(body, 0)?, u64_at(body, 8)?, u64_at(body, 16)?);
+        let cycles = u64_at(body, 24).unwrap_or(0);
+        let mask = u64_at(body, 32).unwrap_or(0);
+        let short = body.get(41).is_some_and(|b| *b != 0);
+        (mult != 0 && shift < 64).then_some(TimeConv {
+            time_shift: shift,
+            time_mult: mult,
+            time_zero: zero,
+            time_cycles: cycles,
+            time_mask: mask,
+            cap_user_time_short: short,
+        })
+    }
+
+    /// perf's `perf_time_to_tsc`.
+    pub(crate) fn perf_time_to_tsc(&self, ns: u64) -> u64 {
+        let t = ns.wrapping_sub(self.time_zero);
+        let quot = t / self.time_mult;
+        let rem = t % self.time_mult;
+        (quot << self.time_shift).wrapping_add(((rem as u128) << self.time_shift) as u64 / self.time_mult)
+    }
+
+    /// perf's `tsc_to_perf_time`.
+    pub(crate) fn tsc_to_perf_time(&self, cyc: u64) -> u64 {
+        let cyc = if self.cap_user_time_short {
+            self.time_cycles.wrapping_add(cyc.wrapping_sub(self.time_cycles) & self.time_mask)
+        } else {
+            cyc
+        };
+        let quot = cyc >> self.time_shift;
+        let rem = cyc & ((1u64 << self.time_shift) - 1);
+        self.time_zero
+            .wrapping_add(quot.wrapping_mul(self.time_mult))
+            .wrapping_add(((rem as u128 * self.time_mult as u128) >> self.time_shift) as u64)
+    }
 }
 
 /// `PERF_SAMPLE_BRANCH_CALL_STACK`: the user callchain is recorded in the LBR.

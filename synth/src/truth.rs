@@ -47,7 +47,7 @@ pub(crate) fn write_bundle(
         "vm": vm,
         "kernel_release": crate::GUEST_OSRELEASE,
         "kernel_build_id": elf::hex(kernel_build_id),
-        "arch": "x86_64",
+        "architecture": "x86_64",
         "created_at": "2026-01-01T00:00:00Z",
         "generator": "kvmtrace-synth",
         "binaries": [{"path": model::GUESTAPP_PATH, "build_id": app_id, "file": rel}],

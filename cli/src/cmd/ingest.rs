@@ -23,6 +23,45 @@ pub(crate) struct Args {
     /// Add this recording to an existing dataset as a new host/recording partition.
     #[arg(long)]
     append: bool,
+    /// A recording made inside a guest (`perf record -a -g`), joined by time and vCPU:
+    /// VM=PATH[,tsc-offset=N][,tsc-scale=M][,name=NAME]; VM is the VMM pid or process name.
+    /// guest_tsc = host_tsc × scale + offset; the offset defaults to the host's
+    /// kvm_write_tsc_offset. Repeat per VM.
+    #[arg(long = "guest-data", value_name = "VM=PATH[,..]")]
+    guest_data: Vec<kvmtrace_ingest::GuestData>,
+    /// A guest symbol bundle (`kvmtrace bundle`, a .tar.zst, or a plain directory with
+    /// kallsyms/modules/ELF files): VM=BUNDLE. Repeat per VM.
+    #[arg(long = "guest-symbols", value_name = "VM=BUNDLE", value_parser = parse_vm_path)]
+    guest_symbols: Vec<(String, PathBuf)>,
+    /// perf kvm's --guestkallsyms: kallsyms of the default guest (every VM without a bundle).
+    #[arg(long = "guestkallsyms", value_name = "FILE")]
+    guest_kallsyms: Option<PathBuf>,
+    /// perf kvm's --guestmodules.
+    #[arg(long = "guestmodules", value_name = "FILE")]
+    guest_modules: Option<PathBuf>,
+    /// perf kvm's --guestvmlinux.
+    #[arg(long = "guestvmlinux", value_name = "FILE")]
+    guest_vmlinux: Option<PathBuf>,
+    /// Host kallsyms (default: /proc/kallsyms, only when the recording was made on this machine).
+    #[arg(long, value_name = "FILE")]
+    kallsyms: Option<PathBuf>,
+    /// Look for host binaries under DIR (perf's --symfs).
+    #[arg(long, value_name = "DIR")]
+    symfs: Option<PathBuf>,
+    /// Separate debug-info directory (build-id and debuglink lookups); default /usr/lib/debug.
+    #[arg(long = "debug-dir", value_name = "DIR")]
+    debug_dirs: Vec<PathBuf>,
+    /// Do not resolve symbols (no frames tables).
+    #[arg(long)]
+    no_symbols: bool,
+    /// Keep PERF_SAMPLE_RAW bytes in samples.raw even for decoded tracepoints.
+    #[arg(long)]
+    keep_raw: bool,
+}
+
+fn parse_vm_path(s: &str) -> Result<(String, PathBuf), String> {
+    let (vm, path) = s.split_once('=').ok_or_else(|| format!("expected VM=PATH, got {s:?}"))?;
+    Ok((vm.to_string(), PathBuf::from(path)))
 }
 
 pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
@@ -32,6 +71,16 @@ pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
     opts.output = args.output.clone();
     opts.append = args.append;
     opts.threads = threads;
+    opts.guest_data = args.guest_data.clone();
+    opts.guest_symbols = args.guest_symbols.clone();
+    opts.guest_kallsyms = args.guest_kallsyms.clone();
+    opts.guest_modules = args.guest_modules.clone();
+    opts.guest_vmlinux = args.guest_vmlinux.clone();
+    opts.kallsyms = args.kallsyms.clone();
+    opts.symfs = args.symfs.clone();
+    opts.debug_dirs = args.debug_dirs.clone();
+    opts.symbolize = !args.no_symbols;
+    opts.keep_raw = args.keep_raw;
     if let Some(pb) = pb.clone() {
         opts.progress = Some(Arc::new(move |done, total| {
             pb.set_length(total);

@@ -2,6 +2,7 @@
 
 pub(crate) mod info;
 pub(crate) mod ingest;
+pub(crate) mod synth;
 
 use std::io::IsTerminal;
 

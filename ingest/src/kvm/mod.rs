@@ -141,6 +141,24 @@ impl KvmModel {
         self.threads.entry(tid).or_insert_with(|| ThreadState { pid, ..Default::default() })
     }
 
+    /// The VMM pids of every VM (processes with a vCPU thread).
+    pub fn vm_pids(&self) -> Vec<i32> {
+        let mut p: Vec<i32> = self
+            .threads
+            .values()
+            .filter(|t| t.vcpu_from_events.is_some() || t.vcpu_from_name.is_some())
+            .map(|t| t.pid)
+            .collect();
+        p.sort_unstable();
+        p.dedup();
+        p
+    }
+
+    /// The kvm_write_tsc_offset values seen: (VMM pid, vcpu, next offset).
+    pub fn tsc_offsets(&self) -> Vec<(i32, u32, u64)> {
+        self.tsc_offsets.iter().map(|(pid, _, vcpu, _, next, _)| (*pid, *vcpu, *next)).collect()
+    }
+
     /// A COMM record (not a FORK inheritance).
     pub fn on_comm(&mut self, pid: i32, tid: i32, comm: &str, _time: Option<u64>) {
         if pid == tid {
@@ -416,7 +434,7 @@ impl KvmModel {
     }
 
     /// Writes `vms`, `vcpus` and `exits`. `part` maps a table name to its file.
-    pub fn close(mut self, part: &dyn Fn(&str) -> PathBuf) -> Result<Vec<(String, PathBuf, u64)>, Error> {
+    pub fn close(mut self, part: &dyn Fn(&str) -> PathBuf, names: &HashMap<i32, String>) -> Result<Vec<(String, PathBuf, u64)>, Error> {
         // Exits still open at the end are kept with a null entry time.
         let mut open: Vec<ExitRow> = self.threads.values_mut().filter_map(|t| t.open.take()).collect();
         self.exits.append(&mut open);
@@ -491,7 +509,7 @@ impl KvmModel {
             let comm = self.process_comm.get(pid).cloned().unwrap_or_else(|| format!(":{pid}"));
             w.i32(0, Some(*pid));
             w.str(1, Some(&comm));
-            w.str(2, Some(&format!("{comm}:{pid}")));
+            w.str(2, Some(&names.get(pid).cloned().unwrap_or_else(|| format!("{comm}:{pid}"))));
             w.u32(3, Some(*n));
             w.u64(4, *first);
             w.u64(5, *last);

@@ -322,8 +322,14 @@ fn parse_declaration(decl: &str) -> Option<(String, String, Option<usize>, bool)
             let inner = rest.get(open + 1..)?.trim();
             // The last token inside the brackets is the length (libtraceevent does the same for
             // `[TASK_COMM_LEN]`-style leftovers: non-numeric gives 0).
-            let last = inner.rsplit(|c: char| c.is_whitespace()).next().unwrap_or("");
-            (rest.get(..open)?.trim_end(), Some(parse_c_uint(last).unwrap_or(0) as usize))
+            let last = inner
+                .rsplit(|c: char| c.is_whitespace())
+                .next()
+                .unwrap_or("");
+            (
+                rest.get(..open)?.trim_end(),
+                Some(parse_c_uint(last).unwrap_or(0) as usize),
+            )
         }
         None => (decl, None),
     };
@@ -487,7 +493,8 @@ mod tests {
     // Format files copied from /sys/kernel/tracing/events/*/*/format of the Linux 6.18 host
     // that recorded /work/shared/testdata/kvm.
     const KVM_EXIT: &str = include_str!("../../tests/data/tracefmt/kvm_exit.format");
-    const KVM_EMULATE_INSN: &str = include_str!("../../tests/data/tracefmt/kvm_emulate_insn.format");
+    const KVM_EMULATE_INSN: &str =
+        include_str!("../../tests/data/tracefmt/kvm_emulate_insn.format");
     const SCHED_SWITCH: &str = include_str!("../../tests/data/tracefmt/sched_switch.format");
     const SCHED_PROCESS_EXEC: &str =
         include_str!("../../tests/data/tracefmt/sched_process_exec.format");
@@ -502,18 +509,33 @@ mod tests {
     #[test]
     fn kvm_exit_fields() {
         let ev = parse_event_format("kvm", KVM_EXIT).unwrap();
-        assert_eq!((ev.system.as_str(), ev.name.as_str(), ev.id), ("kvm", "kvm_exit", 103));
+        assert_eq!(
+            (ev.system.as_str(), ev.name.as_str(), ev.id),
+            ("kvm", "kvm_exit", 103)
+        );
         let common: Vec<_> = ev.common_fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             common,
-            ["common_type", "common_flags", "common_preempt_count", "common_pid"]
+            [
+                "common_type",
+                "common_flags",
+                "common_preempt_count",
+                "common_pid"
+            ]
         );
         let names: Vec<_> = ev.fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
             [
-                "exit_reason", "guest_rip", "isa", "info1", "info2", "intr_info", "error_code",
-                "vcpu_id", "requests"
+                "exit_reason",
+                "guest_rip",
+                "isa",
+                "info1",
+                "info2",
+                "intr_info",
+                "error_code",
+                "vcpu_id",
+                "requests"
             ]
         );
         let reason = ev.own_field("exit_reason").unwrap();
@@ -521,11 +543,17 @@ mod tests {
         assert_eq!(reason.type_name, "unsigned int");
         assert_eq!(reason.column_kind(), ColumnKind::Unsigned { bytes: 4 });
         let rip = ev.own_field("guest_rip").unwrap();
-        assert_eq!((rip.type_name.as_str(), rip.offset, rip.size), ("unsigned long", 16, 8));
+        assert_eq!(
+            (rip.type_name.as_str(), rip.offset, rip.size),
+            ("unsigned long", 16, 8)
+        );
         assert!(rip.is_long());
         let pid = ev.field("common_pid").unwrap();
         assert_eq!(pid.column_kind(), ColumnKind::Signed { bytes: 4 });
-        assert!(ev.print_fmt.starts_with("\"vcpu %u reason %s%s%s rip 0x%lx"));
+        assert!(
+            ev.print_fmt
+                .starts_with("\"vcpu %u reason %s%s%s rip 0x%lx")
+        );
         assert!(ev.print_fmt.ends_with("REC->error_code, REC->requests"));
     }
 
@@ -562,14 +590,20 @@ mod tests {
         );
         // Out of bounds reads give None, not a panic.
         assert_eq!(insn.value(&raw[..30], false), None);
-        assert_eq!(ev.own_field("failed").unwrap().value(&raw[..37], false), None);
+        assert_eq!(
+            ev.own_field("failed").unwrap().value(&raw[..37], false),
+            None
+        );
     }
 
     #[test]
     fn char_array_is_string() {
         let ev = parse_event_format("sched", SCHED_SWITCH).unwrap();
         let prev = ev.own_field("prev_comm").unwrap();
-        assert_eq!((prev.kind, prev.array_len, prev.size), (FieldKind::Str, Some(16), 16));
+        assert_eq!(
+            (prev.kind, prev.array_len, prev.size),
+            (FieldKind::Str, Some(16), 16)
+        );
         assert_eq!(prev.column_kind(), ColumnKind::Str);
         let state = ev.own_field("prev_state").unwrap();
         assert_eq!(state.column_kind(), ColumnKind::Signed { bytes: 8 });
@@ -578,7 +612,10 @@ mod tests {
         raw[8..17].copy_from_slice(b"swapper/1");
         raw[40..44].copy_from_slice(b"perf");
         raw[56..60].copy_from_slice(&22128i32.to_le_bytes());
-        assert_eq!(prev.value(&raw, false), Some(FieldValue::Str("swapper/1".into())));
+        assert_eq!(
+            prev.value(&raw, false),
+            Some(FieldValue::Str("swapper/1".into()))
+        );
         assert_eq!(
             ev.own_field("next_comm").unwrap().value(&raw, false),
             Some(FieldValue::Str("perf".into()))
@@ -594,13 +631,19 @@ mod tests {
         let ev = parse_event_format("sched", SCHED_PROCESS_EXEC).unwrap();
         let f = ev.own_field("filename").unwrap();
         assert_eq!(f.type_name, "__data_loc char[]");
-        assert_eq!((f.storage, f.kind, f.size), (FieldStorage::DataLoc, FieldKind::Str, 4));
+        assert_eq!(
+            (f.storage, f.kind, f.size),
+            (FieldStorage::DataLoc, FieldKind::Str, 4)
+        );
         // Descriptor: offset 20, length 8 ("/bin/ls\0").
         let mut raw = vec![0u8; 28];
         raw[8..12].copy_from_slice(&((8u32 << 16) | 20).to_le_bytes());
         raw[20..28].copy_from_slice(b"/bin/ls\0");
         assert_eq!(f.data_range(&raw, false), Some(20..28));
-        assert_eq!(f.value(&raw, false), Some(FieldValue::Str("/bin/ls".into())));
+        assert_eq!(
+            f.value(&raw, false),
+            Some(FieldValue::Str("/bin/ls".into()))
+        );
         // A descriptor pointing past the payload is rejected.
         raw[8..12].copy_from_slice(&((64u32 << 16) | 20).to_le_bytes());
         assert_eq!(f.value(&raw, false), None);
@@ -627,8 +670,14 @@ mod tests {
     #[test]
     fn multi_line_print_fmt_is_kept_whole() {
         let ev = parse_event_format("ext4", EXT4_FC_STATS).unwrap();
-        assert!(ev.print_fmt.starts_with("\"dev %d,%d fc ineligible reasons:\n"));
-        assert!(ev.print_fmt.ends_with("REC->fc_ineligible_commits, REC->fc_numblks"));
+        assert!(
+            ev.print_fmt
+                .starts_with("\"dev %d,%d fc ineligible reasons:\n")
+        );
+        assert!(
+            ev.print_fmt
+                .ends_with("REC->fc_ineligible_commits, REC->fc_numblks")
+        );
     }
 
     #[test]

@@ -185,7 +185,9 @@ pub fn parse_tracing_data(bytes: &[u8]) -> Result<TracingData, TracingError> {
         pos: MAGIC.len(),
         big_endian: false,
     };
-    let version = cur.cstr().ok_or(TracingError::TruncatedHeader { offset: cur.pos })?;
+    let version = cur
+        .cstr()
+        .ok_or(TracingError::TruncatedHeader { offset: cur.pos })?;
     let mut data = TracingData {
         version: text(version),
         ..TracingData::default()
@@ -200,8 +202,10 @@ pub fn parse_tracing_data(bytes: &[u8]) -> Result<TracingData, TracingError> {
         .u32()
         .ok_or(TracingError::TruncatedHeader { offset: cur.pos })?;
     if let Err(what) = parse_body(&mut cur, &mut data) {
-        data.warnings
-            .push(format!("tracing data truncated at byte {}: {what}", cur.pos));
+        data.warnings.push(format!(
+            "tracing data truncated at byte {}: {what}",
+            cur.pos
+        ));
     }
     Ok(data)
 }
@@ -274,8 +278,7 @@ mod tests {
     const KVM_TP: &[u8] = include_bytes!("../../tests/data/tracefmt/kvm-tp-2vcpu.tracing");
     // Same section of /work/shared/testdata/public/
     // x86_64_perf4.13_timechart-sched-power-tracepoints.data (perf 4.13, kernel 4.x).
-    const TIMECHART: &[u8] =
-        include_bytes!("../../tests/data/tracefmt/timechart-perf4.13.tracing");
+    const TIMECHART: &[u8] = include_bytes!("../../tests/data/tracefmt/timechart-perf4.13.tracing");
 
     #[test]
     fn kvm_tracing_data() {
@@ -288,8 +291,7 @@ mod tests {
         assert!(td.header_page.contains("field: u64 timestamp;"));
         assert!(td.header_event.contains("type_len    :    5 bits"));
         // Event ids as the perf attrs give them (config = 0x67, 0x73, 0x2a, ...).
-        let mut ids: Vec<(String, u64)> =
-            td.events.iter().map(|e| (e.full_name(), e.id)).collect();
+        let mut ids: Vec<(String, u64)> = td.events.iter().map(|e| (e.full_name(), e.id)).collect();
         ids.sort();
         assert_eq!(
             ids,
@@ -325,7 +327,10 @@ mod tests {
     #[test]
     fn bad_magic_and_short_header_are_errors() {
         assert_eq!(parse_tracing_data(b""), Err(TracingError::BadMagic));
-        assert_eq!(parse_tracing_data(b"PERFILE2xxxxxxxx"), Err(TracingError::BadMagic));
+        assert_eq!(
+            parse_tracing_data(b"PERFILE2xxxxxxxx"),
+            Err(TracingError::BadMagic)
+        );
         assert!(matches!(
             parse_tracing_data(&KVM_TP[..14]),
             Err(TracingError::TruncatedHeader { .. })

@@ -1,0 +1,273 @@
+//! The parts of an ingest that come after the host walk: guest-side recordings on the host
+//! clock, and symbol resolution of every stack into the `frames` tables.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Warning, WarningKind};
+use crate::schema;
+use crate::session::{GuestContext, Session, SessionConfig, SessionSummary, Space, StackEntry};
+use crate::symbols::{AddrSpace, Bundle, FrameQuery, SymbolizeOptions, Symbolizer};
+use crate::table::{TableWriter, partition_path};
+use crate::{GuestData, Options};
+
+/// The VM names the user gave: (VMM pid or process name, display name).
+pub(crate) fn vm_specs(opts: &Options) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for g in &opts.guest_data {
+        out.push((g.vm.clone(), display_name(&g.vm, g.name.as_deref(), bundle_for(opts, &g.vm).as_deref())));
+    }
+    for (vm, path) in &opts.guest_symbols {
+        if !out.iter().any(|(t, _)| t == vm) {
+            out.push((vm.clone(), display_name(vm, None, Some(path))));
+        }
+    }
+    out
+}
+
+fn bundle_for(opts: &Options, vm: &str) -> Option<PathBuf> {
+    opts.guest_symbols.iter().find(|(t, _)| t == vm).map(|(_, p)| p.clone())
+}
+
+/// The display name: given name, else the bundle manifest's VM name, else the token itself when
+/// it is a process name (a bare pid is not a name).
+fn display_name(token: &str, given: Option<&str>, bundle: Option<&Path>) -> String {
+    if let Some(n) = given {
+        return n.to_string();
+    }
+    if let Some(b) = bundle.and_then(|p| Bundle::open(p).ok()) {
+        if let Some(m) = b.manifest() {
+            if !m.vm.is_empty() {
+                return m.vm.clone();
+            }
+        }
+    }
+    token.to_string()
+}
+
+/// Ingests one guest-side recording into the `guest_*` tables of the same partition.
+pub(crate) fn ingest_guest(
+    g: &GuestData,
+    host: &SessionSummary,
+    root: &Path,
+    recording: &str,
+    opts: &Options,
+) -> Result<(Vec<(String, PathBuf, u64)>, Vec<StackEntry>, Vec<Warning>), Error> {
+    let mut warnings = Vec::new();
+    let name = vm_specs(opts).into_iter().find(|(t, _)| *t == g.vm).map(|(_, n)| n).unwrap_or_else(|| g.vm.clone());
+    // The VMM pid: the token itself, or the VM whose display name or process name matches.
+    let vm_pid = g.vm.parse::<i32>().ok().or_else(|| {
+        host.vms.iter().find(|(_, n)| *n == name || n.split(':').next() == Some(g.vm.as_str())).map(|(p, _)| *p)
+    });
+    let Some(vm_pid) = vm_pid else {
+        return Err(Error::Invalid(format!(
+            "--guest-data {}: no VM with that pid or name in the host recording (VMs seen: {})",
+            g.vm,
+            host.vms.iter().map(|(p, n)| format!("{n} (pid {p})")).collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let tsc_offset = match g.tsc_offset {
+        Some(o) => o,
+        None => match host.tsc_offsets.iter().filter(|(p, _, _)| *p == vm_pid).min_by_key(|(_, v, _)| *v) {
+            Some((_, _, o)) => *o,
+            None => {
+                warnings.push(Warning {
+                    kind: WarningKind::Kvm,
+                    offset: None,
+                    message: format!(
+                        "no kvm_write_tsc_offset for VM {name} in the host recording and no tsc-offset given: guest times taken as host times"
+                    ),
+                });
+                0
+            }
+        },
+    };
+    if host.time_conv.is_none() {
+        warnings.push(Warning {
+            kind: WarningKind::Kvm,
+            offset: None,
+            message: "the host recording has no TIME_CONV: guest times cannot be converted and are taken as host times".into(),
+        });
+    }
+    let data = std::fs::read(&g.path).map_err(|e| Error::Io { path: Some(g.path.clone()), offset: None, source: e })?;
+    let cfg = SessionConfig {
+        root: root.to_path_buf(),
+        host: "_pending".to_string(),
+        recording: recording.to_string(),
+        keep_raw: opts.keep_raw,
+        prefix: "guest_",
+        guest: Some(GuestContext {
+            vm_pid,
+            vm: Arc::from(name.as_str()),
+            host_tc: host.time_conv,
+            tsc_offset,
+            tsc_scale: g.tsc_scale.unwrap_or(1.0),
+        }),
+        vm_specs: Vec::new(),
+    };
+    let mut sess = Session::new(cfg);
+    let walk = crate::reader::walk_file(&data, &mut sess)?;
+    sess.finish_records()?;
+    if let Some(e) = sess.take_fatal() {
+        return Err(e);
+    }
+    let (tables, mut summary) = sess.close()?;
+    warnings.extend(walk.warnings);
+    warnings.append(&mut summary.warnings);
+    if summary.time_conv.is_none() && host.time_conv.is_some() {
+        warnings.push(Warning {
+            kind: WarningKind::Kvm,
+            offset: None,
+            message: format!("guest recording {} has no TIME_CONV: its times are taken as host times", g.path.display()),
+        });
+    }
+    let stacks = std::mem::take(&mut summary.stacks);
+    Ok((tables, stacks, warnings))
+}
+
+/// Whether this machine is the one that recorded (same hostname and os release).
+fn recorded_here(host: &SessionSummary) -> bool {
+    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).ok();
+    let (Some(h), Some(r)) = (host.features.hostname.as_deref(), host.features.os_release.as_deref()) else { return false };
+    read("/proc/sys/kernel/hostname").as_deref() == Some(h) && read("/proc/sys/kernel/osrelease").as_deref() == Some(r)
+}
+
+/// Resolves every frame of every stack and writes `frames` (and `guest_frames`).
+pub(crate) fn write_frames(
+    host: &SessionSummary,
+    guest_stacks: &[Vec<StackEntry>],
+    root: &Path,
+    recording: &str,
+    opts: &Options,
+) -> Result<(Vec<(String, PathBuf, u64)>, Vec<Warning>), Error> {
+    let mut warnings = Vec::new();
+    let mut sopts = SymbolizeOptions::default();
+    sopts.threads = opts.threads;
+    sopts.debug_dirs = opts.debug_dirs.clone();
+    sopts.sysroot = opts.symfs.clone();
+    sopts.kallsyms = opts.kallsyms.clone().or_else(|| recorded_here(host).then(|| PathBuf::from("/proc/kallsyms")));
+    // Guest bundles by VM display name.
+    let specs = vm_specs(opts);
+    let mut bundles: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (tok, path) in &opts.guest_symbols {
+        let name = specs.iter().find(|(t, _)| t == tok).map(|(_, n)| n.clone()).unwrap_or_else(|| tok.clone());
+        bundles.insert(name, path.clone());
+    }
+    // perf's --guestkallsyms/--guestmodules/--guestvmlinux: one default guest for every VM
+    // without its own bundle, given as a plain bundle directory.
+    let default_dir = root.join(".default-guest-symbols");
+    if opts.guest_kallsyms.is_some() || opts.guest_vmlinux.is_some() {
+        std::fs::create_dir_all(&default_dir).map_err(|e| Error::Io { path: Some(default_dir.clone()), offset: None, source: e })?;
+        for (src, dst) in [(&opts.guest_kallsyms, "kallsyms"), (&opts.guest_modules, "modules"), (&opts.guest_vmlinux, "vmlinux")] {
+            if let Some(src) = src {
+                std::fs::copy(src, default_dir.join(dst)).map_err(|e| Error::Io { path: Some(src.clone()), offset: None, source: e })?;
+            }
+        }
+        let mut names: Vec<String> = host.vms.iter().map(|(_, n)| n.clone()).collect();
+        for st in host.stacks.iter().flat_map(|s| s.frames.iter()) {
+            if let Space::GuestKernel(vm) | Space::GuestUser(vm) = &st.space {
+                names.push(vm.to_string());
+            }
+        }
+        names.sort();
+        names.dedup();
+        for n in names {
+            bundles.entry(n).or_insert_with(|| default_dir.clone());
+        }
+    }
+    sopts.guest_bundles = bundles;
+    let symbolizer = match Symbolizer::new(sopts) {
+        Ok(s) => s,
+        Err(e) => {
+            warnings.push(Warning { kind: WarningKind::Symbols, offset: None, message: format!("symbols not loaded: {e}") });
+            Symbolizer::new(SymbolizeOptions::default()).map_err(|e| Error::Invalid(e.to_string()))?
+        }
+    };
+
+    let mut out = Vec::new();
+    let sets: Vec<(&str, &[StackEntry])> = std::iter::once(("frames", host.stacks.as_slice()))
+        .chain(guest_stacks.iter().map(|g| ("guest_frames", g.as_slice())))
+        .collect();
+    // guest_frames of several guest recordings go into one table: stack ids are per VM there,
+    // so a vm column tells them apart.
+    let mut writers: HashMap<&str, TableWriter> = HashMap::new();
+    for (table, stacks) in sets {
+        let mut queries: Vec<FrameQuery> = Vec::new();
+        let mut index: HashMap<FrameQuery, usize> = HashMap::new();
+        let mut refs: Vec<Vec<usize>> = Vec::with_capacity(stacks.len());
+        for st in stacks {
+            let mut r = Vec::with_capacity(st.frames.len());
+            for f in &st.frames {
+                let space = match &f.space {
+                    Space::HostKernel => AddrSpace::HostKernel,
+                    Space::HostUser => AddrSpace::HostUser,
+                    Space::GuestKernel(vm) => AddrSpace::GuestKernel { vm: vm.to_string() },
+                    Space::GuestUser(vm) => AddrSpace::GuestUser { vm: vm.to_string() },
+                };
+                let kernel = matches!(space, AddrSpace::HostKernel | AddrSpace::GuestKernel { .. });
+                let q = FrameQuery {
+                    space,
+                    dso: f.dso.as_deref().unwrap_or("").to_string(),
+                    build_id: f.build_id.as_deref().map(<[u8]>::to_vec),
+                    addr: f.addr,
+                    file_offset: if kernel { None } else { f.dso_offset },
+                };
+                let n = index.len();
+                let i = *index.entry(q.clone()).or_insert_with(|| {
+                    queries.push(q);
+                    n
+                });
+                r.push(i);
+            }
+            refs.push(r);
+        }
+        let resolved = if queries.iter().all(|q| q.dso.is_empty()) { vec![Vec::new(); queries.len()] } else { symbolizer.resolve_all(&queries) };
+        let w = match writers.get_mut(table) {
+            Some(w) => w,
+            None => {
+                let path = partition_path(root, table, "_pending", recording);
+                writers.entry(table).or_insert(TableWriter::new(table, path, &schema::frames().defs(), Vec::new()))
+            }
+        };
+        for (stack_id, (st, r)) in stacks.iter().zip(&refs).enumerate() {
+            for (frame_idx, (f, &qi)) in st.frames.iter().zip(r).enumerate() {
+                let res = resolved.get(qi).map(Vec::as_slice).unwrap_or(&[]);
+                // Outermost function first, then what is inlined into it.
+                let levels: Vec<_> = if res.is_empty() { vec![None] } else { res.iter().rev().map(Some).collect() };
+                for (depth, level) in levels.into_iter().enumerate() {
+                    let dso = level.map(|l| l.dso.as_str()).filter(|d| !d.is_empty()).or(f.dso.as_deref());
+                    let symbol = level.and_then(|l| l.symbol.as_deref());
+                    let name = match (symbol, dso) {
+                        (Some(s), _) => s.to_string(),
+                        (None, Some(d)) if !d.is_empty() => format!("[{}]", d.rsplit('/').next().unwrap_or(d)),
+                        _ => "[unknown]".to_string(),
+                    };
+                    w.u32(0, Some(stack_id as u32));
+                    w.u32(1, Some(frame_idx as u32));
+                    w.u32(2, Some(depth as u32));
+                    w.u64(3, Some(f.addr));
+                    w.str(4, Some(f.mode.as_str()));
+                    w.str(5, dso);
+                    w.u64(6, f.dso_offset);
+                    w.str(7, symbol);
+                    w.u64(8, level.filter(|l| l.symbol.is_some() && l.inline_depth == 0).map(|l| l.offset));
+                    w.str(9, level.and_then(|l| l.file.as_deref()));
+                    w.u32(10, level.and_then(|l| l.line));
+                    w.str(11, Some(&name));
+                    w.end_row()?;
+                }
+            }
+        }
+    }
+    let mut names: Vec<&str> = writers.keys().copied().collect();
+    names.sort();
+    for n in names {
+        if let Some(w) = writers.remove(n) {
+            let (p, rows) = w.close()?;
+            out.push((n.to_string(), p, rows));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&default_dir);
+    Ok((out, warnings))
+}

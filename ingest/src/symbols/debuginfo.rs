@@ -1,0 +1,204 @@
+//! Separate debug files (build-id directory and `.gnu_debuglink` with CRC
+//! check, which addr2line's `Loader` does not follow) and DWARF frames.
+
+use super::SymbolError;
+use super::elf::{ElfSymbols, map_file};
+use std::path::{Component, Path, PathBuf};
+
+/// The default separate-debug directory.
+pub(crate) const DEFAULT_DEBUG_DIR: &str = "/usr/lib/debug";
+
+/// One DWARF frame for an address: a function (inlined or not) and the source
+/// position inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DwarfFrame {
+    /// Demangled function name.
+    pub function: Option<String>,
+    /// Source file path as DWARF names it.
+    pub file: Option<String>,
+    /// 1-based line, when known.
+    pub line: Option<u32>,
+}
+
+const fn crc_table() -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+}
+
+static CRC_TABLE: [u32; 256] = crc_table();
+
+/// The CRC-32 (IEEE, as zlib and `.gnu_debuglink` use it) of a byte string.
+pub fn gnu_debuglink_crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc = CRC_TABLE[usize::from((crc as u8) ^ b)] ^ (crc >> 8);
+    }
+    !crc
+}
+
+fn is_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// `<dir>/.build-id/xx/rest.debug` for a build id.
+pub(crate) fn build_id_debug_path(dir: &Path, build_id: &[u8], suffix: &str) -> Option<PathBuf> {
+    let hex = super::hex_string(build_id);
+    let (head, rest) = (hex.get(..2)?, hex.get(2..)?);
+    if rest.is_empty() {
+        return None;
+    }
+    Some(
+        dir.join(".build-id")
+            .join(head)
+            .join(format!("{rest}{suffix}")),
+    )
+}
+
+/// Relative form of an absolute path, for joining under another directory.
+fn strip_root(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
+}
+
+/// Finds the separate debug file of an ELF binary.
+///
+/// Order (as gdb and perf do): `<debug-dir>/.build-id/xx/rest.debug` whose
+/// build id matches; then the `.gnu_debuglink` name, whose CRC32 must match,
+/// next to the binary, in its `.debug/` subdirectory, and under each debug
+/// directory at the binary's own directory path. `debug_dirs` empty means
+/// `/usr/lib/debug`.
+pub fn find_debug_file(
+    binary: &Path,
+    build_id: Option<&[u8]>,
+    debuglink: Option<(&str, u32)>,
+    debug_dirs: &[PathBuf],
+) -> Option<PathBuf> {
+    let default_dirs = [PathBuf::from(DEFAULT_DEBUG_DIR)];
+    let dirs = if debug_dirs.is_empty() {
+        &default_dirs[..]
+    } else {
+        debug_dirs
+    };
+    if let Some(id) = build_id.filter(|id| !id.is_empty()) {
+        for dir in dirs {
+            let Some(candidate) = build_id_debug_path(dir, id, ".debug") else {
+                continue;
+            };
+            if !is_file(&candidate) {
+                continue;
+            }
+            match ElfSymbols::from_path(&candidate) {
+                Ok(elf) if elf.build_id() == Some(id) => return Some(candidate),
+                Ok(_) => log::warn!(
+                    "{}: build id does not match {}; ignored",
+                    candidate.display(),
+                    super::hex_string(id)
+                ),
+                Err(e) => log::warn!("{e}; ignored"),
+            }
+        }
+    }
+    let (name, crc) = debuglink?;
+    // A debuglink is a bare file name; refuse anything that would walk elsewhere.
+    if name.is_empty() || name.contains('/') || name == ".." {
+        return None;
+    }
+    let bin_dir = binary.parent().unwrap_or(Path::new(""));
+    let abs_dir = std::fs::canonicalize(bin_dir).unwrap_or_else(|_| bin_dir.to_owned());
+    let mut candidates = vec![bin_dir.join(name), bin_dir.join(".debug").join(name)];
+    for dir in dirs {
+        candidates.push(dir.join(strip_root(&abs_dir)).join(name));
+    }
+    let binary_real = std::fs::canonicalize(binary).ok();
+    for candidate in candidates {
+        if !is_file(&candidate) {
+            continue;
+        }
+        if binary_real.is_some() && std::fs::canonicalize(&candidate).ok() == binary_real {
+            continue;
+        }
+        let Ok(map) = map_file(&candidate) else {
+            continue;
+        };
+        let got = gnu_debuglink_crc32(&map);
+        if got == crc {
+            return Some(candidate);
+        }
+        log::warn!(
+            "{}: debuglink CRC {got:08x} differs from {crc:08x} in {}; ignored",
+            candidate.display(),
+            binary.display()
+        );
+    }
+    None
+}
+
+/// A DWARF context for one file (addr2line's `Loader`: mmap, split DWARF).
+pub(crate) struct DwarfContext {
+    loader: addr2line::Loader,
+}
+
+impl DwarfContext {
+    /// Loads the DWARF of a file (the binary itself or its debug file).
+    pub(crate) fn open(path: &Path) -> Result<Self, SymbolError> {
+        addr2line::Loader::new(path)
+            .map(|loader| DwarfContext { loader })
+            .map_err(|e| SymbolError::Dwarf {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Frames for an SVMA, innermost first; with `inlines` false, one frame
+    /// (the outermost function, with the innermost line).
+    pub(crate) fn frames(&self, svma: u64, inlines: bool) -> Vec<DwarfFrame> {
+        let mut out = Vec::new();
+        let Ok(mut iter) = self.loader.find_frames(svma) else {
+            return out;
+        };
+        while let Ok(Some(frame)) = iter.next() {
+            let function = frame
+                .function
+                .as_ref()
+                .and_then(|f| f.demangle().ok())
+                .map(|n| n.into_owned());
+            let (file, line) = frame
+                .location
+                .as_ref()
+                .map_or((None, None), |l| (l.file.map(str::to_owned), l.line));
+            out.push(DwarfFrame {
+                function,
+                file,
+                line,
+            });
+            if out.len() > 256 {
+                break;
+            }
+        }
+        if !inlines && out.len() > 1 {
+            let innermost = out.first().map(|f| (f.file.clone(), f.line));
+            if let (Some(mut outer), Some((file, line))) = (out.pop(), innermost) {
+                outer.file = file;
+                outer.line = line;
+                out = vec![outer];
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,333 @@
+//! ELF facts the symboliser needs, copied out of the file: PT_LOAD segments
+//! (file offset to SVMA, as perf's `map__map_ip` plus dso adjust), function
+//! symbols from `.symtab`/`.dynsym`, the build id and `.gnu_debuglink`.
+
+use super::SymbolError;
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolKind};
+use std::borrow::Cow;
+use std::path::Path;
+
+/// One PT_LOAD program header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElfLoadSegment {
+    /// `p_offset`.
+    pub file_offset: u64,
+    /// `p_filesz`.
+    pub file_size: u64,
+    /// `p_vaddr`.
+    pub address: u64,
+    /// `p_memsz`.
+    pub memory_size: u64,
+    /// `PF_X` is set.
+    pub executable: bool,
+}
+
+/// One function symbol with perf's end rule applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElfSymbol {
+    /// Start SVMA.
+    pub start: u64,
+    /// End SVMA (exclusive): `start + st_size`, or the next start for size 0.
+    pub end: u64,
+    /// Raw (mangled) name.
+    pub name: String,
+}
+
+/// The symbol-relevant contents of one ELF file, owned (the file is not kept open).
+#[derive(Debug, Clone, Default)]
+pub struct ElfSymbols {
+    segments: Vec<ElfLoadSegment>,
+    symbols: Vec<ElfSymbol>,
+    build_id: Option<Vec<u8>>,
+    debuglink: Option<(String, u32)>,
+    has_dwarf: bool,
+    /// Kernel anchor labels (`_stext`, `_text`), often `STT_NOTYPE`, for KASLR offsets.
+    anchors: Vec<(String, u64)>,
+    entry: u64,
+    is_executable_type: bool,
+}
+
+struct RawSym<'a> {
+    start: u64,
+    size: u64,
+    name: &'a str,
+    weak: bool,
+    global: bool,
+}
+
+fn leading_underscores(name: &str) -> usize {
+    name.bytes().take_while(|&b| b == b'_').count()
+}
+
+/// perf's `choose_best_symbol`: true keeps `a`.
+fn prefer_first(a: &RawSym<'_>, b: &RawSym<'_>) -> bool {
+    if (a.size == 0) != (b.size == 0) {
+        return a.size != 0;
+    }
+    if a.weak != b.weak {
+        return !a.weak;
+    }
+    if a.global != b.global {
+        return a.global;
+    }
+    let (ua, ub) = (leading_underscores(a.name), leading_underscores(b.name));
+    if ua != ub {
+        return ua < ub;
+    }
+    if a.name.len() != b.name.len() {
+        return a.name.len() > b.name.len();
+    }
+    true
+}
+
+fn collect_text_symbols<'data: 'file, 'file>(
+    syms: impl Iterator<Item = object::Symbol<'data, 'file>>,
+    raw: &mut Vec<RawSym<'data>>,
+) -> usize {
+    let mut n = 0;
+    for sym in syms {
+        if sym.kind() != SymbolKind::Text || sym.is_undefined() || sym.address() == 0 {
+            continue;
+        }
+        let Ok(name) = sym.name() else { continue };
+        if name.is_empty() {
+            continue;
+        }
+        n += 1;
+        raw.push(RawSym {
+            start: sym.address(),
+            size: sym.size(),
+            name,
+            weak: sym.is_weak(),
+            global: sym.is_global(),
+        });
+    }
+    n
+}
+
+pub(crate) fn map_file(path: &Path) -> Result<memmap2::Mmap, SymbolError> {
+    let file = std::fs::File::open(path).map_err(|e| SymbolError::io(path, e))?;
+    // SAFETY: the mapping is read-only; a file truncated underneath us is the
+    // same hazard every ELF reader (perf, addr2line's Loader) accepts.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| SymbolError::io(path, e))
+}
+
+impl ElfSymbols {
+    /// Reads an ELF file from disk.
+    pub fn from_path(path: &Path) -> Result<Self, SymbolError> {
+        let map = map_file(path)?;
+        Self::parse(&map).map_err(|reason| SymbolError::Elf {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    /// Parses ELF bytes; the error is a reason without a path.
+    pub fn parse(data: &[u8]) -> Result<Self, String> {
+        let file = object::File::parse(data).map_err(|e| e.to_string())?;
+        if file.format() != object::BinaryFormat::Elf {
+            return Err(format!("{:?} object, not ELF", file.format()));
+        }
+        let mut segments: Vec<ElfLoadSegment> = file
+            .segments()
+            .map(|seg| {
+                let (file_offset, file_size) = seg.file_range();
+                let executable = match seg.flags() {
+                    SegmentFlags::Elf { p_flags, .. } => p_flags.0 & object::elf::PF_X.0 != 0,
+                    _ => false,
+                };
+                ElfLoadSegment {
+                    file_offset,
+                    file_size,
+                    address: seg.address(),
+                    memory_size: seg.size(),
+                    executable,
+                }
+            })
+            .collect();
+        segments.sort_by_key(|s| (s.file_offset, s.address));
+        let mut raw: Vec<RawSym<'_>> = Vec::new();
+        // perf prefers .symtab and falls back to .dynsym.
+        if collect_text_symbols(file.symbols(), &mut raw) == 0 {
+            collect_text_symbols(file.dynamic_symbols(), &mut raw);
+        }
+        raw.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.name.cmp(b.name)));
+        let mut deduped: Vec<RawSym<'_>> = Vec::with_capacity(raw.len());
+        for sym in raw {
+            match deduped.last_mut() {
+                Some(last) if last.start == sym.start => {
+                    if !prefer_first(last, &sym) {
+                        *last = sym;
+                    }
+                }
+                _ => deduped.push(sym),
+            }
+        }
+        let mut symbols = Vec::with_capacity(deduped.len());
+        for (i, sym) in deduped.iter().enumerate() {
+            let end = if sym.size > 0 {
+                sym.start.saturating_add(sym.size)
+            } else {
+                match deduped.get(i + 1) {
+                    Some(next) => next.start,
+                    None => (sym.start & !4095).saturating_add(8192),
+                }
+            };
+            symbols.push(ElfSymbol {
+                start: sym.start,
+                end,
+                name: sym.name.to_owned(),
+            });
+        }
+        let anchors: Vec<(String, u64)> = file
+            .symbols()
+            .filter(|s| !s.is_undefined())
+            .filter_map(|s| {
+                let name = s.name().ok()?;
+                matches!(name, "_stext" | "_text").then(|| (name.to_owned(), s.address()))
+            })
+            .collect();
+        let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
+        let debuglink = file
+            .gnu_debuglink()
+            .ok()
+            .flatten()
+            .map(|(name, crc)| (String::from_utf8_lossy(name).into_owned(), crc));
+        let has_dwarf = file
+            .section_by_name(".debug_info")
+            .is_some_and(|s| s.size() > 0 && s.kind() != object::SectionKind::UninitializedData);
+        Ok(ElfSymbols {
+            segments,
+            symbols,
+            build_id,
+            debuglink,
+            has_dwarf,
+            anchors,
+            entry: file.entry(),
+            is_executable_type: file.kind() == object::ObjectKind::Executable,
+        })
+    }
+
+    /// The PT_LOAD segments, sorted by file offset.
+    pub fn segments(&self) -> &[ElfLoadSegment] {
+        &self.segments
+    }
+
+    /// The function symbols, sorted by start.
+    pub fn symbols(&self) -> &[ElfSymbol] {
+        &self.symbols
+    }
+
+    /// The GNU build id, if the file has one.
+    pub fn build_id(&self) -> Option<&[u8]> {
+        self.build_id.as_deref()
+    }
+
+    /// The `.gnu_debuglink` file name and CRC32.
+    pub fn debuglink(&self) -> Option<(&str, u32)> {
+        self.debuglink.as_ref().map(|(n, c)| (n.as_str(), *c))
+    }
+
+    /// True when the file carries a non-empty `.debug_info`.
+    pub fn has_dwarf(&self) -> bool {
+        self.has_dwarf
+    }
+
+    /// The ELF entry point.
+    pub fn entry(&self) -> u64 {
+        self.entry
+    }
+
+    /// True for `ET_EXEC` files.
+    pub fn is_executable_type(&self) -> bool {
+        self.is_executable_type
+    }
+
+    /// Maps a file offset to an SVMA through the PT_LOAD segment holding it,
+    /// preferring executable segments (perf: `map__map_ip`, then the dso's
+    /// `p_vaddr - p_offset` adjust).
+    pub fn file_offset_to_svma(&self, file_offset: u64) -> Option<u64> {
+        let holds = |s: &&ElfLoadSegment| {
+            file_offset >= s.file_offset && file_offset - s.file_offset < s.file_size
+        };
+        let seg = self
+            .segments
+            .iter()
+            .filter(holds)
+            .find(|s| s.executable)
+            .or_else(|| self.segments.iter().find(holds))?;
+        Some(seg.address.wrapping_add(file_offset - seg.file_offset))
+    }
+
+    /// The symbol holding an SVMA and the offset into it.
+    pub fn lookup(&self, svma: u64) -> Option<(&ElfSymbol, u64)> {
+        let idx = self.symbols.partition_point(|s| s.start <= svma);
+        // Nested symbols: look back a few entries for one that still holds the address.
+        let first = idx.saturating_sub(8);
+        let candidates = self.symbols.get(first..idx)?;
+        candidates
+            .iter()
+            .rev()
+            .find(|s| svma < s.end || s.start == svma)
+            .map(|s| (s, svma - s.start))
+    }
+
+    /// Replaces the symbol table with another file's (a stripped binary
+    /// takes the symbols of its debug file; segments stay the binary's).
+    pub(crate) fn take_symbols_of(&mut self, other: &ElfSymbols) {
+        self.symbols = other.symbols.clone();
+    }
+
+    /// The address of the first function symbol with this raw name, or of the
+    /// `_stext`/`_text` labels.
+    pub fn address_of(&self, name: &str) -> Option<u64> {
+        self.anchors
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+            .or_else(|| {
+                self.symbols
+                    .iter()
+                    .find(|s| s.name == name)
+                    .map(|s| s.start)
+            })
+    }
+}
+
+/// Demangles a Rust or C++ symbol name; other names come back unchanged.
+pub(crate) fn demangle(name: &str) -> String {
+    addr2line::demangle_auto(Cow::Borrowed(name), None).into_owned()
+}
+
+/// Finds the GNU build id (note type 3, name `GNU`) in a raw ELF note stream
+/// such as `/sys/kernel/notes` or a `PT_NOTE` segment.
+pub fn parse_build_id_note(data: &[u8], little_endian: bool) -> Option<Vec<u8>> {
+    let word = |at: usize| -> Option<u32> {
+        let b: [u8; 4] = data.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(if little_endian {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+    };
+    let align4 = |n: usize| n.checked_add(3).map(|n| n & !3);
+    let mut at = 0usize;
+    while at.checked_add(12)? <= data.len() {
+        let namesz = usize::try_from(word(at)?).ok()?;
+        let descsz = usize::try_from(word(at + 4)?).ok()?;
+        let kind = word(at + 8)?;
+        let name_at = at + 12;
+        let desc_at = name_at.checked_add(align4(namesz)?)?;
+        let next = desc_at.checked_add(align4(descsz)?)?;
+        let name = data.get(name_at..name_at.checked_add(namesz)?)?;
+        let desc = data.get(desc_at..desc_at.checked_add(descsz)?)?;
+        if kind == object::elf::NT_GNU_BUILD_ID.0 && name == b"GNU\0" && !desc.is_empty() {
+            return Some(desc.to_vec());
+        }
+        if next <= at {
+            return None;
+        }
+        at = next;
+    }
+    None
+}

@@ -1,0 +1,631 @@
+//! The batch resolver used by ingest.
+
+use super::SymbolError;
+use super::bundle::Bundle;
+use super::debuginfo::{DwarfContext, DwarfFrame, find_debug_file};
+use super::elf::{ElfSymbols, demangle};
+use super::kallsyms::{GUEST_KERNEL_DSO, HOST_KERNEL_DSO, KernelSymbols};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Options of [`Symbolizer::new`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SymbolizeOptions {
+    /// Separate-debug directories searched by build id and debuglink (empty: `/usr/lib/debug`).
+    pub debug_dirs: Vec<PathBuf>,
+    /// Host kallsyms file (`None`: host kernel frames keep no symbol).
+    pub kallsyms: Option<PathBuf>,
+    /// Host `/proc/modules` copy, for module ranges.
+    pub modules: Option<PathBuf>,
+    /// Prefix for host user DSO paths (perf's `--symfs`).
+    pub sysroot: Option<PathBuf>,
+    /// Guest symbol bundles by VM name (see [`Bundle::open`]).
+    pub guest_bundles: BTreeMap<String, PathBuf>,
+    /// Worker threads of the local pool (0: one per CPU).
+    pub threads: usize,
+    /// Report inlined frames from DWARF.
+    pub inlines: bool,
+}
+
+impl Default for SymbolizeOptions {
+    fn default() -> Self {
+        SymbolizeOptions {
+            debug_dirs: Vec::new(),
+            kallsyms: None,
+            modules: None,
+            sysroot: None,
+            guest_bundles: BTreeMap::new(),
+            threads: 1,
+            inlines: true,
+        }
+    }
+}
+
+/// Which address space (and machine) an address belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddrSpace {
+    /// The host kernel and its modules.
+    HostKernel,
+    /// A host user process.
+    HostUser,
+    /// The kernel of a guest VM.
+    GuestKernel {
+        /// VM name, as given in [`SymbolizeOptions::guest_bundles`].
+        vm: String,
+    },
+    /// A user process of a guest VM.
+    GuestUser {
+        /// VM name, as given in [`SymbolizeOptions::guest_bundles`].
+        vm: String,
+    },
+}
+
+impl AddrSpace {
+    fn vm(&self) -> Option<&str> {
+        match self {
+            AddrSpace::GuestKernel { vm } | AddrSpace::GuestUser { vm } => Some(vm),
+            _ => None,
+        }
+    }
+
+    fn is_kernel(&self) -> bool {
+        matches!(self, AddrSpace::HostKernel | AddrSpace::GuestKernel { .. })
+    }
+}
+
+/// One address to resolve.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FrameQuery {
+    /// Address space and machine.
+    pub space: AddrSpace,
+    /// DSO path from the mmap record, or `[kernel.kallsyms]`-style name for kernels.
+    pub dso: String,
+    /// Build id from the perf.data header, when known.
+    pub build_id: Option<Vec<u8>>,
+    /// The instruction pointer.
+    pub addr: u64,
+    /// For user DSOs: `ip - map.start + map.pgoff`, computed by the caller.
+    /// `None` means `addr` is already an SVMA (non-PIE executables).
+    pub file_offset: Option<u64>,
+}
+
+/// One resolved frame. A query yields its inlined frames innermost first;
+/// the last frame is the real (outermost) function.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResolvedFrame {
+    /// Demangled function name; `None` when unresolved.
+    pub symbol: Option<String>,
+    /// Address minus symbol start for the outermost frame; 0 for inlined frames.
+    pub offset: u64,
+    /// Inline nesting: 0 for the outermost function, n for the n-th inlined level.
+    pub inline_depth: u32,
+    /// Source file (the call site for outer frames, as `addr2line -i` prints).
+    pub file: Option<String>,
+    /// Source line.
+    pub line: Option<u32>,
+    /// DSO name: the query's path, `[kernel.kallsyms]`, `[guest.kernel.kallsyms]` or `[module]`.
+    pub dso: String,
+}
+
+impl ResolvedFrame {
+    fn unresolved(dso: &str) -> Self {
+        ResolvedFrame {
+            symbol: None,
+            offset: 0,
+            inline_depth: 0,
+            file: None,
+            line: None,
+            dso: dso.to_owned(),
+        }
+    }
+}
+
+/// An ELF file loaded for symbolisation, with its DWARF (guarded: addr2line
+/// contexts are not `Sync`).
+struct ElfDso {
+    elf: ElfSymbols,
+    dwarf: Option<Mutex<DwarfContext>>,
+    /// Runtime address minus SVMA (kernel images under KASLR).
+    bias: u64,
+}
+
+impl ElfDso {
+    fn frames(&self, svma: u64, inlines: bool) -> Vec<DwarfFrame> {
+        match &self.dwarf {
+            Some(ctx) => match ctx.lock() {
+                Ok(ctx) => ctx.frames(svma, inlines),
+                Err(_) => Vec::new(),
+            },
+            None => Vec::new(),
+        }
+    }
+}
+
+struct Machine {
+    kernel: Option<KernelSymbols>,
+    vmlinux: Option<PathBuf>,
+    bundle: Option<Bundle>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct DsoKey {
+    vm: Option<String>,
+    kernel: bool,
+    dso: String,
+    build_id: Option<Vec<u8>>,
+}
+
+type DsoSlot = Arc<OnceLock<Option<Arc<ElfDso>>>>;
+
+/// Resolves addresses of the host and of guest VMs to symbols, lines and
+/// inlined frames. Loaded ELF files and DWARF contexts are cached per DSO.
+pub struct Symbolizer {
+    options: SymbolizeOptions,
+    host: Machine,
+    guests: BTreeMap<String, Machine>,
+    dsos: Mutex<HashMap<DsoKey, DsoSlot>>,
+    pool: rayon::ThreadPool,
+}
+
+impl std::fmt::Debug for Symbolizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Symbolizer")
+            .field("options", &self.options)
+            .field("guests", &self.guests.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn strip_root(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
+}
+
+impl Symbolizer {
+    /// Loads the host kallsyms and opens every guest bundle.
+    pub fn new(options: SymbolizeOptions) -> Result<Self, SymbolError> {
+        let host_kernel = match &options.kallsyms {
+            Some(path) => Some(KernelSymbols::from_files(
+                path,
+                options.modules.as_deref(),
+                HOST_KERNEL_DSO,
+            )?),
+            None => None,
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.threads)
+            .build()
+            .map_err(|e| SymbolError::ThreadPool(e.to_string()))?;
+        let mut symbolizer = Symbolizer {
+            host: Machine {
+                kernel: host_kernel,
+                vmlinux: None,
+                bundle: None,
+            },
+            guests: BTreeMap::new(),
+            dsos: Mutex::new(HashMap::new()),
+            pool,
+            options,
+        };
+        for (vm, path) in symbolizer.options.guest_bundles.clone() {
+            let bundle = Bundle::open(&path)?;
+            symbolizer.add_guest_bundle(&vm, bundle)?;
+        }
+        Ok(symbolizer)
+    }
+
+    /// Adds (or replaces) the symbol bundle of a guest VM.
+    pub fn add_guest_bundle(&mut self, vm: &str, bundle: Bundle) -> Result<(), SymbolError> {
+        let kernel = bundle.kernel_symbols(GUEST_KERNEL_DSO)?;
+        if kernel
+            .as_ref()
+            .is_some_and(KernelSymbols::addresses_restricted)
+        {
+            log::warn!(
+                "guest {vm}: bundle kallsyms has only zero addresses (kptr_restrict); \
+                 guest kernel frames stay unresolved"
+            );
+        }
+        let vmlinux = bundle.vmlinux_path().map(Path::to_owned);
+        self.guests.insert(
+            vm.to_owned(),
+            Machine {
+                kernel,
+                vmlinux,
+                bundle: Some(bundle),
+            },
+        );
+        if let Ok(mut dsos) = self.dsos.lock() {
+            dsos.retain(|k, _| k.vm.as_deref() != Some(vm));
+        }
+        Ok(())
+    }
+
+    /// The kernel symbol table of the host (`None`) or a guest VM.
+    pub fn kernel_symbols(&self, vm: Option<&str>) -> Option<&KernelSymbols> {
+        self.machine(vm)?.kernel.as_ref()
+    }
+
+    fn machine(&self, vm: Option<&str>) -> Option<&Machine> {
+        match vm {
+            None => Some(&self.host),
+            Some(vm) => self.guests.get(vm),
+        }
+    }
+
+    /// Resolves a batch. Returns one `Vec` per query, inlined frames innermost
+    /// first, never empty (an unresolved address gives one frame with
+    /// `symbol: None` and the query's DSO). Each distinct query is resolved
+    /// once; the result is the same for every thread count.
+    pub fn resolve_all(&self, queries: &[FrameQuery]) -> Vec<Vec<ResolvedFrame>> {
+        // Distinct queries in first-occurrence order; results depend only on the
+        // query, so hashing order cannot change the output.
+        let mut first_seen: HashMap<&FrameQuery, usize> = HashMap::new();
+        let mut distinct: Vec<&FrameQuery> = Vec::new();
+        let query_idx: Vec<usize> = queries
+            .iter()
+            .map(|q| {
+                *first_seen.entry(q).or_insert_with(|| {
+                    distinct.push(q);
+                    distinct.len() - 1
+                })
+            })
+            .collect();
+        drop(first_seen);
+        // Group by DSO so that each DWARF context is used by one task at a time.
+        let mut group_of: HashMap<DsoKey, usize> = HashMap::new();
+        let mut groups: Vec<(DsoKey, Vec<(&FrameQuery, usize)>)> = Vec::new();
+        for (idx, &q) in distinct.iter().enumerate() {
+            let key = self.dso_key(q);
+            let g = *group_of.entry(key.clone()).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            });
+            if let Some((_, items)) = groups.get_mut(g) {
+                items.push((q, idx));
+            }
+        }
+        let resolved: Vec<Vec<(usize, Vec<ResolvedFrame>)>> = self.pool.install(|| {
+            groups
+                .par_iter()
+                .map(|(key, items)| self.resolve_group(key, items))
+                .collect()
+        });
+        let mut by_idx: Vec<Vec<ResolvedFrame>> = vec![Vec::new(); distinct.len()];
+        for (idx, frames) in resolved.into_iter().flatten() {
+            if let Some(slot) = by_idx.get_mut(idx) {
+                *slot = frames;
+            }
+        }
+        queries
+            .iter()
+            .zip(query_idx)
+            .map(|(q, i)| {
+                by_idx
+                    .get(i)
+                    .filter(|f| !f.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| vec![ResolvedFrame::unresolved(&q.dso)])
+            })
+            .collect()
+    }
+
+    /// Resolves one query (convenience over [`Symbolizer::resolve_all`]).
+    pub fn resolve(&self, query: &FrameQuery) -> Vec<ResolvedFrame> {
+        self.resolve_all(std::slice::from_ref(query))
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn dso_key(&self, q: &FrameQuery) -> DsoKey {
+        if q.space.is_kernel() {
+            DsoKey {
+                vm: q.space.vm().map(str::to_owned),
+                kernel: true,
+                dso: String::new(),
+                build_id: None,
+            }
+        } else {
+            DsoKey {
+                vm: q.space.vm().map(str::to_owned),
+                kernel: false,
+                dso: q.dso.clone(),
+                build_id: q.build_id.clone(),
+            }
+        }
+    }
+
+    fn resolve_group(
+        &self,
+        key: &DsoKey,
+        items: &[(&FrameQuery, usize)],
+    ) -> Vec<(usize, Vec<ResolvedFrame>)> {
+        // For a kernel, only a query naming the kernel image carries its build id
+        // (module frames carry the module's).
+        let first = items
+            .iter()
+            .map(|(q, _)| *q)
+            .find(|q| !key.kernel || (is_kernel_image_dso(&q.dso) && q.build_id.is_some()));
+        let dso = self.dso(key, first);
+        let has_dwarf = dso.as_ref().is_some_and(|d| d.dwarf.is_some());
+        let one =
+            |&(q, idx): &(&FrameQuery, usize)| (idx, self.resolve_one(key, dso.as_deref(), q));
+        if has_dwarf {
+            items.iter().map(one).collect()
+        } else {
+            items.par_iter().with_min_len(1024).map(one).collect()
+        }
+    }
+
+    fn dso(&self, key: &DsoKey, first: Option<&FrameQuery>) -> Option<Arc<ElfDso>> {
+        let slot = {
+            let mut dsos = self.dsos.lock().ok()?;
+            Arc::clone(dsos.entry(key.clone()).or_default())
+        };
+        slot.get_or_init(|| {
+            let loaded = if key.kernel {
+                self.load_vmlinux(key.vm.as_deref(), first)
+            } else {
+                self.load_user_dso(key)
+            };
+            loaded.map(Arc::new)
+        })
+        .clone()
+    }
+
+    fn load_vmlinux(&self, vm: Option<&str>, first: Option<&FrameQuery>) -> Option<ElfDso> {
+        let machine = self.machine(vm)?;
+        let path = match &machine.vmlinux {
+            Some(p) => p.clone(),
+            None => {
+                // Host: a vmlinux debug file found by the kernel's build id.
+                let id = first.and_then(|q| q.build_id.as_deref())?;
+                find_debug_file(
+                    Path::new("vmlinux"),
+                    Some(id),
+                    None,
+                    &self.options.debug_dirs,
+                )?
+            }
+        };
+        let elf = match ElfSymbols::from_path(&path) {
+            Ok(elf) => elf,
+            Err(e) => {
+                log::warn!("{e}; kernel lines unavailable");
+                return None;
+            }
+        };
+        // KASLR: runtime _stext (kallsyms) minus link-time _stext.
+        let bias = ["_stext", "_text", "startup_64"]
+            .iter()
+            .find_map(|name| {
+                let runtime = machine.kernel.as_ref()?.address_of(name)?;
+                Some(runtime.wrapping_sub(elf.address_of(name)?))
+            })
+            .unwrap_or(0);
+        let dwarf = open_dwarf(&path, &elf);
+        Some(ElfDso {
+            elf,
+            dwarf: dwarf.map(Mutex::new),
+            bias,
+        })
+    }
+
+    fn load_user_dso(&self, key: &DsoKey) -> Option<ElfDso> {
+        let want = key.build_id.as_deref().filter(|id| !id.is_empty());
+        let matches = |elf: &ElfSymbols| want.is_none() || elf.build_id() == want;
+        let mut debug_hint = None;
+        let mut extra_dirs = Vec::new();
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        match key.vm.as_deref() {
+            None => {
+                let path = Path::new(&key.dso);
+                candidates.push(match &self.options.sysroot {
+                    Some(root) => root.join(strip_root(path)),
+                    None => path.to_owned(),
+                });
+                if let Some(id) = want {
+                    for dir in self.debug_dirs() {
+                        candidates.extend(super::debuginfo::build_id_debug_path(&dir, id, ""));
+                        candidates
+                            .extend(super::debuginfo::build_id_debug_path(&dir, id, ".debug"));
+                    }
+                }
+            }
+            Some(vm) => {
+                let bundle = self.guests.get(vm)?.bundle.as_ref()?;
+                let files = bundle.find_binary(&key.dso, want)?;
+                candidates.push(files.binary);
+                debug_hint = files.debug;
+                extra_dirs.push(bundle.root().to_owned());
+            }
+        }
+        let mut found = None;
+        for candidate in candidates {
+            if !std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
+                continue;
+            }
+            match ElfSymbols::from_path(&candidate) {
+                Ok(elf) if matches(&elf) => {
+                    found = Some((candidate, elf));
+                    break;
+                }
+                Ok(elf) => log::warn!(
+                    "{}: build id {} differs from the recorded {}; ignored",
+                    candidate.display(),
+                    hex_or_none(elf.build_id()),
+                    hex_or_none(want)
+                ),
+                Err(e) => log::warn!("{e}"),
+            }
+        }
+        let Some((path, elf)) = found else {
+            // [vdso], //anon and friends are not files; say so only at debug level.
+            if key.dso.starts_with('/') && !key.dso.starts_with("//") {
+                log::warn!("{}: binary not found; its frames stay unresolved", key.dso);
+            } else {
+                log::debug!("{}: not a file; frames stay unresolved", key.dso);
+            }
+            return None;
+        };
+        let dwarf_path = if elf.has_dwarf() {
+            Some(path.clone())
+        } else {
+            let mut dirs = self.debug_dirs();
+            dirs.extend(extra_dirs);
+            debug_hint
+                .filter(|p| p.is_file())
+                .or_else(|| find_debug_file(&path, elf.build_id(), elf.debuglink(), &dirs))
+        };
+        let mut elf = elf;
+        let dwarf = dwarf_path.and_then(|p| {
+            let debug_elf = ElfSymbols::from_path(&p).ok()?;
+            // A stripped binary takes its symbol table from the debug file.
+            if elf.symbols().len() < debug_elf.symbols().len() {
+                elf.take_symbols_of(&debug_elf);
+            }
+            open_dwarf(&p, &debug_elf)
+        });
+        Some(ElfDso {
+            elf,
+            dwarf: dwarf.map(Mutex::new),
+            bias: 0,
+        })
+    }
+
+    fn debug_dirs(&self) -> Vec<PathBuf> {
+        if self.options.debug_dirs.is_empty() {
+            vec![PathBuf::from(super::debuginfo::DEFAULT_DEBUG_DIR)]
+        } else {
+            self.options.debug_dirs.clone()
+        }
+    }
+
+    fn resolve_one(
+        &self,
+        key: &DsoKey,
+        dso: Option<&ElfDso>,
+        q: &FrameQuery,
+    ) -> Vec<ResolvedFrame> {
+        if key.kernel {
+            return self.resolve_kernel(key.vm.as_deref(), dso, q);
+        }
+        let Some(dso) = dso else {
+            return vec![ResolvedFrame::unresolved(&q.dso)];
+        };
+        let svma = match q.file_offset {
+            Some(off) => match dso.elf.file_offset_to_svma(off) {
+                Some(svma) => svma,
+                None => return vec![ResolvedFrame::unresolved(&q.dso)],
+            },
+            None => q.addr,
+        };
+        let symbol = dso
+            .elf
+            .lookup(svma)
+            .map(|(s, off)| (demangle(&s.name), off));
+        let dwarf = dso.frames(svma, self.options.inlines);
+        build_frames(symbol, dwarf, &q.dso)
+    }
+
+    fn resolve_kernel(
+        &self,
+        vm: Option<&str>,
+        dso: Option<&ElfDso>,
+        q: &FrameQuery,
+    ) -> Vec<ResolvedFrame> {
+        let table = self.machine(vm).and_then(|m| m.kernel.as_ref());
+        let (symbol, dso_name) = match table {
+            Some(t) if !t.addresses_restricted() => {
+                let hit = t.lookup(q.addr);
+                (
+                    hit.symbol.map(|s| (s.name.clone(), hit.offset)),
+                    hit.dso.to_owned(),
+                )
+            }
+            _ => (None, q.dso.clone()),
+        };
+        let in_image = table.is_none_or(|t| t.kernel_dso() == dso_name);
+        let dwarf = match dso {
+            Some(d) if in_image => d.frames(q.addr.wrapping_sub(d.bias), self.options.inlines),
+            _ => Vec::new(),
+        };
+        // Without kallsyms, the vmlinux symbol table names the function.
+        let symbol = symbol.or_else(|| {
+            let d = dso.filter(|_| in_image)?;
+            d.elf
+                .lookup(q.addr.wrapping_sub(d.bias))
+                .map(|(s, off)| (s.name.clone(), off))
+        });
+        build_frames(symbol, dwarf, &dso_name)
+    }
+}
+
+/// `[kernel.kallsyms]`, `[guest.kernel.kallsyms]` and perf's `[kernel.kallsyms]_text`-style names.
+fn is_kernel_image_dso(dso: &str) -> bool {
+    dso.starts_with(HOST_KERNEL_DSO) || dso.starts_with(GUEST_KERNEL_DSO)
+}
+
+fn hex_or_none(id: Option<&[u8]>) -> String {
+    id.map_or_else(|| "(none)".to_owned(), super::hex_string)
+}
+
+fn open_dwarf(path: &Path, elf: &ElfSymbols) -> Option<DwarfContext> {
+    if !elf.has_dwarf() {
+        return None;
+    }
+    match DwarfContext::open(path) {
+        Ok(ctx) => Some(ctx),
+        Err(e) => {
+            log::warn!("{e}; lines unavailable");
+            None
+        }
+    }
+}
+
+/// Combines the symbol-table hit with DWARF frames: inlined frames keep their
+/// DWARF names, the outermost frame takes the symbol-table name when there is one.
+fn build_frames(
+    symbol: Option<(String, u64)>,
+    dwarf: Vec<DwarfFrame>,
+    dso: &str,
+) -> Vec<ResolvedFrame> {
+    if dwarf.is_empty() {
+        let (name, offset) = match symbol {
+            Some((n, o)) => (Some(n), o),
+            None => (None, 0),
+        };
+        return vec![ResolvedFrame {
+            symbol: name,
+            offset,
+            inline_depth: 0,
+            file: None,
+            line: None,
+            dso: dso.to_owned(),
+        }];
+    }
+    let n = dwarf.len();
+    dwarf
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let outermost = i + 1 == n;
+            let (name, offset) = match (&symbol, outermost) {
+                (Some((s, o)), true) => (Some(s.clone()), *o),
+                _ => (f.function, 0),
+            };
+            ResolvedFrame {
+                symbol: name,
+                offset,
+                inline_depth: u32::try_from(n - 1 - i).unwrap_or(u32::MAX),
+                file: f.file,
+                line: f.line,
+                dso: dso.to_owned(),
+            }
+        })
+        .collect()
+}
