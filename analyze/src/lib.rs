@@ -6,7 +6,15 @@
 
 pub mod dataset;
 pub mod error;
+pub mod exits;
+pub mod exits_perf;
+mod exits_reasons;
+pub mod exits_render;
+pub mod exits_symbols;
+pub mod flame;
 pub mod info;
+pub mod join;
+pub mod sql;
 
 pub use dataset::Dataset;
 pub use error::Error;

@@ -33,7 +33,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Ingest(cmd::ingest::Args),
+    Bundle(cmd::bundle::Args),
     Info(cmd::info::Args),
+    Exits(cmd::exits::Args),
+    Flame(cmd::flame::Args),
+    Sql(cmd::sql::Args),
     Synth(cmd::synth::Args),
 }
 
@@ -42,7 +46,11 @@ fn main() -> ExitCode {
     cmd::init_logging(cli.verbose);
     let result = match cli.command {
         Command::Ingest(a) => cmd::ingest::run(a, cli.threads),
+        Command::Bundle(a) => cmd::bundle::run(a),
         Command::Info(a) => cmd::info::run(a),
+        Command::Exits(a) => cmd::exits::run(a, cli.threads),
+        Command::Flame(a) => cmd::flame::run(a, cli.threads),
+        Command::Sql(a) => cmd::sql::run(a),
         Command::Synth(a) => cmd::synth::run(a),
     };
     match result {

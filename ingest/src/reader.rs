@@ -100,6 +100,19 @@ struct Walker<'h, H: RecordHandler> {
 }
 
 impl<H: RecordHandler> Walker<'_, H> {
+    /// Warns when the input ends inside a record that was compressed (a record may straddle two
+    /// containers; the second never came).
+    fn pending_warning(&mut self) {
+        let pending = self.decomp.as_ref().map_or(0, |d| d.pending.len());
+        if pending > 0 {
+            self.report.warnings.push(Warning {
+                kind: WarningKind::Truncated,
+                offset: None,
+                message: format!("the input ends inside a compressed record: {pending} bytes of decompressed data hold no complete record"),
+            });
+        }
+    }
+
     fn warn(&mut self, kind: WarningKind, offset: u64, message: String) {
         self.report.warnings.push(Warning { kind, offset: Some(offset), message });
     }
@@ -305,11 +318,7 @@ pub fn walk_file<H: RecordHandler>(data: &[u8], handler: &mut H) -> Result<WalkR
             );
         }
     } else if data_sec.end() > file_len {
-        w.warn(
-            WarningKind::Truncated,
-            data_sec.offset,
-            format!("data section ends at {} but the file has {file_len} bytes: the file is truncated", data_sec.end()),
-        );
+        // Warned after the walk, when the number of bytes lost is known.
         data_sec.size = file_len - data_sec.offset;
     }
 
@@ -354,7 +363,7 @@ pub fn walk_file<H: RecordHandler>(data: &[u8], handler: &mut H) -> Result<WalkR
             break;
         }
         if size > remaining {
-            w.warn(WarningKind::Truncated, pos, format!("record of type {t} needs {size} bytes but only {remaining} remain: the file is truncated"));
+            w.warn(WarningKind::Truncated, pos, format!("record of type {t} needs {size} bytes but only {remaining} bytes remain: the file is truncated"));
             break;
         }
         let Some(body) = slice(data, pos + 8, size - 8) else { break };
@@ -372,6 +381,18 @@ pub fn walk_file<H: RecordHandler>(data: &[u8], handler: &mut H) -> Result<WalkR
     }
     w.report.bytes_read = pos.min(file_len);
     w.report.bytes_unread = end.saturating_sub(pos) + hdr.data.end().saturating_sub(file_len).min(hdr.data.size);
+    if hdr.data.end() > file_len {
+        let unread = w.report.bytes_unread;
+        w.warn(
+            WarningKind::Truncated,
+            hdr.data.offset,
+            format!(
+                "data section ends at {} but the file has {file_len} bytes: the file is truncated; {unread} bytes of records could not be read",
+                hdr.data.end()
+            ),
+        );
+    }
+    w.pending_warning();
     Ok(w.report)
 }
 
@@ -403,6 +424,7 @@ pub fn walk_pipe_reader<H: RecordHandler, R: Read>(
             Ok(n) if n < 8 => {
                 w.warn(WarningKind::Truncated, pos, format!("stream ends inside a record header ({n} of 8 bytes)"));
                 pos += n as u64;
+                w.report.bytes_unread = n as u64;
                 break;
             }
             Ok(_) => {}
@@ -412,14 +434,23 @@ pub fn walk_pipe_reader<H: RecordHandler, R: Read>(
         let misc = u16::from_le_bytes([hdr[4], hdr[5]]);
         let size = u16::from_le_bytes([hdr[6], hdr[7]]) as usize;
         if size < 8 {
-            w.warn(WarningKind::CorruptRecord, pos, format!("record of type {t} with size {size} (< 8): cannot continue"));
+            // The rest of the stream cannot be framed; when its length is known, say how much.
+            let unread = input_size.map_or(8, |n| n.saturating_sub(pos));
+            w.warn(
+                WarningKind::CorruptRecord,
+                pos,
+                format!("record of type {t} with size {size} (< 8): cannot continue; {unread} bytes not read"),
+            );
+            w.report.bytes_unread = unread;
+            pos += 8;
             break;
         }
         let body = &mut buf[..size - 8];
         let got = read_full(input, body).map_err(|e| Error::Io { path: None, offset: Some(pos), source: e })?;
         if got < size - 8 {
-            w.warn(WarningKind::Truncated, pos, format!("record of type {t} needs {size} bytes but the stream ends after {}", got + 8));
+            w.warn(WarningKind::Truncated, pos, format!("record of type {t} needs {size} bytes but the stream ends after {} bytes", got + 8));
             pos += 8 + got as u64;
+            w.report.bytes_unread = 8 + got as u64;
             break;
         }
         let body: &[u8] = &buf[..size - 8];
@@ -435,6 +466,7 @@ pub fn walk_pipe_reader<H: RecordHandler, R: Read>(
             pos += size as u64 + n as u64;
             if (n as u64) < declared {
                 w.warn(WarningKind::Truncated, pos, format!("tracing data payload cut after {n} of {declared} bytes"));
+                w.report.bytes_unread = n as u64;
                 w.handler.on_feature(header::feature::TRACING_DATA, &payload);
                 break;
             }
@@ -449,12 +481,14 @@ pub fn walk_pipe_reader<H: RecordHandler, R: Read>(
             pos += skipped;
             if skipped < extra {
                 w.warn(WarningKind::Truncated, pos, format!("payload after record type {t} cut after {skipped} of {extra} bytes"));
+                w.report.bytes_unread = skipped;
                 break;
             }
         }
         w.handler.on_progress(pos);
     }
     w.report.bytes_read = pos;
+    w.pending_warning();
     Ok(w.report)
 }
 

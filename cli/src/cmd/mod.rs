@@ -1,7 +1,11 @@
 //! One module per subcommand.
 
+pub(crate) mod exits;
+pub(crate) mod flame;
+pub(crate) mod bundle;
 pub(crate) mod info;
 pub(crate) mod ingest;
+pub(crate) mod sql;
 pub(crate) mod synth;
 
 use std::io::IsTerminal;

@@ -7,7 +7,9 @@
 //! - `kvm_userspace_exit` / `kvm_msr`: hosts where kvm_exit never fires (PVM, software
 //!   virtualisation). Each exit to the VMM and each in-kernel MSR access is one row, with the
 //!   port/gpa/msr of the kvm_pio/kvm_mmio/kvm_msr before it and the guest RIP of the last
-//!   kvm_emulate_insn. Durations are unknown there (no entry event): `duration_ns` is null.
+//!   kvm_emulate_insn. A kvm_pio/kvm_mmio that no kvm_userspace_exit claims (the recording has
+//!   none, or KVM handled the access in the kernel) is an exit of its own (`kvm_pio`,
+//!   `kvm_mmio`). Durations are unknown there (no entry event): `duration_ns` is null.
 //!
 //! The vCPU of a thread comes from the tracepoints' `vcpu_id` when they carry one, else from
 //! the thread's own COMM record `CPU <n>/KVM` (QEMU's naming; a thread that only inherited such
@@ -23,6 +25,9 @@ use crate::error::Error;
 use crate::perf::format::{EventFormat, FieldValue};
 use crate::schema::{ColumnDoc, TableDoc};
 use crate::table::{ColType, TableWriter};
+
+/// `KVM_EXIT_IO` of kvm_userspace_exit.
+const KVM_EXIT_IO: u64 = 2;
 
 /// Which instruction set a `kvm_exit`'s `isa` field names.
 const ISA_VMX: u64 = 1;
@@ -82,6 +87,9 @@ struct ThreadState {
     /// PVM: details seen since the last exit, for the next one.
     pending: ExitRow,
     pending_any: bool,
+    /// PVM: index in `exits` of the thread's last KVM_EXIT_IO without a port: the kvm_pio of
+    /// a port read fires when the VMM completes it, after the userspace exit.
+    io_exit_awaiting_pio: Option<usize>,
 }
 
 /// The KVM model. Feed it records in processing order; [`KvmModel::close`] writes the tables.
@@ -213,10 +221,10 @@ impl KvmModel {
                 t.first_ns = Some(t.first_ns.map_or(ts, |x| x.min(ts)));
                 t.last_ns = Some(t.last_ns.map_or(ts, |x| x.max(ts)));
             }
-            if let Some(v) = vcpu_field {
-                if f.name != "kvm_write_tsc_offset" {
-                    t.vcpu_from_events = Some(v);
-                }
+            if let Some(v) = vcpu_field
+                && f.name != "kvm_write_tsc_offset"
+            {
+                t.vcpu_from_events = Some(v);
             }
         }
         match f.name.as_str() {
@@ -291,13 +299,27 @@ impl KvmModel {
                     row.reason = reason;
                     row.reason_name = name.clone();
                     row.userspace_reason = name;
+                    let awaits_pio = errno >= 0 && reason == Some(KVM_EXIT_IO) && row.pio_port.is_none();
                     self.exits.push(row);
+                    let n = self.exits.len();
+                    self.thread(pid, tid).io_exit_awaiting_pio = awaits_pio.then(|| n - 1);
                 }
             }
             "kvm_pio" => {
                 let port = field_u64(f, raw, big, "port");
                 let size = field_u64(f, raw, big, "size");
                 let write = field_u64(f, raw, big, "rw").map(|v| v != 0);
+                let awaiting = self.threads.get_mut(&tid).and_then(|t| if t.open.is_none() { t.io_exit_awaiting_pio.take() } else { None });
+                if let (Some(i), Some(false)) = (awaiting, write) {
+                    // A port read completing: it belongs to the KVM_EXIT_IO just before.
+                    if let Some(row) = self.exits.get_mut(i) {
+                        row.pio_port = port;
+                        row.pio_size = size;
+                        row.pio_write = write;
+                    }
+                    return;
+                }
+                self.flush_pending_io(pid, tid);
                 self.detail(pid, tid, cpu, time, idx, |r| {
                     r.pio_port = port;
                     r.pio_size = size;
@@ -316,9 +338,10 @@ impl KvmModel {
                     })
                 });
                 // A read completes after the userspace exit; it belongs to that exit already.
-                if ty.as_deref() == Some("read") && !self.threads.get(&tid).is_some_and(|t| t.open.is_some()) {
+                if ty.as_deref() == Some("read") && self.threads.get(&tid).is_none_or(|t| t.open.is_none()) {
                     return;
                 }
+                self.flush_pending_io(pid, tid);
                 self.detail(pid, tid, cpu, time, idx, |r| {
                     if r.mmio_type.is_none() {
                         r.mmio_gpa = gpa;
@@ -338,6 +361,7 @@ impl KvmModel {
                     }
                 } else {
                     // PVM: MSR accesses are handled in the kernel, without a userspace exit.
+                    self.flush_pending_io(pid, tid);
                     let mut row = self.take_pending(pid, tid, cpu, time, idx, "kvm_msr");
                     row.msr_index = index;
                     row.msr_write = write;
@@ -396,6 +420,7 @@ impl KvmModel {
         let t = self.thread(pid, tid);
         let p = std::mem::take(&mut t.pending);
         t.pending_any = false;
+        t.io_exit_awaiting_pio = None;
         row.guest_rip = p.guest_rip;
         row.pio_port = p.pio_port;
         row.pio_size = p.pio_size;
@@ -406,30 +431,58 @@ impl KvmModel {
         row
     }
 
-    fn detail(&mut self, pid: i32, tid: i32, _cpu: Option<u32>, _time: Option<u64>, _idx: u64, apply: impl FnOnce(&mut ExitRow)) {
+    fn detail(&mut self, pid: i32, tid: i32, cpu: Option<u32>, time: Option<u64>, idx: u64, apply: impl FnOnce(&mut ExitRow)) {
         let t = self.thread(pid, tid);
         match t.open.as_mut() {
             Some(row) => apply(row),
             None => {
                 apply(&mut t.pending);
+                // Where the port/MMIO access happened, should it stay an exit of its own.
+                t.pending.exit_time_ns = time;
+                t.pending.cpu = cpu;
+                t.pending.sample_idx = idx;
                 t.pending_any = true;
             }
         }
+    }
+
+    /// PVM: a kvm_pio/kvm_mmio that no kvm_userspace_exit claimed (the recording has none, or
+    /// KVM handled the access in the kernel) becomes an exit of its own (`source` kvm_pio or
+    /// kvm_mmio) when the next access or MSR exit of the thread comes, or at the end.
+    fn flush_pending_io(&mut self, pid: i32, tid: i32) {
+        let Some(t) = self.threads.get_mut(&tid) else { return };
+        if t.open.is_some() || (t.pending.pio_port.is_none() && t.pending.mmio_type.is_none()) {
+            return;
+        }
+        let p = std::mem::take(&mut t.pending);
+        t.pending_any = false;
+        t.io_exit_awaiting_pio = None;
+        let (source, name) = if p.pio_port.is_some() { ("kvm_pio", "pio") } else { ("kvm_mmio", "mmio") };
+        let mut row = self.new_row(pid, tid, p.cpu, p.exit_time_ns, p.sample_idx, source);
+        row.reason_name = Some(name.to_string());
+        row.guest_rip = p.guest_rip;
+        row.pio_port = p.pio_port;
+        row.pio_size = p.pio_size;
+        row.pio_write = p.pio_write;
+        row.mmio_gpa = p.mmio_gpa;
+        row.mmio_len = p.mmio_len;
+        row.mmio_type = p.mmio_type;
+        self.exits.push(row);
     }
 
     fn sched_switch(&mut self, f: &EventFormat, raw: &[u8], big: bool, time: Option<u64>) {
         let Some(ts) = time else { return };
         let prev = field_i64(f, raw, big, "prev_pid").map(|v| v as i32);
         let next = field_i64(f, raw, big, "next_pid").map(|v| v as i32);
-        if let Some(t) = prev.and_then(|p| self.threads.get_mut(&p)) {
-            if t.open.is_some() {
-                t.sched_out_at = Some(ts);
-            }
+        if let Some(t) = prev.and_then(|p| self.threads.get_mut(&p))
+            && t.open.is_some()
+        {
+            t.sched_out_at = Some(ts);
         }
-        if let Some(t) = next.and_then(|p| self.threads.get_mut(&p)) {
-            if let (Some(at), Some(row)) = (t.sched_out_at.take(), t.open.as_mut()) {
-                *row.sched_out_ns.get_or_insert(0) += ts.saturating_sub(at);
-            }
+        if let Some(t) = next.and_then(|p| self.threads.get_mut(&p))
+            && let (Some(at), Some(row)) = (t.sched_out_at.take(), t.open.as_mut())
+        {
+            *row.sched_out_ns.get_or_insert(0) += ts.saturating_sub(at);
         }
     }
 
@@ -438,13 +491,21 @@ impl KvmModel {
         // Exits still open at the end are kept with a null entry time.
         let mut open: Vec<ExitRow> = self.threads.values_mut().filter_map(|t| t.open.take()).collect();
         self.exits.append(&mut open);
-        self.exits.sort_by_key(|r| r.exit_idx);
+        let unclaimed: Vec<(i32, i32)> = self.threads.iter().map(|(tid, t)| (t.pid, *tid)).collect();
+        for (pid, tid) in unclaimed {
+            self.flush_pending_io(pid, tid);
+        }
+        // Recording order of the event that started each exit.
+        self.exits.sort_by_key(|r| (r.sample_idx, r.exit_idx));
+        for (i, r) in self.exits.iter_mut().enumerate() {
+            r.exit_idx = i as u64;
+        }
         // Fill the vCPU of rows emitted before the thread's vCPU was known.
         for r in &mut self.exits {
-            if r.vcpu.is_none() {
-                if let Some(t) = self.threads.get(&r.tid) {
-                    r.vcpu = t.vcpu_from_events.or(t.vcpu_from_name);
-                }
+            if r.vcpu.is_none()
+                && let Some(t) = self.threads.get(&r.tid)
+            {
+                r.vcpu = t.vcpu_from_events.or(t.vcpu_from_name);
             }
         }
         let mut out = Vec::new();
@@ -471,11 +532,11 @@ impl KvmModel {
                 (Some(a), Some(b)) if a != b => Some(format!("kvm events say vcpu {a}, thread name says CPU {b}/KVM")),
                 _ => None,
             };
-            if let Some(v) = vcpu {
-                if let Some(others) = claims.get(&(*pid, v)).filter(|o| o.len() > 1) {
-                    let msg = format!("tids {others:?} all claim vcpu {v}");
-                    conflict = Some(conflict.map_or(msg.clone(), |c| format!("{c}; {msg}")));
-                }
+            if let Some(v) = vcpu
+                && let Some(others) = claims.get(&(*pid, v)).filter(|o| o.len() > 1)
+            {
+                let msg = format!("tids {others:?} all claim vcpu {v}");
+                conflict = Some(conflict.map_or(msg.clone(), |c| format!("{c}; {msg}")));
             }
             let source = match (t.vcpu_from_events, t.vcpu_from_name) {
                 (Some(_), Some(_)) => "kvm_events+thread_name",
@@ -637,7 +698,7 @@ fn exits_doc() -> TableDoc {
             col!("entry_time_ns", U64, true, NS, "next kvm_entry of the thread; null when still open at the end or unknown (PVM)"),
             col!("duration_ns", U64, true, "ns", "entry_time_ns - exit_time_ns"),
             col!("reason", U64, true, "-", "raw exit_reason (VMX with flag bits) / SVM exit code / KVM_EXIT_* code"),
-            col!("reason_name", Str, true, "-", "name as the kernel prints it (EPT_VIOLATION, npf, KVM_EXIT_IO, MSR_WRITE for PVM in-kernel MSR exits)"),
+            col!("reason_name", Str, true, "-", "name as the kernel prints it (EPT_VIOLATION, npf, KVM_EXIT_IO, MSR_WRITE for PVM in-kernel MSR exits, pio/mmio for PVM accesses without a kvm_userspace_exit)"),
             col!("isa", Str, true, "-", "vmx or svm from kvm_exit's isa field; null for PVM rows"),
             col!("flags", U64, true, "-", "VMX flag bits (exit_reason & ~0xffff)"),
             col!("flag_names", Str, true, "-", "FAILED_VMENTRY, SGX_ENCLAVE_MODE"),
@@ -646,7 +707,7 @@ fn exits_doc() -> TableDoc {
             col!("info2", U64, true, "-", "kvm_exit info2"),
             col!("intr_info", U64, true, "-", "kvm_exit intr_info"),
             col!("error_code", U64, true, "-", "kvm_exit error_code"),
-            col!("source", Str, false, "-", "kvm_exit, kvm_userspace_exit or kvm_msr"),
+            col!("source", Str, false, "-", "kvm_exit; on PVM hosts kvm_userspace_exit, kvm_msr, or kvm_pio/kvm_mmio for an access no kvm_userspace_exit claimed (not recorded, or handled in the kernel)"),
             col!("userspace_reason", Str, true, "-", "KVM_EXIT_* of a kvm_userspace_exit in the exit (handled by the VMM)"),
             col!("userspace_ns", U64, true, "ns", "from kvm_userspace_exit to kvm_entry: the VMM round trip"),
             col!("pio_port", U64, true, "-", "kvm_pio port"),

@@ -282,7 +282,7 @@ impl FieldFormat {
                     ((desc >> 16) & 0xffff) as usize
                 };
                 if self.storage == FieldStorage::RelLoc {
-                    start = start.checked_add(self.offset + self.size)?;
+                    start = start.checked_add(self.offset.checked_add(self.size)?)?;
                 }
                 let end = start.checked_add(len)?;
                 (end <= raw.len()).then_some(start..end)

@@ -975,8 +975,12 @@ pub struct PrintFmt {
     dyn_fields: Vec<String>,
 }
 
+/// Kernel symbol lookup for `%pS`-style conversions: the symbol containing an address, as
+/// `(name, start address)`.
+pub type KernelSymbolizer<'a> = &'a (dyn Fn(u64) -> Option<(String, u64)> + Sync);
+
 /// Options for [`PrintFmt::render_with`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RenderOptions<'a> {
     /// Byte order of the recording machine.
     pub big_endian: bool,
@@ -984,6 +988,21 @@ pub struct RenderOptions<'a> {
     pub long_size: u8,
     /// printk formats from the tracing data, sorted by address (for `%s` of a pointer field).
     pub printk: &'a [PrintkFormat],
+    /// Resolves kernel addresses for `%ps`/`%pS`/`%pf`/`%pF`, as perf's
+    /// `machine__resolve_kernel_addr` does; `None` prints `0x<hex>` like libtraceevent
+    /// without symbols.
+    pub symbolize: Option<KernelSymbolizer<'a>>,
+}
+
+impl std::fmt::Debug for RenderOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderOptions")
+            .field("big_endian", &self.big_endian)
+            .field("long_size", &self.long_size)
+            .field("printk", &self.printk.len())
+            .field("symbolize", &self.symbolize.is_some())
+            .finish()
+    }
 }
 
 impl PrintFmt {
@@ -1061,6 +1080,7 @@ impl PrintFmt {
             big_endian,
             long_size,
             printk: &[],
+            symbolize: None,
         };
         self.render_with(event, raw, &opts, out);
     }
@@ -1145,6 +1165,7 @@ impl PrintFmt {
             big_endian,
             long_size,
             printk: &[],
+            symbolize: None,
         };
         let r = Renderer {
             event,
@@ -1879,7 +1900,7 @@ impl Renderer<'_> {
                 let Some(f) = self.field(name) else { return };
                 let mut off = (self.read(f.offset, 4) & 0xffff) as usize;
                 if f.storage == super::format::FieldStorage::RelLoc {
-                    off = off.saturating_add(f.offset + f.size);
+                    off = off.saturating_add(f.offset.saturating_add(f.size));
                 }
                 let bytes = self.raw.get(off..).unwrap_or(&[]);
                 format_str(out, spec, star, bytes);
@@ -1890,7 +1911,7 @@ impl Renderer<'_> {
                 let size = ((desc >> 16) & 0xffff) as usize;
                 let mut off = (desc & 0xffff) as usize;
                 if f.storage == super::format::FieldStorage::RelLoc {
-                    off = off.saturating_add(f.offset + f.size);
+                    off = off.saturating_add(f.offset.saturating_add(f.size));
                 }
                 let text = self.bitmask_text(off, size);
                 format_str(out, spec, star, text.as_bytes());
@@ -1924,7 +1945,7 @@ impl Renderer<'_> {
         let mut i = str_size as isize - 2;
         while i >= 0 {
             let index = if self.opts.big_endian {
-                size - (len + 1)
+                size.saturating_sub(len + 1)
             } else {
                 len
             };
@@ -1958,7 +1979,17 @@ impl Renderer<'_> {
         match after.first().copied().unwrap_or(0) {
             b'F' | b'f' | b'S' | b's' => {
                 let val = self.eval(arg);
-                out.extend_from_slice(format!("0x{val:x}").as_bytes());
+                match self.opts.symbolize.and_then(|lookup| lookup(val)) {
+                    Some((name, start)) => {
+                        out.extend_from_slice(name.as_bytes());
+                        if matches!(after.first(), Some(b'F' | b'S')) {
+                            out.extend_from_slice(
+                                format!("+0x{:x}", val.wrapping_sub(start)).as_bytes(),
+                            );
+                        }
+                    }
+                    None => out.extend_from_slice(format!("0x{val:x}").as_bytes()),
+                }
             }
             b'M' | b'm' => self.print_mac(out, after, arg),
             b'I' | b'i' => self.print_ip(out, after, arg),
@@ -2291,7 +2322,7 @@ impl Renderer<'_> {
                 offset = (val & 0xffff) as usize;
                 len = ((val >> 16) & 0xffff) as usize;
                 if f.storage == super::format::FieldStorage::RelLoc {
-                    offset = offset.saturating_add(f.offset + f.size);
+                    offset = offset.saturating_add(f.offset.saturating_add(f.size));
                 }
             }
             let bytes = self
@@ -2578,6 +2609,7 @@ mod tests {
                 big_endian: td.big_endian,
                 long_size: td.long_size,
                 printk: &td.printk,
+                symbolize: None,
             };
             pf.render_with(ev, &hex(payload), &opts, &mut out);
             assert_eq!(out, expected, "{source}");
@@ -2604,6 +2636,68 @@ mod tests {
             Some("unsatisfied-read")
         );
         assert_eq!(symbol_name(mmio, &raw, false, 8, "len"), None);
+    }
+
+    // Payloads recorded on the 6.18 host with perf 6.1 (command in the file header) and the
+    // format files of the same kernel.
+    const HOST_SAMPLES: &str = include_str!("../../tests/data/tracefmt/host-6.18.samples.tsv");
+
+    fn host_format(event: &str) -> EventFormat {
+        let (system, text) = match event {
+            "sched:sched_switch" => ("sched", SCHED_SWITCH),
+            "sched:sched_process_exec" => (
+                "sched",
+                include_str!("../../tests/data/tracefmt/sched_process_exec.format"),
+            ),
+            "kmem:mm_page_alloc" => (
+                "kmem",
+                include_str!("../../tests/data/tracefmt/mm_page_alloc.format"),
+            ),
+            "irq:softirq_entry" => (
+                "irq",
+                include_str!("../../tests/data/tracefmt/softirq_entry.format"),
+            ),
+            other => panic!("no format for {other}"),
+        };
+        parse_event_format(system, text).unwrap()
+    }
+
+    #[test]
+    fn renders_host_samples_like_perf() {
+        let mut n = 0;
+        for line in HOST_SAMPLES.lines().filter(|l| !l.starts_with('#')) {
+            let cols: Vec<&str> = line.splitn(4, '\t').collect();
+            let ev = host_format(cols[1]);
+            let mut out = String::new();
+            PrintFmt::parse(&ev.print_fmt)
+                .unwrap()
+                .render(&ev, &hex(cols[2]), false, 8, &mut out);
+            assert_eq!(out, cols[3], "perf script line {}", cols[0]);
+            n += 1;
+        }
+        assert_eq!(n, 8);
+    }
+
+    #[test]
+    fn formats_perf_61_cannot_parse() {
+        // perf 6.1 said "[ipi:ipi_send_cpumask] function __get_cpumask not defined" and
+        // "[kvm:kvm_inj_exception] bad op token }" when reading the host's tracing data.
+        for (system, text) in [
+            (
+                "ipi",
+                include_str!("../../tests/data/tracefmt/ipi_send_cpumask.format"),
+            ),
+            (
+                "kvm",
+                include_str!("../../tests/data/tracefmt/kvm_inj_exception.format"),
+            ),
+        ] {
+            let ev = parse_event_format(system, text).unwrap();
+            assert!(PrintFmt::parse(&ev.print_fmt).is_err(), "{}", ev.name);
+            let mut out = String::new();
+            PrintFmt::parse_or_failed(&ev.print_fmt).render(&ev, &[0u8; 64], false, 8, &mut out);
+            assert!(out.starts_with("[FAILED TO PARSE] "), "{out}");
+        }
     }
 
     fn kvm_exit_payload(exit_reason: u32, isa: u32, vcpu: u32) -> Vec<u8> {
@@ -2733,6 +2827,28 @@ mod tests {
             "0x10 (nil)"
         );
         assert_eq!(render("\"%pS\", REC->a", 0x1234, 0, 0), "0x1234");
+    }
+
+    #[test]
+    fn symbol_formats_use_the_symbolizer() {
+        // perf resolves %ps/%pS through machine__resolve_kernel_addr: name, plus the offset
+        // for the upper-case forms.
+        let ev = one_event("\"%ps %pS %pF %p\", REC->a, REC->a, REC->b, REC->a");
+        let mut raw = vec![0u8; 20];
+        raw[8..12].copy_from_slice(&0x1010u32.to_le_bytes());
+        raw[12..16].copy_from_slice(&0x0fffu32.to_le_bytes());
+        let lookup = |addr: u64| (addr >= 0x1000).then(|| ("do_work".to_string(), 0x1000));
+        let opts = RenderOptions {
+            big_endian: false,
+            long_size: 8,
+            printk: &[],
+            symbolize: Some(&lookup),
+        };
+        let mut out = String::new();
+        PrintFmt::parse(&ev.print_fmt)
+            .unwrap()
+            .render_with(&ev, &raw, &opts, &mut out);
+        assert_eq!(out, "do_work do_work+0x10 0xfff 0x1010");
     }
 
     #[test]

@@ -315,6 +315,46 @@ mod tests {
     }
 
     #[test]
+    fn formats_match_the_hosts_tracefs_files() {
+        // The tracefs files were copied from the host that recorded kvm-tp-2vcpu.data: the
+        // formats embedded in the recording must parse to the same thing.
+        let td = parse_tracing_data(KVM_TP).unwrap();
+        for (name, text) in [
+            (
+                "kvm_exit",
+                include_str!("../../tests/data/tracefmt/kvm_exit.format"),
+            ),
+            (
+                "kvm_entry",
+                include_str!("../../tests/data/tracefmt/kvm_entry.format"),
+            ),
+            (
+                "kvm_userspace_exit",
+                include_str!("../../tests/data/tracefmt/kvm_userspace_exit.format"),
+            ),
+            (
+                "kvm_pio",
+                include_str!("../../tests/data/tracefmt/kvm_pio.format"),
+            ),
+            (
+                "kvm_mmio",
+                include_str!("../../tests/data/tracefmt/kvm_mmio.format"),
+            ),
+            (
+                "kvm_msr",
+                include_str!("../../tests/data/tracefmt/kvm_msr.format"),
+            ),
+            (
+                "kvm_emulate_insn",
+                include_str!("../../tests/data/tracefmt/kvm_emulate_insn.format"),
+            ),
+        ] {
+            let from_file = format::parse_event_format("kvm", text).unwrap();
+            assert_eq!(Some(&from_file), td.event_by_name("kvm", name), "{name}");
+        }
+    }
+
+    #[test]
     fn old_kernel_tracing_data() {
         let td = parse_tracing_data(TIMECHART).unwrap();
         assert!(td.warnings.is_empty(), "{:?}", td.warnings);

@@ -160,7 +160,7 @@ fn compare(file: &Path, reference: &Path) -> FileResult {
         if let (Some(expected), Some(t), Some(raw)) = (p.trace.as_ref(), tracing.as_ref(), raw[i].as_ref()) {
             let ev = event_idx[i].unwrap_or(0) as usize;
             if let Some(fmt) = ev_config.get(ev).copied().flatten().and_then(|c| t.event_by_id(c)) {
-                let opts = RenderOptions { big_endian: t.big_endian, long_size: t.long_size, printk: &t.printk };
+                let opts = RenderOptions { big_endian: t.big_endian, long_size: t.long_size, printk: &t.printk, symbolize: None };
                 let got = render_event(fmt, raw, &opts);
                 if got.trim() != expected.trim() {
                     diffs.push(format!("trace {:?} vs perf {:?}", got.trim(), expected.trim()));

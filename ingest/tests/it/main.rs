@@ -2,4 +2,7 @@
 
 mod common;
 mod conformance;
+mod fuzz_entry;
+mod robustness;
 mod schema_doc;
+mod symbols;

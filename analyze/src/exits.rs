@@ -1,0 +1,775 @@
+//! `kvmtrace exits`: VM-exit statistics from the `exits` table (a strict superset of `perf kvm
+//! stat report`): count, share, total, min, p50, p90, p99, max, mean ± stddev per reason, vCPU,
+//! VM, guest symbol, port, MSR or gpa, with filters, log2 histograms and a split of the exit time.
+//!
+//! Polars does the relational part (filters, the `vms`/`vcpus` joins, the group-by); the
+//! percentiles and histograms are computed here from each group's sorted durations, exactly as
+//! the generator's ground truth defines them (`sorted[floor(q * (n - 1))]`).
+//!
+//! [`perf_compat`](crate::exits_perf) replays the raw tracepoints the way `perf kvm stat report`
+//! does; [`render`](crate::exits_render) turns either report into bytes.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::dataset::Dataset;
+use crate::error::{Error, pl};
+use crate::exits_symbols::GuestKallsyms;
+
+/// A grouping dimension of `--by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[non_exhaustive]
+pub enum By {
+    /// Exit reason name as the kernel prints it (`reason_name`).
+    Reason,
+    /// vCPU within its VM (`vm`, `vcpu`): vCPU 0 of two VMs are two rows.
+    Vcpu,
+    /// VM (`vm`, named `<comm>:<pid>`).
+    Vm,
+    /// Guest function at `guest_rip` (`guest_symbol`).
+    GuestSymbol,
+    /// I/O port of a kvm_pio in the exit (`port`, `port_dir`, `port_size`).
+    Port,
+    /// MSR of a kvm_msr in the exit (`msr`, `msr_dir`).
+    Msr,
+    /// Guest physical address of a kvm_mmio in the exit (`gpa`, `mmio_type`, `mmio_len`).
+    Gpa,
+}
+
+impl std::str::FromStr for By {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<By, Error> {
+        Ok(match s {
+            "reason" => By::Reason,
+            "vcpu" => By::Vcpu,
+            "vm" => By::Vm,
+            "guest-symbol" | "guest_symbol" | "symbol" => By::GuestSymbol,
+            "port" => By::Port,
+            "msr" => By::Msr,
+            "gpa" | "mmio" => By::Gpa,
+            other => {
+                return Err(Error::Invalid(format!("unknown --by key {other:?}: use reason, vcpu, vm, guest-symbol, port, msr or gpa")));
+            }
+        })
+    }
+}
+
+/// Row order of the report (descending; ties by key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[non_exhaustive]
+pub enum SortKey {
+    /// Number of exits.
+    #[default]
+    Count,
+    /// Total time.
+    Time,
+    /// Longest exit.
+    Max,
+    /// 99th percentile.
+    P99,
+}
+
+impl std::str::FromStr for SortKey {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<SortKey, Error> {
+        Ok(match s {
+            "count" | "sample" => SortKey::Count,
+            "time" | "total" => SortKey::Time,
+            "max" => SortKey::Max,
+            "p99" => SortKey::P99,
+            other => {
+                return Err(Error::Invalid(format!("unknown sort key {other:?}: use count, time, max or p99")));
+            }
+        })
+    }
+}
+
+/// A time window on the host perf clock, in ns; either end open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TimeRange {
+    /// First ns included.
+    pub start_ns: Option<u64>,
+    /// Last ns included.
+    pub end_ns: Option<u64>,
+}
+
+impl TimeRange {
+    /// Parses perf's `--time` syntax: `START,END` in seconds with decimals, either side optional
+    /// (`4321.1,4321.2`, `4321.1,`, `,4321.2`).
+    pub fn parse(s: &str) -> Result<TimeRange, Error> {
+        let bad = || Error::Invalid(format!("--time {s:?}: expected START,END in seconds (perf's syntax), e.g. 4321.1,4321.25"));
+        let (a, b) = s.split_once(',').ok_or_else(bad)?;
+        let sec = |x: &str| -> Result<Option<u64>, Error> {
+            let x = x.trim();
+            if x.is_empty() {
+                return Ok(None);
+            }
+            // Whole seconds and the fraction separately: no float rounding of the ns value.
+            let (whole, frac) = x.split_once('.').unwrap_or((x, ""));
+            if frac.len() > 9 || !whole.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) || whole.is_empty() && frac.is_empty() {
+                return Err(bad());
+            }
+            let w: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
+            let f: u64 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().map_err(|_| bad())? };
+            Ok(Some(w.saturating_mul(1_000_000_000).saturating_add(f)))
+        };
+        let r = TimeRange { start_ns: sec(a)?, end_ns: sec(b)? };
+        if let (Some(x), Some(y)) = (r.start_ns, r.end_ns)
+            && x > y
+        {
+            return Err(bad());
+        }
+        Ok(r)
+    }
+}
+
+/// Options of [`run`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// Grouping dimensions, in output order (empty: by reason).
+    pub by: Vec<By>,
+    /// Row order.
+    pub sort: SortKey,
+    /// Only this VM: its VMM pid, its name (`<comm>:<pid>`) or its comm.
+    pub vm: Option<String>,
+    /// Only this vCPU index.
+    pub vcpu: Option<u32>,
+    /// Only exits that start in this window.
+    pub time: TimeRange,
+    /// Only this recording (default: all of the dataset).
+    pub recording: Option<String>,
+    /// Compute log2 latency histograms per row.
+    pub histogram: bool,
+    /// Compute the split of exit time (kernel, VMM round trip, scheduled out, halted).
+    pub split: bool,
+    /// Guest symbols for [`By::GuestSymbol`].
+    pub guest_kallsyms: Option<GuestKallsyms>,
+    /// Count every `kvm_emulate_insn` (instructions KVM emulated, PVM) instead of exits.
+    pub emulated: bool,
+    /// Worker threads for the per-group work (0: all cores). Output is identical at any count.
+    pub threads: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            by: vec![By::Reason],
+            sort: SortKey::Count,
+            vm: None,
+            vcpu: None,
+            time: TimeRange::default(),
+            recording: None,
+            histogram: false,
+            split: false,
+            guest_kallsyms: None,
+            emulated: false,
+            threads: 0,
+        }
+    }
+}
+
+/// One value of a grouping key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(untagged)]
+pub enum KeyValue {
+    /// Missing (e.g. an exit without a known vCPU).
+    Null,
+    /// A number (vCPU, size, length).
+    Int(i64),
+    /// A name or a hex address.
+    Str(String),
+}
+
+impl std::fmt::Display for KeyValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyValue::Null => f.write_str("-"),
+            KeyValue::Int(v) => write!(f, "{v}"),
+            KeyValue::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// One log2 latency bucket: durations in `[lo_ns, hi_ns)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Bucket {
+    /// Lower bound (inclusive), ns.
+    pub lo_ns: u64,
+    /// Upper bound (exclusive), ns.
+    pub hi_ns: u64,
+    /// Exits in the bucket.
+    pub count: u64,
+}
+
+/// Where the exit time went (sums over the row's exits, ns). `None`: the recording cannot tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Split {
+    /// In the host kernel (what is left of the exit time).
+    pub kernel_ns: Option<u64>,
+    /// From kvm_userspace_exit to kvm_entry: the VMM round trip.
+    pub vmm_ns: Option<u64>,
+    /// The vCPU thread scheduled out (sched_switch), outside halts.
+    pub sched_out_ns: Option<u64>,
+    /// Halted (kvm_vcpu_wakeup ns: polling or blocked).
+    pub halted_ns: Option<u64>,
+}
+
+/// One row of the report: a group of exits and its statistics. Times are `None` when the
+/// recording has no durations (PVM).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExitStats {
+    /// Key values, one per [`ExitReport::key_names`].
+    pub keys: Vec<KeyValue>,
+    /// Exits.
+    pub count: u64,
+    /// Share of all exits, %.
+    pub count_pct: f64,
+    /// Sum of durations, ns.
+    pub total_ns: Option<u64>,
+    /// Share of all exit time, %.
+    pub time_pct: Option<f64>,
+    /// Shortest, ns.
+    pub min_ns: Option<u64>,
+    /// Median (`sorted[floor(0.5 (n-1))]`), ns.
+    pub p50_ns: Option<u64>,
+    /// 90th percentile, ns.
+    pub p90_ns: Option<u64>,
+    /// 99th percentile, ns.
+    pub p99_ns: Option<u64>,
+    /// Longest, ns.
+    pub max_ns: Option<u64>,
+    /// Mean, ns.
+    pub mean_ns: Option<f64>,
+    /// Sample standard deviation (n - 1), ns.
+    pub stddev_ns: Option<f64>,
+    /// log2 buckets (with `histogram`).
+    pub histogram: Vec<Bucket>,
+    /// Time split (with `split`).
+    pub split: Option<Split>,
+}
+
+/// Exits per detection source (`exits.source`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceCount {
+    /// `kvm_exit`, `kvm_userspace_exit`, `kvm_msr` or `kvm_emulate_insn`.
+    pub source: String,
+    /// Rows counted.
+    pub n_exits: u64,
+}
+
+/// The result of [`run`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExitReport {
+    /// Names of the key columns (`reason_name`, `vm`, `vcpu`, `guest_symbol`, `port`, …).
+    pub key_names: Vec<String>,
+    /// The rows, sorted.
+    pub rows: Vec<ExitStats>,
+    /// All selected exits together (keys empty).
+    pub total: ExitStats,
+    /// Where the exits came from.
+    pub sources: Vec<SourceCount>,
+    /// Whether durations are known (a kvm_exit/kvm_entry recording).
+    pub durations_known: bool,
+    /// Exits still open at the end of the recording (left out of the statistics).
+    pub n_open_at_end: u64,
+    /// What the output cannot know or had to leave out, one sentence each.
+    pub notes: Vec<String>,
+}
+
+const EXITS: &str = "exits";
+
+/// One key column: its output name, the expression that makes it, how to print it.
+struct KeyCol {
+    name: &'static str,
+    expr: Expr,
+    hex: bool,
+}
+
+fn key_cols(by: &[By]) -> Vec<KeyCol> {
+    let mut out: Vec<KeyCol> = Vec::new();
+    let mut push = |name: &'static str, expr: Expr, hex: bool| {
+        if !out.iter().any(|k| k.name == name) {
+            out.push(KeyCol { name, expr: expr.alias(name), hex });
+        }
+    };
+    for b in by {
+        match b {
+            By::Reason => push("reason_name", col("reason_name"), false),
+            By::Vm => push("vm", col("vm"), false),
+            By::Vcpu => {
+                push("vm", col("vm"), false);
+                push("vcpu", col("vcpu").cast(DataType::Int64), false);
+            }
+            By::GuestSymbol => push("guest_symbol", col("guest_symbol"), false),
+            By::Port => {
+                push("port", col("pio_port"), true);
+                push("port_dir", when(col("pio_write")).then(lit("out")).otherwise(lit("in")), false);
+                push("port_size", col("pio_size").cast(DataType::Int64), false);
+            }
+            By::Msr => {
+                push("msr", col("msr_index"), true);
+                push("msr_dir", when(col("msr_write")).then(lit("write")).otherwise(lit("read")), false);
+            }
+            By::Gpa => {
+                push("gpa", col("mmio_gpa"), true);
+                push("mmio_type", col("mmio_type"), false);
+                push("mmio_len", col("mmio_len").cast(DataType::Int64), false);
+            }
+        }
+    }
+    out
+}
+
+/// The unified row set: `exits`, or every kvm_emulate_insn with `emulated`.
+fn base(ds: &Dataset, opts: &Options) -> Result<LazyFrame, Error> {
+    let null_u64 = || lit(Null {}).cast(DataType::UInt64);
+    let lf = if opts.emulated {
+        let t = "kvm__kvm_emulate_insn";
+        if !ds.has(t) {
+            return Err(Error::MissingTable {
+                path: ds.root().to_path_buf(),
+                table: t.into(),
+                hint: Some("record with -e kvm:kvm_emulate_insn".into()),
+            });
+        }
+        let vcpus = ds
+            .scan("vcpus")?
+            .select([col("host"), col("recording"), col("tid"), col("vcpu")])
+            .unique_stable(None, UniqueKeepStrategy::First);
+        ds.scan(t)?
+            .select([
+                col("host"),
+                col("recording"),
+                col("pid").alias("vm_pid"),
+                col("tid"),
+                col("time_ns").alias("exit_time_ns"),
+                col("rip").cast(DataType::UInt64).alias("guest_rip"),
+            ])
+            .join(
+                vcpus,
+                [col("host"), col("recording"), col("tid")],
+                [col("host"), col("recording"), col("tid")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .with_columns([
+                lit("kvm_emulate_insn").alias("source"),
+                lit("emulate_insn").alias("reason_name"),
+                null_u64().alias("entry_time_ns"),
+                null_u64().alias("duration_ns"),
+                null_u64().alias("pio_port"),
+                null_u64().alias("pio_size"),
+                lit(Null {}).cast(DataType::Boolean).alias("pio_write"),
+                null_u64().alias("mmio_gpa"),
+                null_u64().alias("mmio_len"),
+                lit(Null {}).cast(DataType::String).alias("mmio_type"),
+                null_u64().alias("msr_index"),
+                lit(Null {}).cast(DataType::Boolean).alias("msr_write"),
+                null_u64().alias("userspace_ns"),
+                null_u64().alias("sched_out_ns"),
+                null_u64().alias("wakeup_ns"),
+            ])
+    } else {
+        if !ds.has(EXITS) {
+            return Err(Error::MissingTable {
+                path: ds.root().to_path_buf(),
+                table: EXITS.into(),
+                hint: Some("re-ingest with a kvmtrace that builds the KVM model".into()),
+            });
+        }
+        ds.scan(EXITS)?.with_columns([col("reason_name").fill_null(
+            // A code without a name keeps its number.
+            lit("code ") + col("reason").cast(DataType::String).fill_null(lit("?")),
+        )])
+    };
+    let vms = ds.scan("vms")?.select([col("host"), col("recording"), col("vm_pid"), col("name").alias("vm"), col("comm").alias("vm_comm")]);
+    Ok(lf
+        .join(
+            vms,
+            [col("host"), col("recording"), col("vm_pid")],
+            [col("host"), col("recording"), col("vm_pid")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_columns([col("vm").fill_null(lit(":") + col("vm_pid").cast(DataType::String))]))
+}
+
+fn filters(lf: LazyFrame, opts: &Options) -> LazyFrame {
+    let mut lf = lf;
+    if let Some(r) = &opts.recording {
+        lf = lf.filter(col("recording").eq(lit(r.as_str())));
+    }
+    if let Some(vm) = &opts.vm {
+        let by_name = col("vm").eq(lit(vm.as_str())).or(col("vm_comm").eq(lit(vm.as_str())));
+        lf = match vm.parse::<i32>() {
+            Ok(pid) => lf.filter(col("vm_pid").eq(lit(pid)).or(by_name)),
+            Err(_) => lf.filter(by_name),
+        };
+    }
+    if let Some(v) = opts.vcpu {
+        lf = lf.filter(col("vcpu").cast(DataType::Int64).eq(lit(i64::from(v))));
+    }
+    if let Some(s) = opts.time.start_ns {
+        lf = lf.filter(col("exit_time_ns").gt_eq(lit(s)));
+    }
+    if let Some(e) = opts.time.end_ns {
+        lf = lf.filter(col("exit_time_ns").lt_eq(lit(e)));
+    }
+    lf
+}
+
+fn any_u64(v: AnyValue<'_>) -> Option<u64> {
+    match v {
+        AnyValue::UInt64(x) => Some(x),
+        AnyValue::UInt32(x) => Some(x.into()),
+        AnyValue::Int64(x) => u64::try_from(x).ok(),
+        AnyValue::Int32(x) => u64::try_from(x).ok(),
+        AnyValue::Float64(x) => Some(x as u64),
+        _ => None,
+    }
+}
+
+fn any_f64(v: AnyValue<'_>) -> Option<f64> {
+    match v {
+        AnyValue::Float64(x) if x.is_finite() => Some(x),
+        AnyValue::Float32(x) if x.is_finite() => Some(x.into()),
+        _ => None,
+    }
+}
+
+fn key_value(v: AnyValue<'_>, hex: bool) -> KeyValue {
+    match v {
+        AnyValue::Null => KeyValue::Null,
+        AnyValue::String(s) => KeyValue::Str(s.to_string()),
+        AnyValue::StringOwned(s) => KeyValue::Str(s.to_string()),
+        AnyValue::Boolean(b) => KeyValue::Str(b.to_string()),
+        other => match (any_u64(other.clone()), hex) {
+            (Some(x), true) => KeyValue::Str(format!("{x:#x}")),
+            (Some(x), false) => KeyValue::Int(x as i64),
+            (None, _) => match other {
+                AnyValue::Int64(x) => KeyValue::Int(x),
+                AnyValue::Int32(x) => KeyValue::Int(x.into()),
+                o => KeyValue::Str(o.to_string()),
+            },
+        },
+    }
+}
+
+/// `sorted[floor(q * (n - 1))]`, the ground truth's definition.
+fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((q * (sorted.len() - 1) as f64).floor() as usize).min(sorted.len() - 1);
+    Some(sorted[i])
+}
+
+fn histogram(sorted: &[u64]) -> Vec<Bucket> {
+    let mut b: BTreeMap<u32, u64> = BTreeMap::new();
+    for &d in sorted {
+        let k = if d == 0 { 0 } else { 64 - d.leading_zeros() };
+        *b.entry(k).or_default() += 1;
+    }
+    b.into_iter()
+        .map(|(k, count)| {
+            let (lo_ns, hi_ns) = if k == 0 { (0, 1) } else { (1u64 << (k - 1), (1u64 << (k - 1)).saturating_mul(2)) };
+            Bucket { lo_ns, hi_ns, count }
+        })
+        .collect()
+}
+
+/// One group as polars returns it, before the per-group work.
+struct Group {
+    keys: Vec<KeyValue>,
+    count: u64,
+    n_dur: u64,
+    total: Option<u64>,
+    mean: Option<f64>,
+    std: Option<f64>,
+    /// Sums of userspace_ns, sched_out_ns, wakeup_ns.
+    sums: (Option<u64>, Option<u64>, Option<u64>),
+    durations: Vec<u64>,
+}
+
+/// Aggregates `lf` by `keys` (none: one total row).
+/// Returns the rows and the total over all of them (computed here from the groups' durations:
+/// one polars pass).
+fn aggregate(lf: LazyFrame, keys: &[KeyCol], opts: &Options, split_avail: &Split) -> Result<(Vec<ExitStats>, ExitStats), Error> {
+    let d = || col("duration_ns").cast(DataType::UInt64);
+    let aggs = vec![
+        len().cast(DataType::UInt64).alias("n"),
+        d().sum().alias("total"),
+        d().count().cast(DataType::UInt64).alias("n_dur"),
+        d().mean().alias("mean"),
+        d().cast(DataType::Float64).std(1).alias("std"),
+        d().implode(true).alias("durs"),
+        col("userspace_ns").cast(DataType::UInt64).sum().alias("vmm"),
+        col("sched_out_ns").cast(DataType::UInt64).sum().alias("sched"),
+        col("wakeup_ns").cast(DataType::UInt64).sum().alias("halted"),
+    ];
+    let df = if keys.is_empty() {
+        lf.select(aggs).collect().map_err(pl(EXITS))?
+    } else {
+        let k: Vec<Expr> = keys.iter().map(|k| k.expr.clone()).collect();
+        lf.group_by(k).agg(aggs).collect().map_err(pl(EXITS))?
+    };
+    let n = df.height();
+    let get = |name: &str, i: usize| -> Result<AnyValue<'_>, Error> { df.column(name).and_then(|c| c.get(i)).map_err(pl(EXITS)) };
+    let durs = df.column("durs").map_err(pl(EXITS))?.list().map_err(pl(EXITS))?.clone();
+    let mut pre = Vec::with_capacity(n);
+    for i in 0..n {
+        let list = durs.get_as_series(i);
+        let v: Vec<u64> = match list {
+            Some(s) => s.u64().map_err(pl(EXITS))?.iter().flatten().collect(),
+            None => Vec::new(),
+        };
+        let keys_v = keys.iter().map(|k| get(k.name, i).map(|a| key_value(a, k.hex))).collect::<Result<Vec<_>, _>>()?;
+        let count = any_u64(get("n", i)?).unwrap_or(0);
+        let n_dur = any_u64(get("n_dur", i)?).unwrap_or(0);
+        let total = any_u64(get("total", i)?);
+        let mean = any_f64(get("mean", i)?);
+        let std = any_f64(get("std", i)?);
+        let sums = (any_u64(get("vmm", i)?), any_u64(get("sched", i)?), any_u64(get("halted", i)?));
+        pre.push(Group { keys: keys_v, count, n_dur, total, mean, std, sums, durations: v });
+    }
+    let build = |g: Group| {
+        let Group { keys, count, n_dur, total, mean, std, sums, durations: mut v } = g;
+        v.sort_unstable();
+        let known = n_dur > 0;
+        let split = (opts.split && known).then(|| {
+            let total = total.unwrap_or(0);
+            let vmm = split_avail.vmm_ns.map(|_| sums.0.unwrap_or(0));
+            let halted = split_avail.halted_ns.map(|_| sums.2.unwrap_or(0));
+            // Blocked halts are scheduled out too: count that time once, as halted.
+            let sched = split_avail.sched_out_ns.map(|_| sums.1.unwrap_or(0).saturating_sub(halted.unwrap_or(0)));
+            let kernel = total.saturating_sub(vmm.unwrap_or(0)).saturating_sub(sched.unwrap_or(0)).saturating_sub(halted.unwrap_or(0));
+            Split { kernel_ns: Some(kernel), vmm_ns: vmm, sched_out_ns: sched, halted_ns: halted }
+        });
+        ExitStats {
+            keys,
+            count,
+            count_pct: 0.0,
+            total_ns: known.then(|| total.unwrap_or(0)),
+            time_pct: None,
+            min_ns: v.first().copied(),
+            p50_ns: percentile(&v, 0.5),
+            p90_ns: percentile(&v, 0.9),
+            p99_ns: percentile(&v, 0.99),
+            max_ns: v.last().copied(),
+            mean_ns: if known { mean } else { None },
+            stddev_ns: if known { std.or(Some(0.0)) } else { None },
+            histogram: if opts.histogram { histogram(&v) } else { Vec::new() },
+            split,
+        }
+    };
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(opts.threads).build().map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
+    let mut all =
+        Group { keys: Vec::new(), count: 0, n_dur: 0, total: None, mean: None, std: None, sums: (None, None, None), durations: Vec::new() };
+    let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(x), Some(y)) => Some(x + y),
+        (x, y) => x.or(y),
+    };
+    for g in &pre {
+        all.count += g.count;
+        all.n_dur += g.n_dur;
+        all.total = add(all.total, g.total);
+        all.sums = (add(all.sums.0, g.sums.0), add(all.sums.1, g.sums.1), add(all.sums.2, g.sums.2));
+        all.durations.extend_from_slice(&g.durations);
+    }
+    // Sorted first: the group order polars returns must not change the float sums.
+    all.durations.sort_unstable();
+    if !all.durations.is_empty() {
+        let n = all.durations.len() as f64;
+        let mean = all.durations.iter().map(|&d| d as f64).sum::<f64>() / n;
+        all.mean = Some(mean);
+        all.std =
+            (all.durations.len() > 1).then(|| (all.durations.iter().map(|&d| (d as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    }
+    Ok(pool.install(|| {
+        let rows: Vec<ExitStats> = pre.into_par_iter().map(build).collect();
+        (rows, build(all))
+    }))
+}
+
+/// Computes the exit statistics of `ds`.
+pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
+    let by: Vec<By> = if opts.by.is_empty() { vec![By::Reason] } else { opts.by.clone() };
+    let mut lf = filters(base(ds, opts)?, opts);
+    let mut notes = Vec::new();
+
+    // Sources, and exits still open at the end (no entry: no duration).
+    let src = lf
+        .clone()
+        .group_by([col("source")])
+        .agg([
+            len().cast(DataType::UInt64).alias("n"),
+            col("entry_time_ns").is_null().and(col("source").eq(lit("kvm_exit"))).sum().cast(DataType::UInt64).alias("open"),
+        ])
+        .sort(["source"], SortMultipleOptions::default())
+        .collect()
+        .map_err(pl(EXITS))?;
+    let mut sources = Vec::new();
+    let mut n_open_at_end = 0;
+    for i in 0..src.height() {
+        let s = src.column("source").and_then(|c| c.get(i)).map_err(pl(EXITS))?;
+        let n = src.column("n").and_then(|c| c.get(i)).map_err(pl(EXITS))?;
+        let o = src.column("open").and_then(|c| c.get(i)).map_err(pl(EXITS))?;
+        n_open_at_end += any_u64(o).unwrap_or(0);
+        let source = match s {
+            AnyValue::String(s) => s.to_string(),
+            AnyValue::StringOwned(s) => s.to_string(),
+            other => other.to_string().trim_matches('"').to_string(),
+        };
+        sources.push(SourceCount { source, n_exits: any_u64(n).unwrap_or(0) });
+    }
+    let durations_known = sources.iter().any(|s| s.source == "kvm_exit");
+    let pvm: Vec<&str> = sources.iter().filter(|s| s.source != "kvm_exit").map(|s| s.source.as_str()).collect();
+    if !pvm.is_empty() {
+        if opts.emulated {
+            notes.push("rows are kvm:kvm_emulate_insn events (instructions KVM emulated), not exits; they have no duration".into());
+        } else {
+            notes.push(format!(
+                "exits built from {} (kvm_exit/kvm_entry never fired: software virtualisation such as PVM): counts are exact; durations, time shares and percentiles cannot be known without an entry event",
+                pvm.join(" and ")
+            ));
+        }
+    }
+    if n_open_at_end > 0 {
+        notes.push(format!("{n_open_at_end} exit(s) still open at the end of the recording are left out"));
+        lf = lf.filter(col("entry_time_ns").is_not_null().or(col("source").neq(lit("kvm_exit"))));
+    }
+
+    // Guest symbols: resolve each distinct rip once, join the names in.
+    if by.contains(&By::GuestSymbol) {
+        let rips = lf
+            .clone()
+            .select([col("guest_rip").cast(DataType::UInt64)])
+            .unique_stable(None, UniqueKeepStrategy::First)
+            .collect()
+            .map_err(pl(EXITS))?;
+        let rip_col = rips.column("guest_rip").map_err(pl(EXITS))?.u64().map_err(pl(EXITS))?.clone();
+        let mut addrs = Vec::new();
+        let mut names = Vec::new();
+        for r in rip_col.iter().flatten() {
+            addrs.push(r);
+            names.push(match &opts.guest_kallsyms {
+                Some(k) => k.lookup(r).unwrap_or("[unknown]").to_string(),
+                None => format!("{r:#x}"),
+            });
+        }
+        if opts.guest_kallsyms.is_none() {
+            notes.push("no guest symbols given (--guest-kallsyms): guest code shown as raw guest_rip".into());
+        }
+        if !durations_known && !opts.emulated {
+            notes.push("guest_rip of a PVM exit is the rip of the last kvm_emulate_insn before it".into());
+        }
+        let map = DataFrame::new_infer_height(vec![Column::new("guest_rip".into(), addrs), Column::new("guest_symbol".into(), names)])
+            .map_err(pl(EXITS))?;
+        lf = lf
+            .with_columns([col("guest_rip").cast(DataType::UInt64)])
+            .join(map.lazy(), [col("guest_rip")], [col("guest_rip")], JoinArgs::new(JoinType::Left))
+            .with_columns([col("guest_symbol").fill_null(lit("[no rip]"))]);
+    }
+    // Port, MSR and gpa rows only exist for exits that carry one.
+    for (b, c, what) in [(By::Port, "pio_port", "kvm_pio"), (By::Msr, "msr_index", "kvm_msr"), (By::Gpa, "mmio_gpa", "kvm_mmio")] {
+        if by.contains(&b) {
+            lf = lf.filter(col(c).is_not_null());
+            notes.push(format!("only exits with a {what} event are counted"));
+        }
+    }
+
+    let split_avail = Split {
+        kernel_ns: Some(0),
+        vmm_ns: ds.has("kvm__kvm_userspace_exit").then_some(0),
+        sched_out_ns: ds.has("sched__sched_switch").then_some(0),
+        halted_ns: ds.has("kvm__kvm_vcpu_wakeup").then_some(0),
+    };
+    if opts.split {
+        let mut missing = Vec::new();
+        if split_avail.vmm_ns.is_none() {
+            missing.push("VMM round trip (no kvm:kvm_userspace_exit)");
+        }
+        if split_avail.sched_out_ns.is_none() {
+            missing.push("scheduled out (no sched:sched_switch)");
+        }
+        if split_avail.halted_ns.is_none() {
+            missing.push("halted (no kvm:kvm_vcpu_wakeup)");
+        }
+        if !missing.is_empty() {
+            notes.push(format!("split: not recorded, counted as kernel time: {}", missing.join(", ")));
+        }
+        if !durations_known {
+            notes.push("split: needs exit durations; none here".into());
+        }
+    }
+
+    let keys = key_cols(&by);
+    let (mut rows, mut total) = aggregate(lf, &keys, opts, &split_avail)?;
+    if total.count == 0 {
+        rows.clear();
+    }
+    let pct = |a: u64, b: u64| {
+        if b == 0 { 0.0 } else { a as f64 * 100.0 / b as f64 }
+    };
+    let (tc, tt) = (total.count, total.total_ns);
+    for r in rows.iter_mut().chain(std::iter::once(&mut total)) {
+        r.count_pct = pct(r.count, tc);
+        r.time_pct = match (r.total_ns, tt) {
+            (Some(a), Some(b)) => Some(pct(a, b)),
+            _ => None,
+        };
+    }
+    let metric = |r: &ExitStats| -> u64 {
+        match opts.sort {
+            SortKey::Count => r.count,
+            SortKey::Time => r.total_ns.unwrap_or(0),
+            SortKey::Max => r.max_ns.unwrap_or(0),
+            SortKey::P99 => r.p99_ns.unwrap_or(0),
+        }
+    };
+    rows.sort_by(|a, b| metric(b).cmp(&metric(a)).then_with(|| b.count.cmp(&a.count)).then_with(|| a.keys.cmp(&b.keys)));
+    Ok(ExitReport {
+        key_names: keys.iter().map(|k| k.name.to_string()).collect(),
+        rows,
+        total,
+        sources,
+        durations_known,
+        n_open_at_end,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_range_parses_perf_syntax() {
+        let r = TimeRange::parse("4321.1,4321.25").unwrap();
+        assert_eq!(r, TimeRange { start_ns: Some(4_321_100_000_000), end_ns: Some(4_321_250_000_000) });
+        assert_eq!(TimeRange::parse(",5").unwrap(), TimeRange { start_ns: None, end_ns: Some(5_000_000_000) });
+        assert_eq!(TimeRange::parse("5,").unwrap(), TimeRange { start_ns: Some(5_000_000_000), end_ns: None });
+        assert!(TimeRange::parse("5").is_err());
+        assert!(TimeRange::parse("6,5").is_err());
+        assert!(TimeRange::parse("x,5").is_err());
+    }
+
+    #[test]
+    fn percentiles_are_lower() {
+        let v: Vec<u64> = (1..=10).collect();
+        assert_eq!(percentile(&v, 0.5), Some(5));
+        assert_eq!(percentile(&v, 0.9), Some(9));
+        assert_eq!(percentile(&v, 0.99), Some(9));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn histogram_buckets_are_log2() {
+        let h = histogram(&[0, 1, 2, 3, 4, 1000]);
+        let got: Vec<(u64, u64, u64)> = h.iter().map(|b| (b.lo_ns, b.hi_ns, b.count)).collect();
+        assert_eq!(got, vec![(0, 1, 1), (1, 2, 1), (2, 4, 2), (4, 8, 1), (512, 1024, 1)]);
+    }
+}

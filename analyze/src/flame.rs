@@ -1,0 +1,1158 @@
+//! Folded stacks and flame graphs of a host and its guests as one system.
+//!
+//! [`fold`] turns a dataset into folded stacks ([`Folded`]), root first, one line per distinct
+//! stack, sorted bytewise:
+//!
+//! * samples of threads that are not vCPU threads: `<comm>;<frames>`, as `perf script |
+//!   inferno-collapse-perf` folds them (spaces in comm become `_`; an unresolved frame is
+//!   `[<dso basename>]`);
+//! * a vCPU thread in guest mode: `VM <vm>;vCPU <n>;<guest frames>`, the stack of the nearest
+//!   guest-side sample of that vCPU when its leaf agrees (same address or same symbol), else the
+//!   sample's own guest frames;
+//! * a vCPU thread inside an exit: `VM <vm>;vCPU <n>;<guest symbol of guest_rip>;[exit
+//!   <reason>];<host frames>`;
+//! * a vCPU thread in host mode outside any exit: `VM <vm>;vCPU <n>;<host frames>`.
+//!
+//! With [`Options::exits`] the graph is of exits instead: `VM <vm>;vCPU <n>;<guest
+//! frames>;[exit <reason>]`, weighted by exit duration. [`render_svg`] draws any of them with
+//! inferno (guest, exit and host frames in distinct hues); [`render_folded`] writes the text,
+//! which inferno, FlameGraph and speedscope read. The output does not depend on the thread
+//! count.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+
+use polars::prelude::*;
+use rayon::prelude::*;
+
+use crate::dataset::Dataset;
+use crate::error::{Error, pl};
+use crate::join::{self, JoinOptions, placement};
+
+/// Which samples a flame graph shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// Host and guest as one system.
+    #[default]
+    All,
+    /// Only samples taken while a vCPU was in guest mode, under their VM and vCPU.
+    GuestOnly,
+    /// Only host-mode samples, folded as `perf script | inferno-collapse-perf` folds them
+    /// (`<comm>;<frames>`, no VM grouping).
+    HostOnly,
+}
+
+/// What one stack line counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weight {
+    /// Samples (or, with [`Options::exits`], exits).
+    Samples,
+    /// The samples' periods (event counts), as inferno counts `perf script` output with periods.
+    Period,
+    /// Nanoseconds of exit time: each exit's duration is shared among the host samples taken
+    /// during it; an exit without samples counts under `[exit <reason>]` alone.
+    ExitTime,
+}
+
+/// A time window `[start_ns, end_ns)` on the host perf clock; an open side is unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TimeRange {
+    /// First included time.
+    pub start_ns: Option<u64>,
+    /// First excluded time.
+    pub end_ns: Option<u64>,
+}
+
+impl TimeRange {
+    fn contains(&self, t: Option<u64>) -> bool {
+        let Some(t) = t else { return false };
+        self.start_ns.is_none_or(|s| t >= s) && self.end_ns.is_none_or(|e| t < e)
+    }
+}
+
+/// What to fold.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// Host and guest, guest only or host only.
+    pub scope: Scope,
+    /// An exit flame graph (guest code → exit reason) instead of a sample flame graph.
+    pub exits: bool,
+    /// The weight; `None`: samples, or exit time with `exits`.
+    pub weight: Option<Weight>,
+    /// The host event to fold (`samples.event`); `None`: the first non-tracepoint event of the
+    /// recording (inferno folds the first event it meets).
+    pub event: Option<String>,
+    /// Only these VMs (display name or VMM pid); empty: all (and non-VM samples).
+    pub vms: Vec<String>,
+    /// Only these vCPU indices; empty: all.
+    pub vcpus: Vec<u32>,
+    /// Only samples (or exits) starting in this window.
+    pub time: Option<TimeRange>,
+    /// Largest distance between a host guest-mode sample and the guest-side sample whose stack
+    /// it takes, in ns.
+    pub match_tolerance_ns: u64,
+    /// Worker threads (0: all cores). The output is identical at any count.
+    pub threads: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            scope: Scope::All,
+            exits: false,
+            weight: None,
+            event: None,
+            vms: Vec::new(),
+            vcpus: Vec::new(),
+            time: None,
+            match_tolerance_ns: JoinOptions::default().match_tolerance_ns,
+            threads: 0,
+        }
+    }
+}
+
+/// Which frames of a folded stack are which: `n_header` VM/vCPU frames, then `n_guest` guest
+/// frames, then `n_exit` exit frames, then host frames (used to colour the SVG).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StackLayout {
+    /// `VM …` and `vCPU …` frames.
+    pub n_header: u32,
+    /// Guest frames.
+    pub n_guest: u32,
+    /// `[exit …]` frames.
+    pub n_exit: u32,
+}
+
+/// One folded stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoldedStack {
+    /// Frames root first, separated by `;`.
+    pub stack: String,
+    /// Its weight.
+    pub count: u64,
+    /// Its weight in the baseline of a differential graph ([`diff`]).
+    pub baseline: Option<u64>,
+    /// Frame kinds.
+    pub layout: StackLayout,
+}
+
+/// What the join found, for the user to judge the graph by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlameReport {
+    /// The folded host event.
+    pub event: Option<String>,
+    /// Host samples folded (after filters).
+    pub n_samples: u64,
+    /// Of those: vCPU threads in guest mode.
+    pub n_guest_mode: u64,
+    /// vCPU threads inside an exit, host kernel.
+    pub n_in_exit_kernel: u64,
+    /// vCPU threads inside an exit, VMM user space.
+    pub n_in_exit_vmm: u64,
+    /// vCPU threads in host mode outside exits.
+    pub n_vcpu_outside_exit: u64,
+    /// Other threads.
+    pub n_other: u64,
+    /// Guest-mode samples that took the stack of a guest-side sample (leaf validated).
+    pub n_guest_matched: u64,
+    /// Guest-mode samples whose nearest guest-side sample had another leaf.
+    pub n_guest_mismatched: u64,
+    /// Guest-mode samples with no guest-side sample within the tolerance.
+    pub n_guest_unmatched: u64,
+    /// Samples dropped because they have no frames (inferno drops them too).
+    pub n_no_stack: u64,
+    /// Exits folded (exit graphs and exit-time weight).
+    pub n_exits: u64,
+    /// Exits skipped by the exit-time weight because their duration is unknown.
+    pub n_exits_without_duration: u64,
+    /// Guest-side samples by the state of their vCPU (`running`, `exited`, `scheduled_out`,
+    /// `unknown`), when guest recordings were ingested.
+    pub guest_states: BTreeMap<String, u64>,
+}
+
+impl FlameReport {
+    /// Matched share of the guest-mode samples whose guest recording exists; `None` without
+    /// candidates.
+    pub fn match_rate(&self) -> Option<f64> {
+        let n = self.n_guest_matched + self.n_guest_mismatched + self.n_guest_unmatched;
+        (n > 0).then(|| self.n_guest_matched as f64 / n as f64)
+    }
+
+    fn add(&mut self, o: &FlameReport) {
+        self.n_samples += o.n_samples;
+        self.n_guest_mode += o.n_guest_mode;
+        self.n_in_exit_kernel += o.n_in_exit_kernel;
+        self.n_in_exit_vmm += o.n_in_exit_vmm;
+        self.n_vcpu_outside_exit += o.n_vcpu_outside_exit;
+        self.n_other += o.n_other;
+        self.n_guest_matched += o.n_guest_matched;
+        self.n_guest_mismatched += o.n_guest_mismatched;
+        self.n_guest_unmatched += o.n_guest_unmatched;
+        self.n_no_stack += o.n_no_stack;
+        self.n_exits += o.n_exits;
+        self.n_exits_without_duration += o.n_exits_without_duration;
+    }
+}
+
+/// Folded stacks, sorted bytewise by stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Folded {
+    /// The stacks.
+    pub stacks: Vec<FoldedStack>,
+    /// What `count` counts (`samples`, `events`, `ns`, `exits`).
+    pub count_name: String,
+    /// Join statistics.
+    pub report: FlameReport,
+}
+
+/// inferno-collapse-perf's `tidy_generic`: `;` becomes `:` and a top-level argument list is
+/// removed (but not Go's `.(` nor C++ `(anonymous namespace)`).
+fn tidy_generic(func: &str) -> String {
+    let func = func.replace(';', ":");
+    let mut depth = 0i32;
+    let mut last_dot = None;
+    let mut cut = func.len();
+    for (idx, c) in func.char_indices() {
+        match c {
+            '<' | '{' | '[' => depth += 1,
+            '>' | '}' | ']' | ')' => depth -= 1,
+            '(' => {
+                if depth == 0 {
+                    let go = last_dot == Some(idx);
+                    let anon = func[idx..].starts_with("(anonymous namespace)");
+                    if !go && !anon {
+                        cut = idx;
+                        break;
+                    }
+                }
+                depth += 1;
+            }
+            '.' => last_dot = Some(idx + 1),
+            _ => {}
+        }
+    }
+    let mut func = func;
+    func.truncate(cut);
+    func
+}
+
+/// The names of one interned stack.
+#[derive(Debug, Clone, Default)]
+struct StackNames {
+    /// Frame names root first, `;`-joined.
+    folded: String,
+    /// Number of names.
+    n: u32,
+    /// Symbol of the leaf frame (inline depth 0), when resolved.
+    leaf_symbol: Option<String>,
+    /// Address of the leaf frame.
+    leaf_addr: Option<u64>,
+}
+
+/// Guest code addresses → names, for `guest_rip`.
+#[derive(Debug, Default)]
+struct RipIndex {
+    exact: HashMap<(u32, u64), String>,
+    /// (recording, symbol start, name), sorted.
+    starts: Vec<(u32, u64, String)>,
+}
+
+impl RipIndex {
+    /// The innermost name at `rip`, else the symbol whose start is the nearest below it
+    /// (within 64 KiB), else `[unknown]`.
+    fn name(&self, rec: u32, rip: u64) -> String {
+        if let Some(n) = self.exact.get(&(rec, rip)) {
+            return n.clone();
+        }
+        let at = self
+            .starts
+            .partition_point(|(r, s, _)| (*r, *s) <= (rec, rip));
+        if at > 0
+            && let Some((r, s, n)) = self.starts.get(at - 1)
+            && *r == rec
+            && rip - s < 0x10000
+        {
+            return n.clone();
+        }
+        "[unknown]".to_string()
+    }
+}
+
+/// Recording ids → small integers.
+#[derive(Debug, Default)]
+struct Recordings(HashMap<String, u32>);
+
+impl Recordings {
+    fn id(&mut self, r: &str) -> u32 {
+        let n = self.0.len() as u32;
+        *self.0.entry(r.to_string()).or_insert(n)
+    }
+}
+
+fn column<'a>(df: &'a DataFrame, table: &str, name: &str) -> Result<&'a Column, Error> {
+    df.column(name).map_err(pl(table))
+}
+
+fn strs<'a>(df: &'a DataFrame, table: &str, name: &str) -> Result<Vec<Option<&'a str>>, Error> {
+    Ok(column(df, table, name)?
+        .str()
+        .map_err(pl(table))?
+        .iter()
+        .collect())
+}
+
+fn u64s(df: &DataFrame, table: &str, name: &str) -> Result<Vec<Option<u64>>, Error> {
+    Ok(column(df, table, name)?
+        .u64()
+        .map_err(pl(table))?
+        .iter()
+        .collect())
+}
+
+fn u32s(df: &DataFrame, table: &str, name: &str) -> Result<Vec<Option<u32>>, Error> {
+    Ok(column(df, table, name)?
+        .u32()
+        .map_err(pl(table))?
+        .iter()
+        .collect())
+}
+
+fn i32s(df: &DataFrame, table: &str, name: &str) -> Result<Vec<Option<i32>>, Error> {
+    Ok(column(df, table, name)?
+        .i32()
+        .map_err(pl(table))?
+        .iter()
+        .collect())
+}
+
+/// Loads a frames table (`frames` or `guest_frames`) into names per (recording, stack_id), and
+/// guest code addresses into `rips`.
+fn load_stacks(
+    ds: &Dataset,
+    table: &str,
+    recs: &mut Recordings,
+    rips: &mut RipIndex,
+) -> Result<HashMap<(u32, u32), StackNames>, Error> {
+    let mut out = HashMap::new();
+    if !ds.has(table) {
+        return Ok(out);
+    }
+    let df = ds
+        .scan(table)?
+        .select([
+            col("recording"),
+            col("stack_id"),
+            col("frame_idx"),
+            col("inline_depth"),
+            col("addr"),
+            col("cpumode"),
+            col("symbol"),
+            col("sym_offset"),
+            col("name"),
+        ])
+        .sort_by_exprs(
+            [
+                col("recording"),
+                col("stack_id"),
+                col("frame_idx"),
+                col("inline_depth"),
+            ],
+            SortMultipleOptions::default().with_order_descending_multi([false, false, true, false]),
+        )
+        .collect()
+        .map_err(pl(table))?;
+    let rec = strs(&df, table, "recording")?;
+    let stack = u32s(&df, table, "stack_id")?;
+    let frame_idx = u32s(&df, table, "frame_idx")?;
+    let depth = u32s(&df, table, "inline_depth")?;
+    let addr = u64s(&df, table, "addr")?;
+    let mode = strs(&df, table, "cpumode")?;
+    let symbol = strs(&df, table, "symbol")?;
+    let sym_offset = u64s(&df, table, "sym_offset")?;
+    let name = strs(&df, table, "name")?;
+    let mut starts = BTreeMap::new();
+    for i in 0..df.height() {
+        let (Some(r), Some(s)) = (rec[i], stack[i]) else {
+            continue;
+        };
+        let r = recs.id(r);
+        let raw = name[i].unwrap_or("[unknown]");
+        let e: &mut StackNames = out.entry((r, s)).or_default();
+        // inferno-collapse-perf skips frames named like "(…)".
+        if !raw.starts_with('(') {
+            if e.n > 0 {
+                e.folded.push(';');
+            }
+            e.folded.push_str(&tidy_generic(raw));
+            e.n += 1;
+        }
+        if frame_idx[i] == Some(0) && depth[i] == Some(0) {
+            e.leaf_symbol = symbol[i].map(str::to_string);
+            e.leaf_addr = addr[i];
+        }
+        if mode[i].is_some_and(|m| m.starts_with("guest"))
+            && let Some(a) = addr[i]
+        {
+            // Sorted by inline depth ascending: the last one written is the innermost.
+            rips.exact.insert((r, a), tidy_generic(raw));
+            if depth[i] == Some(0)
+                && let (Some(sym), Some(off)) = (symbol[i], sym_offset[i])
+            {
+                starts
+                    .entry((r, a.wrapping_sub(off)))
+                    .or_insert_with(|| tidy_generic(sym));
+            }
+        }
+    }
+    rips.starts
+        .extend(starts.into_iter().map(|((r, s), n)| (r, s, n)));
+    rips.starts.sort();
+    rips.starts.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    Ok(out)
+}
+
+/// The first non-tracepoint event in sample order (inferno folds the first event it meets, and
+/// tracepoints are not profiles); the first event when all are tracepoints.
+pub fn default_event(ds: &Dataset) -> Result<Option<String>, Error> {
+    let samples = ds.scan("samples")?.select([
+        col("recording"),
+        col("sample_idx"),
+        col("event"),
+        col("event_idx"),
+    ]);
+    let first = |lf: LazyFrame| -> Result<Option<String>, Error> {
+        let df = lf
+            .sort_by_exprs(
+                [col("recording"), col("sample_idx")],
+                SortMultipleOptions::default(),
+            )
+            .limit(1)
+            .select([col("event")])
+            .collect()
+            .map_err(pl("samples"))?;
+        Ok(strs(&df, "samples", "event")?
+            .first()
+            .copied()
+            .flatten()
+            .map(str::to_string))
+    };
+    if ds.has("events") {
+        let events = ds.scan("events")?.select([
+            col("recording").alias("e_recording"),
+            col("event_idx").alias("e_event_idx"),
+            col("type").alias("e_type"),
+        ]);
+        let profiled = samples
+            .clone()
+            .join(
+                events,
+                [col("recording"), col("event_idx")],
+                [col("e_recording"), col("e_event_idx")],
+                JoinArgs::new(JoinType::Inner),
+            )
+            .filter(col("e_type").neq(lit(2u32)));
+        if let Some(e) = first(profiled)? {
+            return Ok(Some(e));
+        }
+    }
+    first(samples)
+}
+
+fn pool(threads: usize) -> Result<rayon::ThreadPool, Error> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start {threads} worker threads: {e}")))
+}
+
+/// Accumulated stacks: stack → (weight, layout).
+type Acc = HashMap<String, (u64, StackLayout)>;
+
+fn add(acc: &mut Acc, stack: String, w: u64, layout: StackLayout) {
+    if w == 0 {
+        return;
+    }
+    acc.entry(stack)
+        .and_modify(|e| e.0 += w)
+        .or_insert((w, layout));
+}
+
+fn merge(mut a: (Acc, FlameReport), b: (Acc, FlameReport)) -> (Acc, FlameReport) {
+    if a.0.len() < b.0.len() {
+        return merge(b, a);
+    }
+    for (k, (w, l)) in b.0 {
+        add(&mut a.0, k, w, l);
+    }
+    a.1.add(&b.1);
+    a
+}
+
+fn finish(acc: Acc, report: FlameReport, count_name: &str) -> Folded {
+    let mut stacks: Vec<FoldedStack> = acc
+        .into_iter()
+        .map(|(stack, (count, layout))| FoldedStack {
+            stack,
+            count,
+            baseline: None,
+            layout,
+        })
+        .collect();
+    stacks.sort_unstable_by(|a, b| a.stack.as_bytes().cmp(b.stack.as_bytes()));
+    Folded {
+        stacks,
+        count_name: count_name.to_string(),
+        report,
+    }
+}
+
+/// `VM <vm>;vCPU <n>` header.
+fn header(vm: Option<&str>, vcpu: Option<u32>) -> String {
+    let vm = vm.unwrap_or("?");
+    match vcpu {
+        Some(n) => format!("VM {vm};vCPU {n}"),
+        None => format!("VM {vm};vCPU ?"),
+    }
+}
+
+fn vm_selected(opts: &Options, vm: Option<&str>, vm_pid: Option<i32>) -> bool {
+    if opts.vms.is_empty() {
+        return true;
+    }
+    opts.vms
+        .iter()
+        .any(|w| Some(w.as_str()) == vm || vm_pid.is_some_and(|p| p.to_string() == *w))
+}
+
+/// Folds the dataset's samples (or exits) into stacks.
+pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
+    let pool = pool(opts.threads)?;
+    let event = match &opts.event {
+        Some(e) => Some(e.clone()),
+        None => default_event(ds)?,
+    };
+    let jopts = JoinOptions {
+        event: event.clone(),
+        match_tolerance_ns: opts.match_tolerance_ns,
+    };
+    let mut recs = Recordings::default();
+    let mut rips = RipIndex::default();
+    let host_stacks = load_stacks(ds, "frames", &mut recs, &mut rips)?;
+    let guest_stacks = load_stacks(ds, "guest_frames", &mut recs, &mut rips)?;
+    if !ds.has("frames") && ds.has("samples") {
+        return Err(Error::MissingTable {
+            path: ds.root().to_path_buf(),
+            table: "frames".into(),
+            hint: Some("re-ingest the recording with this kvmtrace version".into()),
+        });
+    }
+    let mut folded = if opts.exits {
+        fold_exits(ds, opts, &jopts, &pool, &mut recs, &rips, &guest_stacks)?
+    } else {
+        fold_samples(
+            ds,
+            opts,
+            &jopts,
+            &pool,
+            &mut recs,
+            &rips,
+            &host_stacks,
+            &guest_stacks,
+        )?
+    };
+    folded.report.event = event;
+    if ds.has("guest_samples") && !opts.exits {
+        let placed = join::place_guest_samples(ds)?;
+        for s in strs(&placed, "guest_samples", "state")?
+            .into_iter()
+            .flatten()
+        {
+            *folded.report.guest_states.entry(s.to_string()).or_default() += 1;
+        }
+    }
+    Ok(folded)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fold_samples(
+    ds: &Dataset,
+    opts: &Options,
+    jopts: &JoinOptions,
+    pool: &rayon::ThreadPool,
+    recs: &mut Recordings,
+    rips: &RipIndex,
+    host_stacks: &HashMap<(u32, u32), StackNames>,
+    guest_stacks: &HashMap<(u32, u32), StackNames>,
+) -> Result<Folded, Error> {
+    let weight = opts.weight.unwrap_or(Weight::Samples);
+    if weight == Weight::ExitTime && opts.scope != Scope::All {
+        return Err(Error::Invalid(
+            "--weight exit-time needs host and guest: drop --guest-only/--host-only".into(),
+        ));
+    }
+    let df = join::place_host_samples(ds, jopts)?;
+    const T: &str = "samples";
+    let rec: Vec<u32> = strs(&df, T, "recording")?
+        .into_iter()
+        .map(|r| recs.id(r.unwrap_or_default()))
+        .collect();
+    let time = u64s(&df, T, "time_ns")?;
+    let comm = strs(&df, T, "comm")?;
+    let period = u64s(&df, T, "period")?;
+    let ip = u64s(&df, T, "ip")?;
+    let stack_id = u32s(&df, T, "stack_id")?;
+    let vm_pid = i32s(&df, T, "vm_pid")?;
+    let vm = strs(&df, T, "vm")?;
+    let vcpu = u32s(&df, T, "vcpu")?;
+    let place = strs(&df, T, "placement")?;
+    let exit_idx = u64s(&df, T, "exit_idx")?;
+    let exit_time = u64s(&df, T, "exit_time_ns")?;
+    let entry_time = u64s(&df, T, "entry_time_ns")?;
+    let reason = strs(&df, T, "reason_name")?;
+    let guest_rip = u64s(&df, T, "guest_rip")?;
+    let guest_sample = u64s(&df, T, "guest_sample_idx")?;
+    let guest_stack = u32s(&df, T, "guest_stack_id")?;
+    let guest_ip = u64s(&df, T, "guest_ip")?;
+
+    let selected: Vec<bool> = (0..df.height())
+        .map(|i| {
+            let is_guest = place[i] == Some(placement::GUEST_MODE);
+            let scope_ok = match opts.scope {
+                Scope::All => true,
+                Scope::GuestOnly => is_guest,
+                Scope::HostOnly => !is_guest,
+            };
+            let vm_ok =
+                opts.vms.is_empty() || (vcpu[i].is_some() && vm_selected(opts, vm[i], vm_pid[i]));
+            let vcpu_ok = opts.vcpus.is_empty() || vcpu[i].is_some_and(|v| opts.vcpus.contains(&v));
+            let time_ok = opts.time.is_none_or(|r| r.contains(time[i]));
+            scope_ok && vm_ok && vcpu_ok && time_ok
+        })
+        .collect();
+
+    // Exit-time weight: each exit's duration shared among its samples, in sample order.
+    let mut exit_share: Vec<u64> = Vec::new();
+    let mut exits_with_samples: HashMap<(u32, u64), ()> = HashMap::new();
+    if weight == Weight::ExitTime {
+        let mut n_in: HashMap<(u32, u64), u64> = HashMap::new();
+        for i in 0..df.height() {
+            if let (true, Some(x)) = (selected[i], exit_idx[i]) {
+                *n_in.entry((rec[i], x)).or_default() += 1;
+            }
+        }
+        let mut seen: HashMap<(u32, u64), u64> = HashMap::new();
+        exit_share = (0..df.height())
+            .map(|i| {
+                let (true, Some(x), Some(a), Some(b)) =
+                    (selected[i], exit_idx[i], exit_time[i], entry_time[i])
+                else {
+                    return 0;
+                };
+                let n = n_in.get(&(rec[i], x)).copied().unwrap_or(1).max(1);
+                let k = seen.entry((rec[i], x)).or_default();
+                let d = b.saturating_sub(a);
+                let share = d / n + u64::from(*k < d % n);
+                *k += 1;
+                share
+            })
+            .collect();
+        exits_with_samples = n_in.into_keys().map(|k| (k, ())).collect();
+    }
+
+    let host_only = opts.scope == Scope::HostOnly;
+    let one = |i: usize, acc: &mut Acc, rep: &mut FlameReport| {
+        if !selected[i] {
+            return;
+        }
+        let own = stack_id[i].and_then(|s| host_stacks.get(&(rec[i], s)));
+        let w = match weight {
+            Weight::Samples => 1,
+            Weight::Period => period[i].unwrap_or(1),
+            Weight::ExitTime => exit_share.get(i).copied().unwrap_or(0),
+        };
+        rep.n_samples += 1;
+        let pl = place[i].unwrap_or(placement::OTHER);
+        match pl {
+            placement::GUEST_MODE => rep.n_guest_mode += 1,
+            placement::IN_EXIT_KERNEL => rep.n_in_exit_kernel += 1,
+            placement::IN_EXIT_VMM => rep.n_in_exit_vmm += 1,
+            placement::VCPU_OUTSIDE_EXIT => rep.n_vcpu_outside_exit += 1,
+            _ => rep.n_other += 1,
+        }
+        if pl == placement::OTHER || host_only {
+            match own {
+                Some(s) if s.n > 0 => {
+                    let comm = comm[i].unwrap_or("").replace(' ', "_");
+                    add(
+                        acc,
+                        format!("{comm};{}", s.folded),
+                        w,
+                        StackLayout::default(),
+                    );
+                }
+                _ => rep.n_no_stack += 1,
+            }
+            return;
+        }
+        let mut line = header(vm[i], vcpu[i]);
+        let mut layout = StackLayout {
+            n_header: 2,
+            ..StackLayout::default()
+        };
+        let push = |line: &mut String, s: &StackNames| {
+            if s.n > 0 {
+                line.push(';');
+                line.push_str(&s.folded);
+            }
+        };
+        if pl == placement::GUEST_MODE {
+            let candidate = guest_stack[i].and_then(|g| guest_stacks.get(&(rec[i], g)));
+            let valid = candidate.filter(|g| {
+                (ip[i].is_some() && guest_ip[i] == ip[i])
+                    || own
+                        .and_then(|o| o.leaf_symbol.as_ref())
+                        .is_some_and(|s| g.leaf_symbol.as_ref() == Some(s))
+            });
+            let chosen = match (valid, guest_sample[i]) {
+                (Some(g), _) => {
+                    rep.n_guest_matched += 1;
+                    Some(g)
+                }
+                (None, Some(_)) => {
+                    rep.n_guest_mismatched += 1;
+                    own
+                }
+                (None, None) => {
+                    if !guest_stacks.is_empty() {
+                        rep.n_guest_unmatched += 1;
+                    }
+                    own
+                }
+            };
+            if let Some(s) = chosen {
+                push(&mut line, s);
+                layout.n_guest = s.n;
+            }
+            add(acc, line, w, layout);
+            return;
+        }
+        if let Some(r) = reason[i].filter(|_| exit_idx[i].is_some()) {
+            if let Some(rip) = guest_rip[i] {
+                line.push(';');
+                line.push_str(&rips.name(rec[i], rip));
+                layout.n_guest = 1;
+            }
+            line.push_str(";[exit ");
+            line.push_str(r);
+            line.push(']');
+            layout.n_exit = 1;
+        }
+        if let Some(s) = own {
+            push(&mut line, s);
+        }
+        add(acc, line, w, layout);
+    };
+    let (mut acc, mut report) = pool.install(|| {
+        (0..df.height())
+            .into_par_iter()
+            .with_min_len(4096)
+            .fold(
+                || (Acc::new(), FlameReport::default()),
+                |(mut acc, mut rep), i| {
+                    one(i, &mut acc, &mut rep);
+                    (acc, rep)
+                },
+            )
+            .reduce(|| (Acc::new(), FlameReport::default()), merge)
+    });
+    if weight == Weight::ExitTime {
+        // Exits in which no sample fell still count, under their reason alone.
+        let exits = join::place_exits(ds, jopts)?;
+        const X: &str = "exits";
+        let xrec = strs(&exits, X, "recording")?;
+        let xidx = u64s(&exits, X, "exit_idx")?;
+        let xvm = strs(&exits, X, "vm")?;
+        let xpid = i32s(&exits, X, "vm_pid")?;
+        let xvcpu = u32s(&exits, X, "vcpu")?;
+        let xtime = u64s(&exits, X, "exit_time_ns")?;
+        let xdur = u64s(&exits, X, "duration_ns")?;
+        let xreason = strs(&exits, X, "reason_name")?;
+        let xrip = u64s(&exits, X, "guest_rip")?;
+        for i in 0..exits.height() {
+            let r = recs.id(xrec[i].unwrap_or_default());
+            if !(vm_selected(opts, xvm[i], xpid[i])
+                && (opts.vcpus.is_empty() || xvcpu[i].is_some_and(|v| opts.vcpus.contains(&v)))
+                && opts.time.is_none_or(|t| t.contains(xtime[i])))
+            {
+                continue;
+            }
+            let Some(d) = xdur[i] else {
+                report.n_exits_without_duration += 1;
+                continue;
+            };
+            report.n_exits += 1;
+            if xidx[i].is_some_and(|x| exits_with_samples.contains_key(&(r, x))) {
+                continue;
+            }
+            let mut line = header(xvm[i], xvcpu[i]);
+            let mut layout = StackLayout {
+                n_header: 2,
+                n_exit: 1,
+                ..StackLayout::default()
+            };
+            if let Some(rip) = xrip[i] {
+                line.push(';');
+                line.push_str(&rips.name(r, rip));
+                layout.n_guest = 1;
+            }
+            line.push_str(&format!(";[exit {}]", xreason[i].unwrap_or("?")));
+            add(&mut acc, line, d, layout);
+        }
+    }
+    let count_name = match weight {
+        Weight::Samples => "samples",
+        Weight::Period => "events",
+        Weight::ExitTime => "ns",
+    };
+    report.event = None;
+    Ok(finish(std::mem::take(&mut acc), report, count_name))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fold_exits(
+    ds: &Dataset,
+    opts: &Options,
+    jopts: &JoinOptions,
+    pool: &rayon::ThreadPool,
+    recs: &mut Recordings,
+    rips: &RipIndex,
+    guest_stacks: &HashMap<(u32, u32), StackNames>,
+) -> Result<Folded, Error> {
+    let weight = opts.weight.unwrap_or(Weight::ExitTime);
+    if weight == Weight::Period {
+        return Err(Error::Invalid(
+            "exit graphs are weighted by exit-time or samples (exits), not period".into(),
+        ));
+    }
+    if opts.scope != Scope::All {
+        return Err(Error::Invalid(
+            "--exits shows guest code and exit reasons: drop --guest-only/--host-only".into(),
+        ));
+    }
+    let df = join::place_exits(ds, jopts)?;
+    const X: &str = "exits";
+    let rec: Vec<u32> = strs(&df, X, "recording")?
+        .into_iter()
+        .map(|r| recs.id(r.unwrap_or_default()))
+        .collect();
+    let vm = strs(&df, X, "vm")?;
+    let vm_pid = i32s(&df, X, "vm_pid")?;
+    let vcpu = u32s(&df, X, "vcpu")?;
+    let time = u64s(&df, X, "exit_time_ns")?;
+    let dur = u64s(&df, X, "duration_ns")?;
+    let reason = strs(&df, X, "reason_name")?;
+    let rip = u64s(&df, X, "guest_rip")?;
+    let guest_stack = u32s(&df, X, "guest_stack_id")?;
+    let guest_ip = u64s(&df, X, "guest_ip")?;
+    let one = |i: usize, acc: &mut Acc, rep: &mut FlameReport| {
+        if !(vm_selected(opts, vm[i], vm_pid[i])
+            && (opts.vcpus.is_empty() || vcpu[i].is_some_and(|v| opts.vcpus.contains(&v)))
+            && opts.time.is_none_or(|t| t.contains(time[i])))
+        {
+            return;
+        }
+        let w = match weight {
+            Weight::ExitTime => match dur[i] {
+                Some(d) => d,
+                None => {
+                    rep.n_exits_without_duration += 1;
+                    return;
+                }
+            },
+            _ => 1,
+        };
+        rep.n_exits += 1;
+        let mut line = header(vm[i], vcpu[i]);
+        let mut layout = StackLayout {
+            n_header: 2,
+            n_exit: 1,
+            ..StackLayout::default()
+        };
+        let rip_name = rip[i].map(|r| rips.name(rec[i], r));
+        // The guest stack of the guest sample nearest to the exit, when its leaf is the exit's
+        // guest_rip (same address, or the same function).
+        let g = guest_stack[i]
+            .and_then(|g| guest_stacks.get(&(rec[i], g)))
+            .filter(|g| {
+                rip[i].is_some()
+                    && (guest_ip[i] == rip[i] || g.leaf_addr == rip[i] || {
+                        let leaf = g.folded.rsplit(';').next();
+                        leaf.is_some() && leaf == rip_name.as_deref()
+                    })
+            });
+        match (g, rip_name) {
+            (Some(g), _) if g.n > 0 => {
+                rep.n_guest_matched += 1;
+                line.push(';');
+                line.push_str(&g.folded);
+                layout.n_guest = g.n;
+            }
+            (_, Some(n)) => {
+                rep.n_guest_unmatched += 1;
+                line.push(';');
+                line.push_str(&n);
+                layout.n_guest = 1;
+            }
+            _ => rep.n_guest_unmatched += 1,
+        }
+        line.push_str(&format!(";[exit {}]", reason[i].unwrap_or("?")));
+        add(acc, line, w, layout);
+    };
+    let (acc, report) = pool.install(|| {
+        (0..df.height())
+            .into_par_iter()
+            .with_min_len(4096)
+            .fold(
+                || (Acc::new(), FlameReport::default()),
+                |(mut acc, mut rep), i| {
+                    one(i, &mut acc, &mut rep);
+                    (acc, rep)
+                },
+            )
+            .reduce(|| (Acc::new(), FlameReport::default()), merge)
+    });
+    Ok(finish(
+        acc,
+        report,
+        if weight == Weight::ExitTime {
+            "ns"
+        } else {
+            "exits"
+        },
+    ))
+}
+
+/// A differential graph: `current` coloured by its change from `baseline` (inferno's
+/// `differential`; stacks of either side, the baseline count in [`FoldedStack::baseline`]).
+pub fn diff(baseline: &Folded, current: &Folded) -> Result<Folded, Error> {
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    render_folded(baseline, &mut before)?;
+    render_folded(current, &mut after)?;
+    let mut out = Vec::new();
+    inferno::differential::from_readers(
+        inferno::differential::Options::default(),
+        &before[..],
+        &after[..],
+        &mut out,
+    )
+    .map_err(|e| Error::Render(format!("differential: {e}")))?;
+    let text = String::from_utf8_lossy(&out);
+    let layouts: HashMap<&str, StackLayout> = baseline
+        .stacks
+        .iter()
+        .chain(current.stacks.iter())
+        .map(|s| (s.stack.as_str(), s.layout))
+        .collect();
+    let mut stacks = Vec::new();
+    for line in text.lines() {
+        let mut it = line.rsplitn(3, ' ');
+        let (Some(c2), Some(c1), Some(stack)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        let (Ok(c1), Ok(c2)) = (c1.parse::<u64>(), c2.parse::<u64>()) else {
+            continue;
+        };
+        let layout = layouts.get(stack).copied().unwrap_or_default();
+        stacks.push(FoldedStack {
+            stack: stack.to_string(),
+            count: c2,
+            baseline: Some(c1),
+            layout,
+        });
+    }
+    stacks.sort_unstable_by(|a, b| a.stack.as_bytes().cmp(b.stack.as_bytes()));
+    Ok(Folded {
+        stacks,
+        count_name: current.count_name.clone(),
+        report: current.report.clone(),
+    })
+}
+
+/// Writes folded text: `stack count` lines (`stack baseline count` for a differential graph).
+pub fn render_folded(folded: &Folded, mut w: impl Write) -> Result<(), Error> {
+    let io = |e| Error::Io {
+        path: "<output>".into(),
+        source: e,
+    };
+    for s in &folded.stacks {
+        match s.baseline {
+            Some(b) => writeln!(w, "{} {} {}", s.stack, b, s.count).map_err(io)?,
+            None => writeln!(w, "{} {}", s.stack, s.count).map_err(io)?,
+        }
+    }
+    w.flush().map_err(io)
+}
+
+/// How to draw the SVG.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SvgOptions {
+    /// Title.
+    pub title: String,
+    /// Subtitle.
+    pub subtitle: Option<String>,
+    /// Icicle graph (root at the top).
+    pub inverted: bool,
+    /// Omit frames narrower than this many pixels.
+    pub min_width: f64,
+    /// Image width in pixels (`None`: inferno's 1200).
+    pub image_width: Option<usize>,
+}
+
+impl Default for SvgOptions {
+    fn default() -> Self {
+        SvgOptions {
+            title: "Flame Graph".into(),
+            subtitle: None,
+            inverted: false,
+            min_width: 0.1,
+            image_width: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FrameKind {
+    Header,
+    Guest,
+    Exit,
+    Host,
+}
+
+impl FrameKind {
+    /// inferno strips these annotations from displayed names; here they only key the palette.
+    fn suffix(self) -> &'static str {
+        match self {
+            FrameKind::Header => "_[i]",
+            FrameKind::Guest => "_[j]",
+            FrameKind::Exit => "_[w]",
+            FrameKind::Host => "",
+        }
+    }
+
+    /// A colour from the kind's hue, its shade from an FNV-1a hash of the name (stable across
+    /// machines and runs).
+    fn color(self, name: &str) -> inferno::flamegraph::color::Color {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in name.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        let v1 = (h & 0xffff) as f64 / 65535.0;
+        let v2 = ((h >> 16) & 0xffff) as f64 / 65535.0;
+        let v3 = ((h >> 32) & 0xffff) as f64 / 65535.0;
+        let c = |base: f64, span: f64, v: f64| (base + span * v) as u8;
+        let (r, g, b) = match self {
+            // Grey-blue structure frames.
+            FrameKind::Header => (c(170.0, 30.0, v1), c(180.0, 30.0, v1), c(200.0, 30.0, v1)),
+            // Guest code: aqua to blue.
+            FrameKind::Guest => (c(40.0, 60.0, v1), c(140.0, 70.0, v2), c(200.0, 55.0, v3)),
+            // Exits: purple.
+            FrameKind::Exit => (c(180.0, 60.0, v1), c(70.0, 50.0, v1), c(200.0, 55.0, v2)),
+            // Host: inferno's "hot".
+            FrameKind::Host => (c(205.0, 50.0, v3), c(0.0, 230.0, v1), c(0.0, 55.0, v2)),
+        };
+        inferno::flamegraph::color::Color { r, g, b }
+    }
+}
+
+/// Draws an SVG flame graph with inferno: deterministic, guest / exit / host frames in distinct
+/// hues (red and blue by change for a differential graph).
+pub fn render_svg(folded: &Folded, opts: &SvgOptions, writer: impl Write) -> Result<(), Error> {
+    if folded.stacks.is_empty() {
+        return Err(Error::Render(
+            "nothing to draw: no stacks match the options".into(),
+        ));
+    }
+    let mut palette = inferno::flamegraph::color::PaletteMap::default();
+    let mut lines = Vec::with_capacity(folded.stacks.len());
+    for s in &folded.stacks {
+        let l = s.layout;
+        let mut line = String::with_capacity(s.stack.len() + 16);
+        for (k, frame) in s.stack.split(';').enumerate() {
+            let k = k as u32;
+            let kind = if k < l.n_header {
+                FrameKind::Header
+            } else if k < l.n_header + l.n_guest {
+                FrameKind::Guest
+            } else if k < l.n_header + l.n_guest + l.n_exit {
+                FrameKind::Exit
+            } else {
+                FrameKind::Host
+            };
+            if k > 0 {
+                line.push(';');
+            }
+            let start = line.len();
+            line.push_str(frame);
+            line.push_str(kind.suffix());
+            let key = &line[start..];
+            if palette.get(key).is_none() {
+                palette.insert(key, kind.color(frame));
+            }
+        }
+        match s.baseline {
+            Some(b) => line.push_str(&format!(" {b} {}", s.count)),
+            None => line.push_str(&format!(" {}", s.count)),
+        }
+        lines.push(line);
+    }
+    let mut o = inferno::flamegraph::Options::default();
+    o.title = opts.title.clone();
+    o.subtitle = opts.subtitle.clone();
+    o.count_name = folded.count_name.clone();
+    o.deterministic = true;
+    o.min_width = opts.min_width;
+    o.image_width = opts.image_width;
+    if opts.inverted {
+        o.direction = inferno::flamegraph::Direction::Inverted;
+    }
+    o.palette_map = Some(&mut palette);
+    inferno::flamegraph::from_lines(&mut o, lines.iter().map(String::as_str), writer)
+        .map_err(|e| Error::Render(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tidy_matches_inferno() {
+        assert_eq!(tidy_generic("foo(int, char)"), "foo");
+        assert_eq!(
+            tidy_generic("net/http.(*Client).Do"),
+            "net/http.(*Client).Do"
+        );
+        assert_eq!(
+            tidy_generic("(anonymous namespace)::f(int)"),
+            "(anonymous namespace)::f"
+        );
+        assert_eq!(tidy_generic("a;b"), "a:b");
+        assert_eq!(tidy_generic("[sshd]"), "[sshd]");
+    }
+
+    #[test]
+    fn rip_index_exact_then_range() {
+        let mut r = RipIndex::default();
+        r.exact.insert((0, 0x1010), "f".into());
+        r.starts = vec![(0, 0x1000, "f".into()), (0, 0x2000, "g".into())];
+        assert_eq!(r.name(0, 0x1010), "f");
+        assert_eq!(r.name(0, 0x2004), "g");
+        assert_eq!(r.name(0, 0x10), "[unknown]");
+        assert_eq!(r.name(1, 0x2004), "[unknown]");
+    }
+}

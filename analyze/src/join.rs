@@ -1,0 +1,623 @@
+//! The host+guest join: where each host sample of a vCPU thread was (guest mode, inside an exit,
+//! outside any exit), which guest-side sample gives its guest stack, and what the host was doing
+//! with a vCPU when the guest took a sample.
+//!
+//! The relational part is polars lazy: an equi-join of samples on `vcpus.tid`, an as-of join
+//! (backward, by recording and thread) of sample times on `exits.exit_time_ns`, and an as-of join
+//! (nearest, by recording, VM and vCPU, within a tolerance) on `guest_samples.time_ns`. Every key
+//! includes `recording`, so datasets with several recordings join correctly.
+
+use polars::prelude::*;
+
+use crate::dataset::Dataset;
+use crate::error::{Error, pl};
+
+/// Where a host sample was, relative to its vCPU (`placement` column of [`place_host_samples`]).
+pub mod placement {
+    /// A vCPU thread in guest mode (cpumode guest_kernel / guest_user).
+    pub const GUEST_MODE: &str = "guest_mode";
+    /// A vCPU thread inside an exit, in the host kernel.
+    pub const IN_EXIT_KERNEL: &str = "in_exit_kernel";
+    /// A vCPU thread inside an exit, in the VMM's user space (handling an exit to user space).
+    pub const IN_EXIT_VMM: &str = "in_exit_vmm";
+    /// A vCPU thread in host mode outside any exit (VMM setup before the first entry, or no exit
+    /// events recorded).
+    pub const VCPU_OUTSIDE_EXIT: &str = "vcpu_outside_exit";
+    /// Not a vCPU thread.
+    pub const OTHER: &str = "other";
+}
+
+/// The state of a vCPU when its guest took a sample (`state` column of [`place_guest_samples`]).
+pub mod guest_state {
+    /// In guest mode (no exit open, thread on a CPU).
+    pub const RUNNING: &str = "running";
+    /// Inside an exit (the `reason_name` column says which), thread on a CPU.
+    pub const EXITED: &str = "exited";
+    /// The vCPU thread was scheduled out on the host (steal).
+    pub const SCHEDULED_OUT: &str = "scheduled_out";
+    /// No vCPU thread is known for this VM and vCPU.
+    pub const UNKNOWN: &str = "unknown";
+}
+
+/// How to join.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct JoinOptions {
+    /// Only host samples of this event (`samples.event`); `None` keeps all.
+    pub event: Option<String>,
+    /// Largest distance between a host guest-mode sample and the guest-side sample whose stack
+    /// it takes, in ns.
+    pub match_tolerance_ns: u64,
+}
+
+impl Default for JoinOptions {
+    fn default() -> Self {
+        JoinOptions {
+            event: None,
+            match_tolerance_ns: 1_000_000,
+        }
+    }
+}
+
+fn asof(
+    strategy: AsofStrategy,
+    left_by: &[&str],
+    right_by: &[&str],
+    tolerance: Option<u64>,
+) -> JoinType {
+    JoinType::AsOf(Box::new(AsOfOptions {
+        strategy,
+        tolerance: tolerance.map(|t| Scalar::new(DataType::UInt64, AnyValue::UInt64(t))),
+        tolerance_str: None,
+        left_by: Some(left_by.iter().map(|s| PlSmallStr::from(*s)).collect()),
+        right_by: Some(right_by.iter().map(|s| PlSmallStr::from(*s)).collect()),
+        allow_eq: true,
+        // Both sides are sorted on the time key below; with `by` groups polars cannot check it.
+        check_sortedness: false,
+    }))
+}
+
+fn sort_by(lf: LazyFrame, cols: &[&str]) -> LazyFrame {
+    lf.sort_by_exprs(
+        cols.iter().map(|c| col(*c)).collect::<Vec<_>>(),
+        SortMultipleOptions::default().with_maintain_order(true),
+    )
+}
+
+/// `vcpus` as (recording, vm_pid, vcpu, tid), one row per thread, plus the VM display name.
+fn vcpu_threads(ds: &Dataset) -> Result<LazyFrame, Error> {
+    let vcpus = ds.scan("vcpus")?.filter(col("vcpu").is_not_null()).select([
+        col("recording"),
+        col("vm_pid"),
+        col("vcpu"),
+        col("tid").alias("vcpu_tid"),
+    ]);
+    let vcpus = sort_by(vcpus, &["recording", "vcpu_tid", "vcpu"]).unique_stable_generic(
+        Some(vec![col("recording"), col("vcpu_tid")]),
+        UniqueKeepStrategy::First,
+    );
+    let with_names = if ds.has("vms") {
+        let vms = ds.scan("vms")?.select([
+            col("recording").alias("vm_recording"),
+            col("vm_pid").alias("vm_vm_pid"),
+            col("name").alias("vm"),
+        ]);
+        vcpus.join(
+            vms,
+            [col("recording"), col("vm_pid")],
+            [col("vm_recording"), col("vm_vm_pid")],
+            JoinArgs::new(JoinType::Left),
+        )
+    } else {
+        vcpus.with_column(lit(NULL).cast(DataType::String).alias("vm"))
+    };
+    // A VM without a name in `vms` is shown as perf shows unnamed guests.
+    Ok(with_names.with_column(
+        when(col("vm").is_null())
+            .then(concat_str(
+                [lit("pid:"), col("vm_pid").cast(DataType::String)],
+                "",
+                true,
+            ))
+            .otherwise(col("vm"))
+            .alias("vm"),
+    ))
+}
+
+/// Exits as (recording, tid, exit columns) sorted by exit time; only those with a time.
+fn exit_intervals(ds: &Dataset) -> Result<LazyFrame, Error> {
+    let names = ds.scan("exits")?.collect_schema().map_err(pl("exits"))?;
+    let reason = if names.contains("reason_name") {
+        when(col("reason_name").is_null())
+            .then(col("reason").cast(DataType::String))
+            .otherwise(col("reason_name"))
+    } else {
+        col("reason").cast(DataType::String)
+    };
+    let lf = ds
+        .scan("exits")?
+        .filter(col("exit_time_ns").is_not_null())
+        .select([
+            col("recording").alias("x_recording"),
+            col("tid").alias("x_tid"),
+            col("exit_idx"),
+            col("exit_time_ns"),
+            col("entry_time_ns"),
+            reason.alias("reason_name"),
+            col("guest_rip"),
+            col("source").alias("exit_source"),
+        ]);
+    Ok(sort_by(lf, &["exit_time_ns"]))
+}
+
+/// Places every host sample (of `opts.event`) relative to its vCPU.
+///
+/// Columns: `recording, sample_idx, time_ns, pid, tid, comm, event, period, ip, cpumode, stack_id`
+/// (from `samples`), `vm_pid, vm, vcpu` (null when not a vCPU thread), `placement` (see
+/// [`placement`]), `exit_idx, exit_time_ns, entry_time_ns, into_exit_ns, reason_name, guest_rip`
+/// (the exit the sample falls into, and how far into it), `guest_sample_idx, guest_stack_id,
+/// guest_ip, guest_time_ns` (the nearest guest-side sample of the same VM and vCPU within the
+/// tolerance, for guest-mode samples; null otherwise). Sorted by recording and sample_idx.
+/// Leaf validation of the guest match needs symbols and is done by the caller.
+pub fn place_host_samples(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame, Error> {
+    let mut samples = ds.scan("samples")?.select([
+        col("recording"),
+        col("sample_idx"),
+        col("time_ns"),
+        col("pid"),
+        col("tid"),
+        col("comm"),
+        col("event"),
+        col("period"),
+        col("ip"),
+        col("cpumode"),
+        col("stack_id"),
+    ]);
+    if let Some(ev) = &opts.event {
+        samples = samples.filter(col("event").eq(lit(ev.as_str())));
+    }
+    let has_vcpus = ds.has("vcpus");
+    let mut lf = if has_vcpus {
+        samples.join(
+            vcpu_threads(ds)?,
+            [col("recording"), col("tid")],
+            [col("recording"), col("vcpu_tid")],
+            JoinArgs::new(JoinType::Left),
+        )
+    } else {
+        samples.with_columns([
+            lit(NULL).cast(DataType::Int32).alias("vm_pid"),
+            lit(NULL).cast(DataType::UInt32).alias("vcpu"),
+            lit(NULL).cast(DataType::String).alias("vm"),
+        ])
+    };
+    // Null times cannot be placed; key 0 matches no exit and no guest sample.
+    lf = lf.with_column(col("time_ns").fill_null(lit(0u64)).alias("time_key"));
+    lf = sort_by(lf, &["time_key"]);
+
+    let is_guest = col("cpumode")
+        .eq(lit("guest_kernel"))
+        .or(col("cpumode").eq(lit("guest_user")));
+    if ds.has("exits") {
+        lf = lf
+            .join_builder()
+            .with(exit_intervals(ds)?)
+            .left_on([col("time_key")])
+            .right_on([col("exit_time_ns")])
+            .how(asof(
+                AsofStrategy::Backward,
+                &["recording", "tid"],
+                &["x_recording", "x_tid"],
+                None,
+            ))
+            .coalesce(JoinCoalesce::KeepColumns)
+            .finish();
+        // Inside when before the next entry; an exit never closed by a kvm_entry is open to the end
+        // of the recording. PVM rows (kvm_userspace_exit, kvm_msr) carry no entry time: points.
+        let inside = col("exit_time_ns")
+            .is_not_null()
+            .and(col("vcpu").is_not_null())
+            .and(is_guest.clone().not())
+            .and(
+                col("time_key")
+                    .lt(col("entry_time_ns"))
+                    .fill_null(lit(false))
+                    .or(col("entry_time_ns")
+                        .is_null()
+                        .and(col("exit_source").eq(lit("kvm_exit")))),
+            );
+        let keep = |c: &str, dt: DataType| {
+            when(inside.clone())
+                .then(col(c))
+                .otherwise(lit(NULL).cast(dt))
+                .alias(c)
+        };
+        lf = lf.with_columns([
+            keep("exit_idx", DataType::UInt64),
+            keep("exit_time_ns", DataType::UInt64),
+            keep("entry_time_ns", DataType::UInt64),
+            keep("reason_name", DataType::String),
+            keep("guest_rip", DataType::UInt64),
+        ]);
+    } else {
+        lf = lf.with_columns([
+            lit(NULL).cast(DataType::UInt64).alias("exit_idx"),
+            lit(NULL).cast(DataType::UInt64).alias("exit_time_ns"),
+            lit(NULL).cast(DataType::UInt64).alias("entry_time_ns"),
+            lit(NULL).cast(DataType::String).alias("reason_name"),
+            lit(NULL).cast(DataType::UInt64).alias("guest_rip"),
+        ]);
+    }
+    lf = lf.with_column((col("time_key") - col("exit_time_ns")).alias("into_exit_ns"));
+
+    if ds.has("guest_samples") {
+        let guest = ds
+            .scan("guest_samples")?
+            .filter(col("time_ns").is_not_null());
+        // The same event when the guest recorded it, else every guest sample.
+        let guest = match &opts.event {
+            Some(ev) if guest_has_event(ds, ev)? => guest.filter(col("event").eq(lit(ev.as_str()))),
+            _ => guest,
+        };
+        let guest = sort_by(
+            guest.select([
+                col("recording").alias("g_recording"),
+                col("vm_pid").alias("g_vm_pid"),
+                col("vcpu").alias("g_vcpu"),
+                col("time_ns").alias("guest_time_ns"),
+                col("sample_idx").alias("guest_sample_idx"),
+                col("stack_id").alias("guest_stack_id"),
+                col("ip").alias("guest_ip"),
+            ]),
+            &["guest_time_ns"],
+        );
+        lf = lf
+            .join_builder()
+            .with(guest)
+            .left_on([col("time_key")])
+            .right_on([col("guest_time_ns")])
+            .how(asof(
+                AsofStrategy::Nearest,
+                &["recording", "vm_pid", "vcpu"],
+                &["g_recording", "g_vm_pid", "g_vcpu"],
+                Some(opts.match_tolerance_ns),
+            ))
+            .coalesce(JoinCoalesce::KeepColumns)
+            .finish();
+        let keep = |c: &str, dt: DataType| {
+            when(is_guest.clone().and(col("vcpu").is_not_null()))
+                .then(col(c))
+                .otherwise(lit(NULL).cast(dt))
+                .alias(c)
+        };
+        lf = lf.with_columns([
+            keep("guest_time_ns", DataType::UInt64),
+            keep("guest_sample_idx", DataType::UInt64),
+            keep("guest_stack_id", DataType::UInt32),
+            keep("guest_ip", DataType::UInt64),
+        ]);
+    } else {
+        lf = lf.with_columns([
+            lit(NULL).cast(DataType::UInt64).alias("guest_time_ns"),
+            lit(NULL).cast(DataType::UInt64).alias("guest_sample_idx"),
+            lit(NULL).cast(DataType::UInt32).alias("guest_stack_id"),
+            lit(NULL).cast(DataType::UInt64).alias("guest_ip"),
+        ]);
+    }
+    let placement = when(col("vcpu").is_null())
+        .then(lit(placement::OTHER))
+        .when(is_guest)
+        .then(lit(placement::GUEST_MODE))
+        .when(
+            col("exit_idx")
+                .is_not_null()
+                .and(col("cpumode").eq(lit("host_user"))),
+        )
+        .then(lit(placement::IN_EXIT_VMM))
+        .when(col("exit_idx").is_not_null())
+        .then(lit(placement::IN_EXIT_KERNEL))
+        .otherwise(lit(placement::VCPU_OUTSIDE_EXIT))
+        .alias("placement");
+    let lf = sort_by(lf.with_column(placement), &["recording", "sample_idx"]).select([
+        col("recording"),
+        col("sample_idx"),
+        col("time_ns"),
+        col("pid"),
+        col("tid"),
+        col("comm"),
+        col("event"),
+        col("period"),
+        col("ip"),
+        col("cpumode"),
+        col("stack_id"),
+        col("vm_pid"),
+        col("vm"),
+        col("vcpu"),
+        col("placement"),
+        col("exit_idx"),
+        col("exit_time_ns"),
+        col("entry_time_ns"),
+        col("into_exit_ns"),
+        col("reason_name"),
+        col("guest_rip"),
+        col("guest_sample_idx"),
+        col("guest_stack_id"),
+        col("guest_ip"),
+        col("guest_time_ns"),
+    ]);
+    lf.collect()
+        .map_err(pl("samples, vcpus, exits, guest_samples"))
+}
+
+/// Places every guest-side sample: was its vCPU running, inside an exit, or scheduled out on the
+/// host (from `sched__sched_switch`, when recorded)?
+///
+/// Columns: `recording, sample_idx, vm_pid, vm, vcpu, time_ns, tid` (the host thread of the vCPU),
+/// `state` (see [`guest_state`]), `exit_idx, reason_name`. Sorted by recording and sample_idx.
+pub fn place_guest_samples(ds: &Dataset) -> Result<DataFrame, Error> {
+    let guest = ds.scan("guest_samples")?.select([
+        col("recording"),
+        col("sample_idx"),
+        col("vm_pid"),
+        col("vcpu"),
+        col("time_ns"),
+    ]);
+    let mut lf = if ds.has("vcpus") {
+        guest.join(
+            vcpu_threads(ds)?.select([
+                col("recording").alias("t_recording"),
+                col("vm_pid").alias("t_vm_pid"),
+                col("vcpu").alias("t_vcpu"),
+                col("vcpu_tid").alias("tid"),
+                col("vm"),
+            ]),
+            [col("recording"), col("vm_pid"), col("vcpu")],
+            [col("t_recording"), col("t_vm_pid"), col("t_vcpu")],
+            JoinArgs::new(JoinType::Left),
+        )
+    } else {
+        guest.with_columns([
+            lit(NULL).cast(DataType::Int32).alias("tid"),
+            lit(NULL).cast(DataType::String).alias("vm"),
+        ])
+    };
+    lf = sort_by(
+        lf.with_column(col("time_ns").fill_null(lit(0u64)).alias("time_key")),
+        &["time_key"],
+    );
+    let mut exited = lit(false);
+    if ds.has("exits") {
+        lf = lf
+            .join_builder()
+            .with(exit_intervals(ds)?)
+            .left_on([col("time_key")])
+            .right_on([col("exit_time_ns")])
+            .how(asof(
+                AsofStrategy::Backward,
+                &["recording", "tid"],
+                &["x_recording", "x_tid"],
+                None,
+            ))
+            .coalesce(JoinCoalesce::KeepColumns)
+            .finish();
+        exited = col("exit_time_ns").is_not_null().and(
+            col("time_key")
+                .lt(col("entry_time_ns"))
+                .fill_null(lit(false))
+                .or(col("entry_time_ns")
+                    .is_null()
+                    .and(col("exit_source").eq(lit("kvm_exit")))),
+        );
+    } else {
+        lf = lf.with_columns([
+            lit(NULL).cast(DataType::UInt64).alias("exit_idx"),
+            lit(NULL).cast(DataType::String).alias("reason_name"),
+        ]);
+    }
+    let mut out = lit(false);
+    if ds.has("sched__sched_switch") {
+        // Each switch is an "out" event of prev_pid and an "in" event of next_pid.
+        let sw = ds
+            .scan("sched__sched_switch")?
+            .filter(col("time_ns").is_not_null());
+        let outs = sw.clone().select([
+            col("recording").alias("s_recording"),
+            col("prev_pid").cast(DataType::Int32).alias("s_tid"),
+            col("time_ns").alias("switch_ns"),
+            lit(true).alias("switched_out"),
+        ]);
+        let ins = sw.select([
+            col("recording").alias("s_recording"),
+            col("next_pid").cast(DataType::Int32).alias("s_tid"),
+            col("time_ns").alias("switch_ns"),
+            lit(false).alias("switched_out"),
+        ]);
+        let all = sort_by(
+            concat([outs, ins], UnionArgs::default()).map_err(pl("sched__sched_switch"))?,
+            &["switch_ns"],
+        );
+        lf = lf
+            .join_builder()
+            .with(all)
+            .left_on([col("time_key")])
+            .right_on([col("switch_ns")])
+            .how(asof(
+                AsofStrategy::Backward,
+                &["recording", "tid"],
+                &["s_recording", "s_tid"],
+                None,
+            ))
+            .coalesce(JoinCoalesce::KeepColumns)
+            .finish();
+        out = col("switched_out").fill_null(lit(false));
+    }
+    let state = when(col("tid").is_null())
+        .then(lit(guest_state::UNKNOWN))
+        .when(out)
+        .then(lit(guest_state::SCHEDULED_OUT))
+        .when(exited.clone())
+        .then(lit(guest_state::EXITED))
+        .otherwise(lit(guest_state::RUNNING))
+        .alias("state");
+    let lf = lf.with_columns([
+        state,
+        when(exited.clone())
+            .then(col("exit_idx"))
+            .otherwise(lit(NULL).cast(DataType::UInt64))
+            .alias("exit_idx"),
+        when(exited)
+            .then(col("reason_name"))
+            .otherwise(lit(NULL).cast(DataType::String))
+            .alias("reason_name"),
+    ]);
+    sort_by(lf, &["recording", "sample_idx"])
+        .select([
+            col("recording"),
+            col("sample_idx"),
+            col("vm_pid"),
+            col("vm"),
+            col("vcpu"),
+            col("time_ns"),
+            col("tid"),
+            col("state"),
+            col("exit_idx"),
+            col("reason_name"),
+        ])
+        .collect()
+        .map_err(pl("guest_samples, vcpus, exits, sched__sched_switch"))
+}
+
+/// Every exit with the guest-side sample nearest to its start (same VM and vCPU, within the
+/// tolerance), for exit flame graphs.
+///
+/// Columns: `recording, exit_idx, vm_pid, vm, vcpu, tid, exit_time_ns, entry_time_ns,
+/// duration_ns, reason_name, guest_rip, guest_sample_idx, guest_stack_id, guest_ip,
+/// guest_time_ns`. Sorted by recording and exit_idx.
+pub fn place_exits(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame, Error> {
+    let names = ds.scan("exits")?.collect_schema().map_err(pl("exits"))?;
+    let reason = if names.contains("reason_name") {
+        when(col("reason_name").is_null())
+            .then(col("reason").cast(DataType::String))
+            .otherwise(col("reason_name"))
+    } else {
+        col("reason").cast(DataType::String)
+    };
+    let mut lf = ds.scan("exits")?.select([
+        col("recording"),
+        col("exit_idx"),
+        col("vm_pid"),
+        col("vcpu"),
+        col("tid"),
+        col("exit_time_ns"),
+        col("entry_time_ns"),
+        col("duration_ns"),
+        reason.alias("reason_name"),
+        col("guest_rip"),
+    ]);
+    lf = if ds.has("vms") {
+        let vms = ds.scan("vms")?.select([
+            col("recording").alias("vm_recording"),
+            col("vm_pid").alias("vm_vm_pid"),
+            col("name").alias("vm"),
+        ]);
+        lf.join(
+            vms,
+            [col("recording"), col("vm_pid")],
+            [col("vm_recording"), col("vm_vm_pid")],
+            JoinArgs::new(JoinType::Left),
+        )
+    } else {
+        lf.with_column(lit(NULL).cast(DataType::String).alias("vm"))
+    };
+    lf = lf.with_column(
+        when(col("vm").is_null())
+            .then(concat_str(
+                [lit("pid:"), col("vm_pid").cast(DataType::String)],
+                "",
+                true,
+            ))
+            .otherwise(col("vm"))
+            .alias("vm"),
+    );
+    lf = sort_by(
+        lf.with_column(col("exit_time_ns").fill_null(lit(0u64)).alias("time_key")),
+        &["time_key"],
+    );
+    if ds.has("guest_samples") {
+        let guest = ds
+            .scan("guest_samples")?
+            .filter(col("time_ns").is_not_null());
+        let guest = match &opts.event {
+            Some(ev) if guest_has_event(ds, ev)? => guest.filter(col("event").eq(lit(ev.as_str()))),
+            _ => guest,
+        };
+        let guest = sort_by(
+            guest.select([
+                col("recording").alias("g_recording"),
+                col("vm_pid").alias("g_vm_pid"),
+                col("vcpu").alias("g_vcpu"),
+                col("time_ns").alias("guest_time_ns"),
+                col("sample_idx").alias("guest_sample_idx"),
+                col("stack_id").alias("guest_stack_id"),
+                col("ip").alias("guest_ip"),
+            ]),
+            &["guest_time_ns"],
+        );
+        lf = lf
+            .join_builder()
+            .with(guest)
+            .left_on([col("time_key")])
+            .right_on([col("guest_time_ns")])
+            .how(asof(
+                AsofStrategy::Nearest,
+                &["recording", "vm_pid", "vcpu"],
+                &["g_recording", "g_vm_pid", "g_vcpu"],
+                Some(opts.match_tolerance_ns),
+            ))
+            .coalesce(JoinCoalesce::KeepColumns)
+            .finish();
+    } else {
+        lf = lf.with_columns([
+            lit(NULL).cast(DataType::UInt64).alias("guest_time_ns"),
+            lit(NULL).cast(DataType::UInt64).alias("guest_sample_idx"),
+            lit(NULL).cast(DataType::UInt32).alias("guest_stack_id"),
+            lit(NULL).cast(DataType::UInt64).alias("guest_ip"),
+        ]);
+    }
+    sort_by(lf, &["recording", "exit_idx"])
+        .select([
+            col("recording"),
+            col("exit_idx"),
+            col("vm_pid"),
+            col("vm"),
+            col("vcpu"),
+            col("tid"),
+            col("exit_time_ns"),
+            col("entry_time_ns"),
+            col("duration_ns"),
+            col("reason_name"),
+            col("guest_rip"),
+            col("guest_sample_idx"),
+            col("guest_stack_id"),
+            col("guest_ip"),
+            col("guest_time_ns"),
+        ])
+        .collect()
+        .map_err(pl("exits, guest_samples"))
+}
+
+/// Whether the guest recordings have samples of `event`.
+fn guest_has_event(ds: &Dataset, event: &str) -> Result<bool, Error> {
+    let n = ds
+        .scan("guest_samples")?
+        .filter(col("event").eq(lit(event)))
+        .select([len().alias("n")])
+        .collect()
+        .map_err(pl("guest_samples"))?;
+    Ok(n.column("n")
+        .ok()
+        .and_then(|c| c.get(0).ok())
+        .and_then(|v| v.extract::<u64>())
+        .unwrap_or(0)
+        > 0)
+}

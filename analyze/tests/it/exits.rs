@@ -1,0 +1,505 @@
+//! `exits` and `--perf-compat` against synth truth, real perf, and the PVM corpus.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kvmtrace_analyze::Dataset;
+use kvmtrace_analyze::exits::{self, By, ExitReport, KeyValue};
+use kvmtrace_analyze::exits_perf::{self, PerfCompatOptions, PerfEvent, PerfKey};
+use kvmtrace_analyze::exits_render::{self, Format};
+use kvmtrace_analyze::exits_symbols::GuestKallsyms;
+use kvmtrace_synth::Isa;
+use serde_json::Value;
+
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+fn have_perf() -> bool {
+    let ok = Command::new("perf")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(!ci(), "perf is required when CI=true");
+        eprintln!("skipping the perf comparison: perf not found");
+    }
+    ok
+}
+
+fn ingest(data: &Path, out: &Path) -> Dataset {
+    let mut o = kvmtrace_ingest::Options::default();
+    o.output = out.to_path_buf();
+    kvmtrace_ingest::run(data, &o).expect("ingest");
+    Dataset::open(out).expect("open dataset")
+}
+
+/// Generates a small scenario and ingests it.
+fn synth(dir: &Path, isa: Isa, vms: u32) -> (Dataset, Value) {
+    let mut o = kvmtrace_synth::Options::default();
+    o.out_dir = dir.join("rec");
+    o.vms = vms;
+    o.vcpus = 2;
+    o.seconds = 0.2;
+    o.isa = isa;
+    o.seed = 7;
+    kvmtrace_synth::run(&o).expect("synth");
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(o.out_dir.join("truth.json")).unwrap())
+            .unwrap();
+    (
+        ingest(&o.out_dir.join("host.perf.data"), &dir.join("ds")),
+        truth,
+    )
+}
+
+fn opts(by: &[By], threads: usize) -> exits::Options {
+    let mut o = exits::Options::default();
+    o.by = by.to_vec();
+    o.threads = threads;
+    o
+}
+
+fn s(k: &KeyValue) -> String {
+    k.to_string()
+}
+
+fn check_truth(ds: &Dataset, truth: &Value) {
+    let r1 = exits::run(ds, &opts(&[By::Reason], 1)).unwrap();
+    let r2 = exits::run(ds, &opts(&[By::Reason], 2)).unwrap();
+    assert_eq!(r1, r2, "output depends on the thread count");
+    let by_reason = truth["exits"]["by_reason"].as_array().unwrap();
+    assert_eq!(r1.rows.len(), by_reason.len());
+    for t in by_reason {
+        let name = t["reason_name"].as_str().unwrap();
+        let row = r1
+            .rows
+            .iter()
+            .find(|r| s(&r.keys[0]) == name)
+            .unwrap_or_else(|| panic!("no row {name}"));
+        let u = |k: &str| t[k].as_u64().unwrap();
+        assert_eq!(row.count, u("count"), "{name} count");
+        assert_eq!(row.total_ns, Some(u("total_ns")), "{name} total");
+        assert_eq!(row.min_ns, Some(u("min_ns")), "{name} min");
+        assert_eq!(row.max_ns, Some(u("max_ns")), "{name} max");
+        assert_eq!(row.p50_ns, Some(u("p50_ns")), "{name} p50");
+        assert_eq!(row.p90_ns, Some(u("p90_ns")), "{name} p90");
+        assert_eq!(row.p99_ns, Some(u("p99_ns")), "{name} p99");
+        let mean = t["mean_ns"].as_f64().unwrap();
+        assert!(
+            (row.mean_ns.unwrap() - mean).abs() <= 1e-9 * mean.max(1.0),
+            "{name} mean"
+        );
+    }
+    assert_eq!(r1.total.count, truth["exits"]["total"].as_u64().unwrap());
+    assert_eq!(
+        r1.n_open_at_end,
+        truth["exits"]["open_at_end"].as_u64().unwrap()
+    );
+
+    // Per vCPU (vCPU n of two VMs stays two rows) and per vCPU × reason.
+    let v = exits::run(ds, &opts(&[By::Vcpu], 2)).unwrap();
+    let pid_of = |vm: &KeyValue| s(vm).rsplit(':').next().unwrap().parse::<u64>().unwrap();
+    let got: BTreeMap<(u64, i64), (u64, u64)> = v
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                (
+                    pid_of(&r.keys[0]),
+                    if let KeyValue::Int(x) = r.keys[1] {
+                        x
+                    } else {
+                        -1
+                    },
+                ),
+                (r.count, r.total_ns.unwrap()),
+            )
+        })
+        .collect();
+    let want: BTreeMap<(u64, i64), (u64, u64)> = truth["exits"]["by_vm_vcpu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                (t["vm_pid"].as_u64().unwrap(), t["vcpu"].as_i64().unwrap()),
+                (
+                    t["count"].as_u64().unwrap(),
+                    t["total_ns"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "per-vCPU counts and totals");
+    let v = exits::run(ds, &opts(&[By::Vcpu, By::Reason], 2)).unwrap();
+    let got: BTreeMap<(u64, String, String), (u64, u64)> = v
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                (pid_of(&r.keys[0]), s(&r.keys[1]), s(&r.keys[2])),
+                (r.count, r.total_ns.unwrap()),
+            )
+        })
+        .collect();
+    let want: BTreeMap<(u64, String, String), (u64, u64)> = truth["exits"]["by_vm_vcpu_reason"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                (
+                    t["vm_pid"].as_u64().unwrap(),
+                    t["vcpu"].to_string(),
+                    t["reason_name"].as_str().unwrap().to_string(),
+                ),
+                (
+                    t["count"].as_u64().unwrap(),
+                    t["total_ns"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "per vCPU × reason");
+}
+
+fn perf_text(ds: &Dataset, event: PerfEvent, key: PerfKey) -> String {
+    perf_text_vcpu(ds, event, key, None)
+}
+
+fn perf_text_vcpu(ds: &Dataset, event: PerfEvent, key: PerfKey, vcpu: Option<u32>) -> String {
+    let mut o = PerfCompatOptions::default();
+    o.event = event;
+    o.key = key;
+    o.vcpu = vcpu;
+    let stat = exits_perf::perf_compat(ds, &o).unwrap();
+    let mut out = Vec::new();
+    exits_render::render_perf(&stat, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// `perf kvm -i FILE stat report ARGS`: its stderr is the report.
+fn real_perf(file: &Path, args: &[String]) -> String {
+    let o = Command::new("perf")
+        .arg("kvm")
+        .arg("-i")
+        .arg(file)
+        .args(["stat", "report"])
+        .args(args)
+        .output()
+        .expect("perf runs");
+    assert!(
+        o.status.success(),
+        "perf failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn check_perf(ds: &Dataset, file: &Path) {
+    if !have_perf() {
+        return;
+    }
+    for (event, name) in [
+        (PerfEvent::Vmexit, "vmexit"),
+        (PerfEvent::Ioport, "ioport"),
+        (PerfEvent::Mmio, "mmio"),
+    ] {
+        for (key, kname) in [(PerfKey::Sample, "sample"), (PerfKey::Time, "time")] {
+            let ours = perf_text(ds, event, key);
+            assert_eq!(
+                ours,
+                real_perf(file, &[format!("--event={name}"), format!("--key={kname}")]),
+                "--event={name} --key={kname}"
+            );
+            assert!(ours.contains("Total Samples:"), "{ours}");
+        }
+        // perf's per-vCPU view (with its zero minimum).
+        let ours = perf_text_vcpu(ds, event, PerfKey::Sample, Some(1));
+        assert_eq!(
+            ours,
+            real_perf(file, &[format!("--event={name}"), "--vcpu=1".into()]),
+            "--event={name} --vcpu=1"
+        );
+    }
+}
+
+#[test]
+fn synth_vmx_equals_truth_and_perf() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ds, truth) = synth(dir.path(), Isa::Vmx, 2);
+    check_truth(&ds, &truth);
+    check_perf(&ds, &dir.path().join("rec/host.perf.data"));
+}
+
+#[test]
+fn synth_svm_equals_truth_and_perf() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ds, truth) = synth(dir.path(), Isa::Svm, 1);
+    check_truth(&ds, &truth);
+    check_perf(&ds, &dir.path().join("rec/host.perf.data"));
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn small() -> (tempfile::TempDir, Dataset) {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = ingest(
+        &repo().join("testdata/synth-small/host.perf.data"),
+        &dir.path().join("ds"),
+    );
+    (dir, ds)
+}
+
+#[test]
+fn perf_compat_equals_committed_perf_output() {
+    let (_dir, ds) = small();
+    for (event, name) in [
+        (PerfEvent::Vmexit, "vmexit"),
+        (PerfEvent::Ioport, "ioport"),
+        (PerfEvent::Mmio, "mmio"),
+    ] {
+        let want = std::fs::read_to_string(
+            repo().join(format!("testdata/synth-small/host.kvm-stat-{name}.txt")),
+        )
+        .unwrap();
+        assert_eq!(perf_text(&ds, event, PerfKey::Sample), want, "{name}");
+    }
+}
+
+#[test]
+fn snapshots_table_and_json() {
+    let (_dir, ds) = small();
+    let mut o = opts(&[By::Reason], 2);
+    o.histogram = true;
+    let r = exits::run(&ds, &o).unwrap();
+    let mut t = Vec::new();
+    exits_render::render(&r, Format::Table, &mut t).unwrap();
+    insta::assert_snapshot!("synth_small_by_reason_table", String::from_utf8(t).unwrap());
+    let r = exits::run(&ds, &opts(&[By::Vcpu, By::Reason], 1)).unwrap();
+    let mut j = Vec::new();
+    exits_render::render(&r, Format::Json, &mut j).unwrap();
+    insta::assert_snapshot!(
+        "synth_small_by_vcpu_reason_json",
+        String::from_utf8(j).unwrap()
+    );
+}
+
+#[test]
+fn filters_vcpu_and_time() {
+    let (_dir, ds) = small();
+    let all = exits::run(&ds, &opts(&[By::Vcpu], 1)).unwrap();
+    let mut o = opts(&[By::Reason], 1);
+    o.vcpu = Some(1);
+    let one = exits::run(&ds, &o).unwrap();
+    let want = all
+        .rows
+        .iter()
+        .find(|r| r.keys[1] == KeyValue::Int(1))
+        .unwrap();
+    assert_eq!(one.total.count, want.count);
+    assert_eq!(one.total.total_ns, want.total_ns);
+    // An empty window, and the whole recording.
+    o.vcpu = None;
+    o.time = exits::TimeRange::parse("1,2").unwrap();
+    assert_eq!(exits::run(&ds, &o).unwrap().total.count, 0);
+    o.time = exits::TimeRange::parse("4321.0,").unwrap();
+    assert_eq!(exits::run(&ds, &o).unwrap().total.count, 8173);
+    o.time = exits::TimeRange::default();
+    o.vm = Some("3100".into());
+    assert_eq!(exits::run(&ds, &o).unwrap().total.count, 8173);
+    o.vm = Some("nope".into());
+    assert_eq!(exits::run(&ds, &o).unwrap().total.count, 0);
+}
+
+// ---- Real PVM recordings -------------------------------------------------------------------
+
+fn corpus() -> Option<PathBuf> {
+    match std::env::var_os("KVMTRACE_CORPUS") {
+        Some(p) => Some(PathBuf::from(p).join("kvm")),
+        None => {
+            assert!(!ci(), "KVMTRACE_CORPUS must be set when CI=true");
+            eprintln!("skipping the PVM corpus: set KVMTRACE_CORPUS=/work/shared/testdata");
+            None
+        }
+    }
+}
+
+fn counts(report: &ExitReport, fmt: impl Fn(&[KeyValue]) -> String) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for r in &report.rows {
+        *m.entry(fmt(&r.keys)).or_default() += r.count;
+    }
+    m
+}
+
+fn json_counts(v: &Value) -> BTreeMap<String, u64> {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const PVM_FILES: [&str; 4] = [
+    "kvm-emulated-1vcpu",
+    "kvm-guest-host-4vcpu",
+    "kvm-stat-2vcpu",
+    "kvm-tp-2vcpu",
+];
+
+#[test]
+fn pvm_corpus_is_the_tested_one() {
+    let Some(dir) = corpus() else { return };
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "data"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().to_string())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files, PVM_FILES,
+        "a corpus file without its test (add one below)"
+    );
+}
+
+#[test]
+fn pvm_emulated_1vcpu() {
+    pvm(PVM_FILES[0]);
+}
+
+#[test]
+fn pvm_guest_host_4vcpu() {
+    pvm(PVM_FILES[1]);
+}
+
+#[test]
+fn pvm_stat_2vcpu() {
+    pvm(PVM_FILES[2]);
+}
+
+#[test]
+fn pvm_tp_2vcpu() {
+    pvm(PVM_FILES[3]);
+}
+
+/// Counts of one real PVM recording against its `*.counts.json` (made with perf script).
+fn pvm(stem: &str) {
+    let Some(dir) = corpus() else { return };
+    let kallsyms =
+        GuestKallsyms::parse(&std::fs::read_to_string(dir.join("guest.kallsyms")).unwrap());
+    let file = dir.join(format!("{stem}.data"));
+    {
+        let want: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{stem}.counts.json"))).unwrap(),
+        )
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let ds = ingest(&file, &tmp.path().join("ds"));
+        let by_reason = exits::run(&ds, &opts(&[By::Reason], 2)).unwrap();
+        assert!(!by_reason.durations_known, "{stem}");
+        assert!(
+            by_reason
+                .notes
+                .iter()
+                .any(|n| n.contains("cannot be known")),
+            "{stem}: {:?}",
+            by_reason.notes
+        );
+        let userspace = counts(&by_reason, |k| s(&k[0]));
+        let userspace: BTreeMap<String, u64> = userspace
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("KVM_EXIT_"))
+            .collect();
+        assert_eq!(
+            userspace,
+            json_counts(&want["userspace_exit_reasons"]),
+            "{stem} reasons"
+        );
+        // Every exit is a userspace exit or an in-kernel MSR access: no stray port/MMIO rows.
+        if !userspace.is_empty() {
+            let n_msr: u64 = json_counts(&want["msr"]).values().sum();
+            assert_eq!(
+                by_reason.total.count,
+                userspace.values().sum::<u64>() + n_msr,
+                "{stem} exits"
+            );
+        }
+
+        // Per vCPU thread: counts.json keys by comm `CPU n/KVM`.
+        let v = exits::run(&ds, &opts(&[By::Vcpu, By::Reason], 1)).unwrap();
+        let mut got: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for r in &v.rows {
+            let name = s(&r.keys[2]);
+            if name.starts_with("KVM_EXIT_") {
+                *got.entry(format!("CPU {}/KVM", s(&r.keys[1])))
+                    .or_default()
+                    .entry(name)
+                    .or_default() += r.count;
+            }
+        }
+        let want_t: BTreeMap<String, BTreeMap<String, u64>> =
+            want["userspace_exit_reasons_by_thread"]
+                .as_object()
+                .map(|o| o.iter().map(|(k, v)| (k.clone(), json_counts(v))).collect())
+                .unwrap_or_default();
+        assert_eq!(got, want_t, "{stem} per vCPU");
+
+        // Ports: `pio_write 0x3f8 size 1`.
+        if ds.has("kvm__kvm_pio") {
+            let p = exits::run(&ds, &opts(&[By::Port], 1)).unwrap();
+            let got = counts(&p, |k| {
+                format!(
+                    "pio_{} {} size {}",
+                    if s(&k[1]) == "out" { "write" } else { "read" },
+                    s(&k[0]),
+                    s(&k[2])
+                )
+            });
+            assert_eq!(got, json_counts(&want["pio"]), "{stem} ports");
+        }
+        // MSRs: `read 1b` (kvm_msr is its own exit under PVM).
+        if ds.has("kvm__kvm_msr") {
+            let m = exits::run(&ds, &opts(&[By::Msr], 1)).unwrap();
+            let got = counts(&m, |k| {
+                format!("{} {}", s(&k[1]), s(&k[0]).trim_start_matches("0x"))
+            });
+            assert_eq!(got, json_counts(&want["msr"]), "{stem} msrs");
+        }
+        // MMIO: one exit per write and per read (`unsatisfied-read`, completed by one `read`).
+        if ds.has("kvm__kvm_mmio") {
+            let m = exits::run(&ds, &opts(&[By::Gpa], 1)).unwrap();
+            let mut got = counts(&m, |k| format!("{} len {}", s(&k[1]), s(&k[2])));
+            let reads: Vec<(String, u64)> = got
+                .iter()
+                .filter(|(k, _)| k.starts_with("unsatisfied-read"))
+                .map(|(k, v)| (k.replacen("unsatisfied-read", "read", 1), *v))
+                .collect();
+            got.extend(reads);
+            assert_eq!(got, json_counts(&want["mmio"]), "{stem} mmio");
+        }
+        // Guest functions of the instructions KVM emulated.
+        if ds.has("kvm__kvm_emulate_insn") {
+            let mut o = opts(&[By::GuestSymbol], 2);
+            o.emulated = true;
+            o.guest_kallsyms = Some(kallsyms.clone());
+            let g = exits::run(&ds, &o).unwrap();
+            assert_eq!(
+                counts(&g, |k| s(&k[0])),
+                json_counts(&want["emulate_insn_by_guest_symbol"]),
+                "{stem} guest symbols"
+            );
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! `kvmtrace flame`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use kvmtrace_analyze::flame::{self, Scope, TimeRange, Weight};
+
+use crate::EXIT_OK;
+
+/// Flame graph of a host and its guests as one system (SVG, or folded text with --folded).
+///
+/// Stacks are root first: `VM <vm>;vCPU <n>;<guest frames>;[exit REASON];<host frames>` for vCPU
+/// threads, `<comm>;<frames>` for other threads. INPUT is a dataset directory or a perf.data (then
+/// ingested to a temporary dataset first).
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Dataset directory, or a perf.data file.
+    input: PathBuf,
+    /// Output file (`-`: stdout).
+    #[arg(short, long, default_value = "flame.svg")]
+    output: PathBuf,
+    /// Write folded stacks (`a;b;c N`, sorted) instead of an SVG.
+    #[arg(long)]
+    folded: bool,
+    /// samples, period or exit-time (default: samples; exit-time with --exits).
+    #[arg(long, value_parser = ["samples", "period", "exit-time"])]
+    weight: Option<String>,
+    /// Exit flame graph: guest code → exit reason, weighted by exit time.
+    #[arg(long)]
+    exits: bool,
+    /// Only this VM (name or VMM pid); repeatable.
+    #[arg(long)]
+    vm: Vec<String>,
+    /// Only this vCPU index; repeatable.
+    #[arg(long)]
+    vcpu: Vec<u32>,
+    /// Time window START,END in seconds of the perf clock (as perf script prints); either side may be empty.
+    #[arg(long)]
+    time: Option<String>,
+    /// Only guest-mode samples.
+    #[arg(long, conflicts_with = "host_only")]
+    guest_only: bool,
+    /// Only host-mode samples, folded as perf script | inferno-collapse-perf does.
+    #[arg(long)]
+    host_only: bool,
+    /// Host event to fold (default: the first non-tracepoint event).
+    #[arg(long)]
+    event: Option<String>,
+    /// Differential graph against this baseline dataset (or perf.data).
+    #[arg(long)]
+    diff: Option<PathBuf>,
+    /// SVG title.
+    #[arg(long, default_value = "Flame Graph")]
+    title: String,
+    /// Icicle graph (root at the top).
+    #[arg(long)]
+    inverted: bool,
+    /// Omit frames narrower than this many pixels.
+    #[arg(long, default_value_t = 0.1)]
+    min_width: f64,
+    /// Guest-sample match tolerance in microseconds.
+    #[arg(long, default_value_t = 1000)]
+    tolerance_us: u64,
+}
+
+fn parse_time(s: &str) -> anyhow::Result<TimeRange> {
+    let (a, b) = s.split_once(',').context("--time wants START,END")?;
+    let secs = |x: &str| -> anyhow::Result<Option<u64>> {
+        let x = x.trim();
+        if x.is_empty() {
+            return Ok(None);
+        }
+        let v: f64 = x.parse().with_context(|| format!("bad time {x:?}"))?;
+        Ok(Some((v * 1e9).round() as u64))
+    };
+    Ok(TimeRange {
+        start_ns: secs(a)?,
+        end_ns: secs(b)?,
+    })
+}
+
+/// A temporary dataset directory, removed on drop.
+pub(crate) struct TempDataset(PathBuf);
+
+impl Drop for TempDataset {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Opens a dataset, ingesting a perf.data into `tmp` first.
+fn open(
+    input: &Path,
+    threads: usize,
+    tmp: &mut Vec<TempDataset>,
+) -> anyhow::Result<kvmtrace_analyze::Dataset> {
+    let root = if input.is_dir() {
+        input.to_path_buf()
+    } else {
+        let dir = TempDataset(std::env::temp_dir().join(format!(
+            "kvmtrace-flame-{}-{}",
+            std::process::id(),
+            tmp.len()
+        )));
+        let mut opts = kvmtrace_ingest::Options::default();
+        opts.output = dir.0.join("ds");
+        opts.threads = threads;
+        kvmtrace_ingest::run(input, &opts)
+            .with_context(|| format!("ingesting {}", input.display()))?;
+        let root = opts.output.clone();
+        tmp.push(dir);
+        root
+    };
+    kvmtrace_analyze::Dataset::open(&root).with_context(|| format!("opening {}", root.display()))
+}
+
+pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
+    let mut tmp = Vec::new();
+    let ds = open(&args.input, threads, &mut tmp)?;
+    let mut opts = flame::Options::default();
+    opts.scope = if args.guest_only {
+        Scope::GuestOnly
+    } else if args.host_only {
+        Scope::HostOnly
+    } else {
+        Scope::All
+    };
+    opts.exits = args.exits;
+    opts.weight = args.weight.as_deref().map(|w| match w {
+        "period" => Weight::Period,
+        "exit-time" => Weight::ExitTime,
+        _ => Weight::Samples,
+    });
+    opts.event = args.event.clone();
+    opts.vms = args.vm.clone();
+    opts.vcpus = args.vcpu.clone();
+    opts.time = args.time.as_deref().map(parse_time).transpose()?;
+    opts.match_tolerance_ns = args.tolerance_us.saturating_mul(1000);
+    opts.threads = threads;
+    let mut folded = flame::fold(&ds, &opts).context("folding stacks")?;
+    let r = &folded.report;
+    if let Some(rate) = r.match_rate() {
+        eprintln!(
+            "kvmtrace: guest stacks matched for {:.1}% of {} guest-mode samples ({} other leaf, {} none within tolerance)",
+            rate * 100.0,
+            r.n_guest_matched + r.n_guest_mismatched + r.n_guest_unmatched,
+            r.n_guest_mismatched,
+            r.n_guest_unmatched
+        );
+    }
+    if let Some(base) = &args.diff {
+        let base_ds = open(base, threads, &mut tmp)?;
+        let baseline = flame::fold(&base_ds, &opts).context("folding the baseline")?;
+        folded = flame::diff(&baseline, &folded)?;
+    }
+    let mut out: Box<dyn Write> = if args.output == Path::new("-") {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::io::BufWriter::new(
+            std::fs::File::create(&args.output)
+                .with_context(|| format!("creating {}", args.output.display()))?,
+        ))
+    };
+    if args.folded {
+        flame::render_folded(&folded, &mut out)?;
+    } else {
+        let mut svg = flame::SvgOptions::default();
+        svg.title = args.title.clone();
+        svg.inverted = args.inverted;
+        svg.min_width = args.min_width;
+        flame::render_svg(&folded, &svg, &mut out)?;
+    }
+    out.flush()
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,13 @@
+//! kallsyms and /proc/modules parsing and lookups (a NUL byte separates the two texts).
+//! The logic lives in ingest/tests/it/fuzz_entry.rs, which the replay test shares.
+
+#![no_main]
+
+#[path = "../../ingest/tests/it/fuzz_entry.rs"]
+mod fuzz_entry;
+#[path = "scratch.rs"]
+mod scratch;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    fuzz_entry::kallsyms(data);
+});

@@ -1,0 +1,132 @@
+"""Writes the notebooks (cells below) with nbformat: python3 _build.py. Edit here, not in the .ipynb."""
+import nbformat as nbf
+
+SETUP = """import sys, os
+sys.path.insert(0, os.getcwd())
+import polars as pl
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from common import DATASET, TRUTH, table, committed
+print(DATASET, committed())
+def scan(name):
+    lf = pl.scan_parquet(table(name), hive_partitioning=True)
+    return lf.filter(pl.col("recording").is_in(committed()))"""
+
+NB = {
+"01_exits_across_vms.ipynb": ["# Exits across VMs and vCPUs\nLatency histograms per reason and a heat map of exits over time, from the `exits` table (one row per VM exit; `duration_ns` = kvm_exit → next kvm_entry on the host perf clock).", SETUP,
+"""exits = scan("exits").filter(pl.col("entry_time_ns").is_not_null()).collect()
+vms = scan("vms").collect()
+by_reason = exits.group_by("reason_name").agg(n=pl.len(), total_ns=pl.col("duration_ns").sum()).sort("n", descending=True)
+by_vcpu = exits.join(vms.select("host", "recording", "vm_pid", "name"), on=["host", "recording", "vm_pid"], how="left").group_by("host", "recording", "name", "vcpu").agg(n=pl.len(), total_ns=pl.col("duration_ns").sum()).sort("host", "recording", "name", "vcpu")
+print(by_reason); print(by_vcpu)""",
+"""if TRUTH:
+    want = {r["reason_name"]: (r["count"], r["total_ns"]) for r in TRUTH["exits"]["by_reason"]}
+    got = {r["reason_name"]: (r["n"], r["total_ns"]) for r in by_reason.iter_rows(named=True)}
+    assert got == want, (got, want)
+    want_v = {(r["vm"], r["vcpu"]): (r["count"], r["total_ns"]) for r in TRUTH["exits"]["by_vm_vcpu"]}
+    got_v = {(r["name"], r["vcpu"]): (r["n"], r["total_ns"]) for r in by_vcpu.iter_rows(named=True)}
+    assert got_v == want_v, (got_v, want_v)
+    print("matches truth.json")""",
+"""import numpy as np
+top = by_reason["reason_name"].head(6).to_list()
+fig, axes = plt.subplots(2, 3, figsize=(12, 6))
+bins = np.logspace(2, 8, 40)
+for ax, reason in zip(axes.flat, top):
+    d = exits.filter(pl.col("reason_name") == reason)["duration_ns"].to_numpy()
+    ax.hist(d, bins=bins); ax.set_xscale("log"); ax.set_title(f"{reason} (n={len(d)})"); ax.set_xlabel("ns")
+fig.tight_layout()""",
+"""t0 = exits["exit_time_ns"].min()
+heat = (exits.with_columns(bucket=((pl.col("exit_time_ns") - t0) // 10_000_000).cast(pl.Int64),
+                           lane=pl.col("recording") + "/" + pl.col("vm_pid").cast(pl.String) + "/vcpu" + pl.col("vcpu").cast(pl.String))
+        .group_by("lane", "bucket").agg(n=pl.len()))
+lanes = sorted(heat["lane"].unique().to_list()); nb = int(heat["bucket"].max()) + 1
+grid = np.zeros((len(lanes), nb))
+for r in heat.iter_rows(named=True):
+    grid[lanes.index(r["lane"]), r["bucket"]] = r["n"]
+assert grid.sum() == exits.height
+fig, ax = plt.subplots(figsize=(12, 1 + len(lanes) * 0.5))
+im = ax.imshow(grid, aspect="auto", interpolation="nearest"); ax.set_yticks(range(len(lanes)), lanes)
+ax.set_xlabel("10 ms buckets"); fig.colorbar(im, label="exits")"""],
+
+"02_guest_functions.ipynb": ["# Which guest functions cause the most exit time\n`exits.guest_rip` joined with guest symbols. The guest symbol table is the guest kallsyms of the bundle the dataset was ingested with (`guest_frames` holds the same names for sampled addresses); an exit is attributed to the symbol with the greatest address ≤ guest_rip.", SETUP,
+"""import os
+from pathlib import Path
+bundle = Path(os.environ.get("KVMTRACE_GUEST_KALLSYMS", Path.cwd() / "../testdata/synth-small/guest-0.bundle/kallsyms"))
+rows = [l.split()[:3] for l in bundle.read_text().splitlines() if len(l.split()) >= 3]
+syms = pl.DataFrame({"addr": [int(a, 16) for a, t, n in rows if t.lower() in "tw"], "symbol": [n for a, t, n in rows if t.lower() in "tw"]}, schema={"addr": pl.UInt64, "symbol": pl.String}).sort("addr")
+exits = scan("exits").filter(pl.col("entry_time_ns").is_not_null() & pl.col("guest_rip").is_not_null()).collect().sort("guest_rip")
+j = exits.join_asof(syms, left_on="guest_rip", right_on="addr", strategy="backward")
+top = j.group_by("symbol").agg(n_exits=pl.len(), exit_ns=pl.col("duration_ns").sum()).sort("exit_ns", descending=True)
+print(top.head(15))""",
+"""assert top["n_exits"].sum() == exits.height
+assert top["exit_ns"].sum() == exits["duration_ns"].sum()
+if TRUTH:
+    assert exits.height == sum(r["count"] for r in TRUTH["exits"]["by_reason"])
+    print("resolved:", top.filter(pl.col("symbol").is_not_null())["n_exits"].sum(), "of", exits.height)
+h = top.head(12).filter(pl.col("symbol").is_not_null())
+fig, ax = plt.subplots(figsize=(8, 4)); ax.barh(h["symbol"].to_list()[::-1], (h["exit_ns"] / 1e6).to_list()[::-1]); ax.set_xlabel("exit time (ms)")"""],
+
+"03_flame_polars.ipynb": ["# Flame-graph-style aggregation in polars\nsamples ⋈ frames (host) and guest_samples ⋈ guest_frames, grouped by the whole stack (root first), as folded lines `a;b;c count`.", SETUP,
+"""def folded(samples, frames):
+    s = scan(samples).filter(pl.col("stack_id").is_not_null()).select("host", "recording", "stack_id", "comm")
+    f = (scan(frames).sort("host", "recording", "stack_id", "frame_idx", "inline_depth", descending=[False, False, False, True, True])
+         .with_columns(pl.col("name").fill_null(pl.col("symbol")).fill_null("[unknown]"))
+         .group_by("host", "recording", "stack_id", maintain_order=True).agg(stack=pl.col("name").str.join(";")))
+    return (s.join(f, on=["host", "recording", "stack_id"], how="left")
+             .with_columns(stack=pl.col("comm").fill_null("?") + pl.lit(";") + pl.col("stack").fill_null(""))
+             .group_by("stack").agg(n_samples=pl.len()).sort("n_samples", descending=True).collect())
+host = folded("samples", "frames"); guest = folded("guest_samples", "guest_frames")
+print(host.head(10)); print(guest.head(10))""",
+"""n_host = scan("samples").filter(pl.col("stack_id").is_not_null()).select(pl.len()).collect().item()
+n_guest = scan("guest_samples").filter(pl.col("stack_id").is_not_null()).select(pl.len()).collect().item()
+assert host["n_samples"].sum() == n_host and guest["n_samples"].sum() == n_guest
+if TRUTH:
+    assert n_guest == sum(v["guest_samples"] for v in TRUTH["vms"]), n_guest
+print(n_host, n_guest)
+leaf = host.with_columns(leaf=pl.col("stack").str.split(";").list.last()).group_by("leaf").agg(pl.col("n_samples").sum()).sort("n_samples", descending=True).head(12)
+fig, ax = plt.subplots(figsize=(8, 4)); ax.barh(leaf["leaf"].to_list()[::-1], leaf["n_samples"].to_list()[::-1]); ax.set_xlabel("host samples (self)")"""],
+
+"04_duckdb.ipynb": ["# The same questions in DuckDB SQL\nThe partitioned dataset read with `read_parquet(..., hive_partitioning = true)`.", SETUP,
+"""import duckdb
+con = duckdb.connect()
+rec = ",".join(f"'{r}'" for r in committed())
+for t in ["exits", "vms", "samples", "frames"]:
+    con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{table(t)}', hive_partitioning = true) WHERE recording IN ({rec})")
+by_reason = con.sql("SELECT reason_name, count(*) AS n, sum(duration_ns) AS total_ns FROM exits WHERE entry_time_ns IS NOT NULL GROUP BY 1 ORDER BY n DESC").pl()
+by_vcpu = con.sql("SELECT v.name, e.vcpu, count(*) AS n, sum(e.duration_ns) AS total_ns FROM exits e LEFT JOIN vms v USING (host, recording, vm_pid) WHERE e.entry_time_ns IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2").pl()
+print(by_reason); print(by_vcpu)""",
+"""if TRUTH:
+    assert {r["reason_name"]: (r["n"], r["total_ns"]) for r in by_reason.iter_rows(named=True)} == {r["reason_name"]: (r["count"], r["total_ns"]) for r in TRUTH["exits"]["by_reason"]}
+    assert {(r["name"], r["vcpu"]): r["n"] for r in by_vcpu.iter_rows(named=True)} == {(r["vm"], r["vcpu"]): r["count"] for r in TRUTH["exits"]["by_vm_vcpu"]}
+    print("matches truth.json")
+# Exit latency histogram (log2 buckets) per reason, as perf kvm stat would bucket it.
+hist = con.sql("SELECT reason_name, floor(log2(greatest(duration_ns, 1)))::INT AS log2_ns, count(*) AS n FROM exits WHERE entry_time_ns IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2").pl()
+assert hist["n"].sum() == by_reason["n"].sum()
+# Flame-style: folded host stacks.
+folded = con.sql(\"\"\"WITH f AS (SELECT host, recording, stack_id, string_agg(coalesce(name, symbol, '[unknown]'), ';' ORDER BY frame_idx DESC, inline_depth DESC) AS stack FROM frames GROUP BY ALL)
+  SELECT s.comm || ';' || coalesce(f.stack, '') AS stack, count(*) AS n_samples FROM samples s LEFT JOIN f USING (host, recording, stack_id) WHERE s.stack_id IS NOT NULL GROUP BY 1 ORDER BY 2 DESC\"\"\").pl()
+assert folded["n_samples"].sum() == con.execute("SELECT count(*) FROM samples WHERE stack_id IS NOT NULL").fetchone()[0]
+print(folded.head(5))
+fig, ax = plt.subplots(figsize=(8, 4))
+for reason in by_reason["reason_name"].head(4):
+    h = hist.filter(pl.col("reason_name") == reason); ax.plot(h["log2_ns"], h["n"], marker="o", label=reason)
+ax.set_xlabel("log2(ns)"); ax.set_ylabel("exits"); ax.legend()"""],
+
+"05_spark.ipynb": ["# The same dataset on Spark (local mode)\nPer-reason exit counts with PySpark equal `kvmtrace exits --format json`; see docs/data-science.md.", SETUP,
+"""import json, subprocess
+from spark_exits import spark_counts, kvmtrace_counts
+got = spark_counts(DATASET)
+want = kvmtrace_counts(DATASET)
+print(got)
+assert got == want, (got, want)
+if TRUTH:
+    assert got == {r["reason_name"]: r["count"] for r in TRUTH["exits"]["by_reason"]}
+print("spark == kvmtrace exits")"""],
+}
+
+for name, cells in NB.items():
+    nb = nbf.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbf.v4.new_markdown_cell(cells[0])] + [nbf.v4.new_code_cell(c) for c in cells[1:]]
+    nbf.write(nb, name)

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Rebuilds testdata/symbols: binaries, recordings and perf's reference outputs.
+# Run as root on x86_64 Linux with perf, gcc, g++, rustc and zstd (see README.md).
+# The programs are built and run from /kvmtrace-symbols, the path their MMAPs name.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+bin=/kvmtrace-symbols
+mkdir -p "$bin"
+cd "$bin"
+gcc -g -O1 -fno-omit-frame-pointer -o cdemo "$here/src/cdemo.c"
+g++ -g -O2 -fno-omit-frame-pointer -no-pie -o cppinline "$here/src/cppinline.cpp"
+rustc -C debuginfo=2 -O -C force-frame-pointers=yes -C panic=abort -C codegen-units=1 \
+    -o rustdemo "$here/src/rustdemo.rs"
+for p in cdemo cppinline rustdemo; do
+    perf record -N -q -e cpu-clock:u -F 4000 -g -o "$here/$p.fp.perf.data" "./$p" 0.3
+done
+perf record -N -q -e cpu-clock:u -F 4000 --call-graph dwarf,4096 -z \
+    -o "$here/cppinline.dwarf.perf.data" ./cppinline 0.3
+# perf resolves against a copy of the binaries only (--symfs) and an empty build-id cache,
+# so that libc & co stay unresolved exactly as they do for kvmtrace in the test.
+symfs=$(mktemp -d)
+mkdir -p "$symfs/bids" "$symfs/root$bin"
+cp cdemo cppinline rustdemo "$symfs/root$bin/"
+for p in cdemo cppinline rustdemo; do zstd -q -19 -f -o "$here/$p.zst" "$p"; done
+for f in cdemo.fp cppinline.fp rustdemo.fp cppinline.dwarf; do
+    perf --buildid-dir "$symfs/bids" script -i "$here/$f.perf.data" --symfs "$symfs/root" \
+        --ns -F tid,time,ip,sym,dso --no-inline | zstd -q -19 -f -o "$here/$f.script.txt.zst"
+    perf --buildid-dir "$symfs/bids" script -i "$here/$f.perf.data" --symfs "$symfs/root" \
+        --ns -F tid,time,ip,sym,dso,srcline --inline | zstd -q -19 -f -o "$here/$f.script-inline.txt.zst"
+done
+rm -rf "$symfs"
