@@ -32,12 +32,22 @@ pub struct Dataset {
 impl Dataset {
     /// Opens a dataset directory written by `kvmtrace ingest`.
     pub fn open(root: &Path) -> Result<Dataset, Error> {
-        let bad = |reason: String| Error::Dataset { path: root.to_path_buf(), reason };
+        let bad = |reason: String| Error::Dataset {
+            path: root.to_path_buf(),
+            reason,
+        };
         let meta = root.join("dataset.json");
-        let text = std::fs::read_to_string(&meta)
-            .map_err(|e| bad(format!("no readable dataset.json ({e}); is this a kvmtrace dataset?")))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("dataset.json: {e}")))?;
-        let version = v.get("schema_version").and_then(|x| x.as_u64()).unwrap_or(0) as u32;
+        let text = std::fs::read_to_string(&meta).map_err(|e| {
+            bad(format!(
+                "no readable dataset.json ({e}); is this a kvmtrace dataset?"
+            ))
+        })?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("dataset.json: {e}")))?;
+        let version = v
+            .get("schema_version")
+            .and_then(|x| x.as_u64())
+            .unwrap_or(0) as u32;
         if version == 0 {
             return Err(bad("dataset.json has no schema_version".into()));
         }
@@ -48,28 +58,52 @@ impl Dataset {
         }
         let mut recordings = Vec::new();
         let dir = root.join("recordings");
-        let entries = std::fs::read_dir(&dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?;
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
         for e in entries.flatten() {
             let p = e.path();
             if p.extension().is_none_or(|x| x != "json") {
                 continue;
             }
-            let text = std::fs::read_to_string(&p).map_err(|e| Error::Io { path: p.clone(), source: e })?;
-            let m: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("{}: {e}", p.display())))?;
-            let s = |k: &str| m.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+            let text = std::fs::read_to_string(&p).map_err(|e| Error::Io {
+                path: p.clone(),
+                source: e,
+            })?;
+            let m: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| bad(format!("{}: {e}", p.display())))?;
+            let s = |k: &str| {
+                m.get(k)
+                    .and_then(|x| x.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
             let tables = m
                 .get("tables")
                 .and_then(|t| t.as_array())
                 .map(|a| {
                     a.iter()
-                        .filter_map(|t| Some((t.get("table")?.as_str()?.to_string(), t.get("rows")?.as_u64()?)))
+                        .filter_map(|t| {
+                            Some((
+                                t.get("table")?.as_str()?.to_string(),
+                                t.get("rows")?.as_u64()?,
+                            ))
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
-            recordings.push(Recording { recording: s("recording"), host: s("host"), tables });
+            recordings.push(Recording {
+                recording: s("recording"),
+                host: s("host"),
+                tables,
+            });
         }
         recordings.sort_by(|a, b| (&a.host, &a.recording).cmp(&(&b.host, &b.recording)));
-        Ok(Dataset { root: root.to_path_buf(), recordings })
+        Ok(Dataset {
+            root: root.to_path_buf(),
+            recordings,
+        })
     }
 
     /// The dataset root.
@@ -84,7 +118,11 @@ impl Dataset {
 
     /// Every table name present in at least one recording, sorted.
     pub fn table_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.recordings.iter().flat_map(|r| r.tables.iter().map(|t| t.0.clone())).collect();
+        let mut names: Vec<String> = self
+            .recordings
+            .iter()
+            .flat_map(|r| r.tables.iter().map(|t| t.0.clone()))
+            .collect();
         names.sort();
         names.dedup();
         names
@@ -117,18 +155,28 @@ impl Dataset {
     pub fn scan(&self, table: &str) -> Result<LazyFrame, Error> {
         let files = self.files(table);
         if files.is_empty() {
-            return Err(Error::MissingTable { path: self.root.clone(), table: table.to_string(), hint: None });
+            return Err(Error::MissingTable {
+                path: self.root.clone(),
+                table: table.to_string(),
+                hint: None,
+            });
         }
         let mut frames = Vec::with_capacity(files.len());
         for (path, rec) in files {
             // Partition columns are added below from the manifest, not inferred from the path.
             let args = ScanArgsParquet {
-                hive_options: HiveOptions { enabled: Some(false), ..Default::default() },
+                hive_options: HiveOptions {
+                    enabled: Some(false),
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             let lf = LazyFrame::scan_parquet(PlRefPath::new(path.to_string_lossy().as_ref()), args)
                 .map_err(pl(table))?
-                .with_columns([lit(rec.host.as_str()).alias("host"), lit(rec.recording.as_str()).alias("recording")]);
+                .with_columns([
+                    lit(rec.host.as_str()).alias("host"),
+                    lit(rec.recording.as_str()).alias("recording"),
+                ]);
             frames.push(lf);
         }
         if frames.len() == 1 {

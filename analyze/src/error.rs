@@ -50,5 +50,8 @@ pub enum Error {
 
 /// Wraps a polars error with the table it concerns.
 pub(crate) fn pl(table: &str) -> impl FnOnce(polars::error::PolarsError) -> Error + '_ {
-    move |source| Error::Polars { table: table.to_string(), source }
+    move |source| Error::Polars {
+        table: table.to_string(),
+        source,
+    }
 }

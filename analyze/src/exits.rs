@@ -51,7 +51,9 @@ impl std::str::FromStr for By {
             "msr" => By::Msr,
             "gpa" | "mmio" => By::Gpa,
             other => {
-                return Err(Error::Invalid(format!("unknown --by key {other:?}: use reason, vcpu, vm, guest-symbol, port, msr or gpa")));
+                return Err(Error::Invalid(format!(
+                    "unknown --by key {other:?}: use reason, vcpu, vm, guest-symbol, port, msr or gpa"
+                )));
             }
         })
     }
@@ -81,7 +83,9 @@ impl std::str::FromStr for SortKey {
             "max" => SortKey::Max,
             "p99" => SortKey::P99,
             other => {
-                return Err(Error::Invalid(format!("unknown sort key {other:?}: use count, time, max or p99")));
+                return Err(Error::Invalid(format!(
+                    "unknown sort key {other:?}: use count, time, max or p99"
+                )));
             }
         })
     }
@@ -100,7 +104,11 @@ impl TimeRange {
     /// Parses perf's `--time` syntax: `START,END` in seconds with decimals, either side optional
     /// (`4321.1,4321.2`, `4321.1,`, `,4321.2`).
     pub fn parse(s: &str) -> Result<TimeRange, Error> {
-        let bad = || Error::Invalid(format!("--time {s:?}: expected START,END in seconds (perf's syntax), e.g. 4321.1,4321.25"));
+        let bad = || {
+            Error::Invalid(format!(
+                "--time {s:?}: expected START,END in seconds (perf's syntax), e.g. 4321.1,4321.25"
+            ))
+        };
         let (a, b) = s.split_once(',').ok_or_else(bad)?;
         let sec = |x: &str| -> Result<Option<u64>, Error> {
             let x = x.trim();
@@ -109,14 +117,31 @@ impl TimeRange {
             }
             // Whole seconds and the fraction separately: no float rounding of the ns value.
             let (whole, frac) = x.split_once('.').unwrap_or((x, ""));
-            if frac.len() > 9 || !whole.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) || whole.is_empty() && frac.is_empty() {
+            if frac.len() > 9
+                || !whole
+                    .chars()
+                    .chain(frac.chars())
+                    .all(|c| c.is_ascii_digit())
+                || whole.is_empty() && frac.is_empty()
+            {
                 return Err(bad());
             }
-            let w: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
-            let f: u64 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().map_err(|_| bad())? };
+            let w: u64 = if whole.is_empty() {
+                0
+            } else {
+                whole.parse().map_err(|_| bad())?
+            };
+            let f: u64 = if frac.is_empty() {
+                0
+            } else {
+                format!("{frac:0<9}").parse().map_err(|_| bad())?
+            };
             Ok(Some(w.saturating_mul(1_000_000_000).saturating_add(f)))
         };
-        let r = TimeRange { start_ns: sec(a)?, end_ns: sec(b)? };
+        let r = TimeRange {
+            start_ns: sec(a)?,
+            end_ns: sec(b)?,
+        };
         if let (Some(x), Some(y)) = (r.start_ns, r.end_ns)
             && x > y
         {
@@ -293,7 +318,11 @@ fn key_cols(by: &[By]) -> Vec<KeyCol> {
     let mut out: Vec<KeyCol> = Vec::new();
     let mut push = |name: &'static str, expr: Expr, hex: bool| {
         if !out.iter().any(|k| k.name == name) {
-            out.push(KeyCol { name, expr: expr.alias(name), hex });
+            out.push(KeyCol {
+                name,
+                expr: expr.alias(name),
+                hex,
+            });
         }
     };
     for b in by {
@@ -307,12 +336,22 @@ fn key_cols(by: &[By]) -> Vec<KeyCol> {
             By::GuestSymbol => push("guest_symbol", col("guest_symbol"), false),
             By::Port => {
                 push("port", col("pio_port"), true);
-                push("port_dir", when(col("pio_write")).then(lit("out")).otherwise(lit("in")), false);
+                push(
+                    "port_dir",
+                    when(col("pio_write")).then(lit("out")).otherwise(lit("in")),
+                    false,
+                );
                 push("port_size", col("pio_size").cast(DataType::Int64), false);
             }
             By::Msr => {
                 push("msr", col("msr_index"), true);
-                push("msr_dir", when(col("msr_write")).then(lit("write")).otherwise(lit("read")), false);
+                push(
+                    "msr_dir",
+                    when(col("msr_write"))
+                        .then(lit("write"))
+                        .otherwise(lit("read")),
+                    false,
+                );
             }
             By::Gpa => {
                 push("gpa", col("mmio_gpa"), true);
@@ -385,7 +424,13 @@ fn base(ds: &Dataset, opts: &Options) -> Result<LazyFrame, Error> {
             lit("code ") + col("reason").cast(DataType::String).fill_null(lit("?")),
         )])
     };
-    let vms = ds.scan("vms")?.select([col("host"), col("recording"), col("vm_pid"), col("name").alias("vm"), col("comm").alias("vm_comm")]);
+    let vms = ds.scan("vms")?.select([
+        col("host"),
+        col("recording"),
+        col("vm_pid"),
+        col("name").alias("vm"),
+        col("comm").alias("vm_comm"),
+    ]);
     Ok(lf
         .join(
             vms,
@@ -402,7 +447,9 @@ fn filters(lf: LazyFrame, opts: &Options) -> LazyFrame {
         lf = lf.filter(col("recording").eq(lit(r.as_str())));
     }
     if let Some(vm) = &opts.vm {
-        let by_name = col("vm").eq(lit(vm.as_str())).or(col("vm_comm").eq(lit(vm.as_str())));
+        let by_name = col("vm")
+            .eq(lit(vm.as_str()))
+            .or(col("vm_comm").eq(lit(vm.as_str())));
         lf = match vm.parse::<i32>() {
             Ok(pid) => lf.filter(col("vm_pid").eq(lit(pid)).or(by_name)),
             Err(_) => lf.filter(by_name),
@@ -474,8 +521,16 @@ fn histogram(sorted: &[u64]) -> Vec<Bucket> {
     }
     b.into_iter()
         .map(|(k, count)| {
-            let (lo_ns, hi_ns) = if k == 0 { (0, 1) } else { (1u64 << (k - 1), (1u64 << (k - 1)).saturating_mul(2)) };
-            Bucket { lo_ns, hi_ns, count }
+            let (lo_ns, hi_ns) = if k == 0 {
+                (0, 1)
+            } else {
+                (1u64 << (k - 1), (1u64 << (k - 1)).saturating_mul(2))
+            };
+            Bucket {
+                lo_ns,
+                hi_ns,
+                count,
+            }
         })
         .collect()
 }
@@ -496,7 +551,12 @@ struct Group {
 /// Aggregates `lf` by `keys` (none: one total row).
 /// Returns the rows and the total over all of them (computed here from the groups' durations:
 /// one polars pass).
-fn aggregate(lf: LazyFrame, keys: &[KeyCol], opts: &Options, split_avail: &Split) -> Result<(Vec<ExitStats>, ExitStats), Error> {
+fn aggregate(
+    lf: LazyFrame,
+    keys: &[KeyCol],
+    opts: &Options,
+    split_avail: &Split,
+) -> Result<(Vec<ExitStats>, ExitStats), Error> {
     let d = || col("duration_ns").cast(DataType::UInt64);
     let aggs = vec![
         len().cast(DataType::UInt64).alias("n"),
@@ -505,9 +565,18 @@ fn aggregate(lf: LazyFrame, keys: &[KeyCol], opts: &Options, split_avail: &Split
         d().mean().alias("mean"),
         d().cast(DataType::Float64).std(1).alias("std"),
         d().implode(true).alias("durs"),
-        col("userspace_ns").cast(DataType::UInt64).sum().alias("vmm"),
-        col("sched_out_ns").cast(DataType::UInt64).sum().alias("sched"),
-        col("wakeup_ns").cast(DataType::UInt64).sum().alias("halted"),
+        col("userspace_ns")
+            .cast(DataType::UInt64)
+            .sum()
+            .alias("vmm"),
+        col("sched_out_ns")
+            .cast(DataType::UInt64)
+            .sum()
+            .alias("sched"),
+        col("wakeup_ns")
+            .cast(DataType::UInt64)
+            .sum()
+            .alias("halted"),
     ];
     let df = if keys.is_empty() {
         lf.select(aggs).collect().map_err(pl(EXITS))?
@@ -516,8 +585,15 @@ fn aggregate(lf: LazyFrame, keys: &[KeyCol], opts: &Options, split_avail: &Split
         lf.group_by(k).agg(aggs).collect().map_err(pl(EXITS))?
     };
     let n = df.height();
-    let get = |name: &str, i: usize| -> Result<AnyValue<'_>, Error> { df.column(name).and_then(|c| c.get(i)).map_err(pl(EXITS)) };
-    let durs = df.column("durs").map_err(pl(EXITS))?.list().map_err(pl(EXITS))?.clone();
+    let get = |name: &str, i: usize| -> Result<AnyValue<'_>, Error> {
+        df.column(name).and_then(|c| c.get(i)).map_err(pl(EXITS))
+    };
+    let durs = df
+        .column("durs")
+        .map_err(pl(EXITS))?
+        .list()
+        .map_err(pl(EXITS))?
+        .clone();
     let mut pre = Vec::with_capacity(n);
     for i in 0..n {
         let list = durs.get_as_series(i);
@@ -525,17 +601,42 @@ fn aggregate(lf: LazyFrame, keys: &[KeyCol], opts: &Options, split_avail: &Split
             Some(s) => s.u64().map_err(pl(EXITS))?.iter().flatten().collect(),
             None => Vec::new(),
         };
-        let keys_v = keys.iter().map(|k| get(k.name, i).map(|a| key_value(a, k.hex))).collect::<Result<Vec<_>, _>>()?;
+        let keys_v = keys
+            .iter()
+            .map(|k| get(k.name, i).map(|a| key_value(a, k.hex)))
+            .collect::<Result<Vec<_>, _>>()?;
         let count = any_u64(get("n", i)?).unwrap_or(0);
         let n_dur = any_u64(get("n_dur", i)?).unwrap_or(0);
         let total = any_u64(get("total", i)?);
         let mean = any_f64(get("mean", i)?);
         let std = any_f64(get("std", i)?);
-        let sums = (any_u64(get("vmm", i)?), any_u64(get("sched", i)?), any_u64(get("halted", i)?));
-        pre.push(Group { keys: keys_v, count, n_dur, total, mean, std, sums, durations: v });
+        let sums = (
+            any_u64(get("vmm", i)?),
+            any_u64(get("sched", i)?),
+            any_u64(get("halted", i)?),
+        );
+        pre.push(Group {
+            keys: keys_v,
+            count,
+            n_dur,
+            total,
+            mean,
+            std,
+            sums,
+            durations: v,
+        });
     }
     let build = |g: Group| {
-        let Group { keys, count, n_dur, total, mean, std, sums, durations: mut v } = g;
+        let Group {
+            keys,
+            count,
+            n_dur,
+            total,
+            mean,
+            std,
+            sums,
+            durations: mut v,
+        } = g;
         v.sort_unstable();
         let known = n_dur > 0;
         let split = (opts.split && known).then(|| {
@@ -543,9 +644,19 @@ fn aggregate(lf: LazyFrame, keys: &[KeyCol], opts: &Options, split_avail: &Split
             let vmm = split_avail.vmm_ns.map(|_| sums.0.unwrap_or(0));
             let halted = split_avail.halted_ns.map(|_| sums.2.unwrap_or(0));
             // Blocked halts are scheduled out too: count that time once, as halted.
-            let sched = split_avail.sched_out_ns.map(|_| sums.1.unwrap_or(0).saturating_sub(halted.unwrap_or(0)));
-            let kernel = total.saturating_sub(vmm.unwrap_or(0)).saturating_sub(sched.unwrap_or(0)).saturating_sub(halted.unwrap_or(0));
-            Split { kernel_ns: Some(kernel), vmm_ns: vmm, sched_out_ns: sched, halted_ns: halted }
+            let sched = split_avail
+                .sched_out_ns
+                .map(|_| sums.1.unwrap_or(0).saturating_sub(halted.unwrap_or(0)));
+            let kernel = total
+                .saturating_sub(vmm.unwrap_or(0))
+                .saturating_sub(sched.unwrap_or(0))
+                .saturating_sub(halted.unwrap_or(0));
+            Split {
+                kernel_ns: Some(kernel),
+                vmm_ns: vmm,
+                sched_out_ns: sched,
+                halted_ns: halted,
+            }
         });
         ExitStats {
             keys,
@@ -560,14 +671,28 @@ fn aggregate(lf: LazyFrame, keys: &[KeyCol], opts: &Options, split_avail: &Split
             max_ns: v.last().copied(),
             mean_ns: if known { mean } else { None },
             stddev_ns: if known { std.or(Some(0.0)) } else { None },
-            histogram: if opts.histogram { histogram(&v) } else { Vec::new() },
+            histogram: if opts.histogram {
+                histogram(&v)
+            } else {
+                Vec::new()
+            },
             split,
         }
     };
-    let pool =
-        rayon::ThreadPoolBuilder::new().num_threads(opts.threads).build().map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
-    let mut all =
-        Group { keys: Vec::new(), count: 0, n_dur: 0, total: None, mean: None, std: None, sums: (None, None, None), durations: Vec::new() };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build()
+        .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
+    let mut all = Group {
+        keys: Vec::new(),
+        count: 0,
+        n_dur: 0,
+        total: None,
+        mean: None,
+        std: None,
+        sums: (None, None, None),
+        durations: Vec::new(),
+    };
     let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(x), Some(y)) => Some(x + y),
         (x, y) => x.or(y),
@@ -576,7 +701,11 @@ fn aggregate(lf: LazyFrame, keys: &[KeyCol], opts: &Options, split_avail: &Split
         all.count += g.count;
         all.n_dur += g.n_dur;
         all.total = add(all.total, g.total);
-        all.sums = (add(all.sums.0, g.sums.0), add(all.sums.1, g.sums.1), add(all.sums.2, g.sums.2));
+        all.sums = (
+            add(all.sums.0, g.sums.0),
+            add(all.sums.1, g.sums.1),
+            add(all.sums.2, g.sums.2),
+        );
         all.durations.extend_from_slice(&g.durations);
     }
     // Sorted first: the group order polars returns must not change the float sums.
@@ -585,8 +714,14 @@ fn aggregate(lf: LazyFrame, keys: &[KeyCol], opts: &Options, split_avail: &Split
         let n = all.durations.len() as f64;
         let mean = all.durations.iter().map(|&d| d as f64).sum::<f64>() / n;
         all.mean = Some(mean);
-        all.std =
-            (all.durations.len() > 1).then(|| (all.durations.iter().map(|&d| (d as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+        all.std = (all.durations.len() > 1).then(|| {
+            (all.durations
+                .iter()
+                .map(|&d| (d as f64 - mean).powi(2))
+                .sum::<f64>()
+                / (n - 1.0))
+                .sqrt()
+        });
     }
     Ok(pool.install(|| {
         let rows: Vec<ExitStats> = pre.into_par_iter().map(build).collect();
@@ -596,7 +731,11 @@ fn aggregate(lf: LazyFrame, keys: &[KeyCol], opts: &Options, split_avail: &Split
 
 /// Computes the exit statistics of `ds`.
 pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
-    let by: Vec<By> = if opts.by.is_empty() { vec![By::Reason] } else { opts.by.clone() };
+    let by: Vec<By> = if opts.by.is_empty() {
+        vec![By::Reason]
+    } else {
+        opts.by.clone()
+    };
     let mut lf = filters(base(ds, opts)?, opts);
     let mut notes = Vec::new();
 
@@ -606,7 +745,12 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
         .group_by([col("source")])
         .agg([
             len().cast(DataType::UInt64).alias("n"),
-            col("entry_time_ns").is_null().and(col("source").eq(lit("kvm_exit"))).sum().cast(DataType::UInt64).alias("open"),
+            col("entry_time_ns")
+                .is_null()
+                .and(col("source").eq(lit("kvm_exit")))
+                .sum()
+                .cast(DataType::UInt64)
+                .alias("open"),
         ])
         .sort(["source"], SortMultipleOptions::default())
         .collect()
@@ -614,19 +758,32 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
     let mut sources = Vec::new();
     let mut n_open_at_end = 0;
     for i in 0..src.height() {
-        let s = src.column("source").and_then(|c| c.get(i)).map_err(pl(EXITS))?;
+        let s = src
+            .column("source")
+            .and_then(|c| c.get(i))
+            .map_err(pl(EXITS))?;
         let n = src.column("n").and_then(|c| c.get(i)).map_err(pl(EXITS))?;
-        let o = src.column("open").and_then(|c| c.get(i)).map_err(pl(EXITS))?;
+        let o = src
+            .column("open")
+            .and_then(|c| c.get(i))
+            .map_err(pl(EXITS))?;
         n_open_at_end += any_u64(o).unwrap_or(0);
         let source = match s {
             AnyValue::String(s) => s.to_string(),
             AnyValue::StringOwned(s) => s.to_string(),
             other => other.to_string().trim_matches('"').to_string(),
         };
-        sources.push(SourceCount { source, n_exits: any_u64(n).unwrap_or(0) });
+        sources.push(SourceCount {
+            source,
+            n_exits: any_u64(n).unwrap_or(0),
+        });
     }
     let durations_known = sources.iter().any(|s| s.source == "kvm_exit");
-    let pvm: Vec<&str> = sources.iter().filter(|s| s.source != "kvm_exit").map(|s| s.source.as_str()).collect();
+    let pvm: Vec<&str> = sources
+        .iter()
+        .filter(|s| s.source != "kvm_exit")
+        .map(|s| s.source.as_str())
+        .collect();
     if !pvm.is_empty() {
         if opts.emulated {
             notes.push("rows are kvm:kvm_emulate_insn events (instructions KVM emulated), not exits; they have no duration".into());
@@ -638,8 +795,14 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
         }
     }
     if n_open_at_end > 0 {
-        notes.push(format!("{n_open_at_end} exit(s) still open at the end of the recording are left out"));
-        lf = lf.filter(col("entry_time_ns").is_not_null().or(col("source").neq(lit("kvm_exit"))));
+        notes.push(format!(
+            "{n_open_at_end} exit(s) still open at the end of the recording are left out"
+        ));
+        lf = lf.filter(
+            col("entry_time_ns")
+                .is_not_null()
+                .or(col("source").neq(lit("kvm_exit"))),
+        );
     }
 
     // Guest symbols: resolve each distinct rip once, join the names in.
@@ -650,7 +813,12 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
             .unique_stable(None, UniqueKeepStrategy::First)
             .collect()
             .map_err(pl(EXITS))?;
-        let rip_col = rips.column("guest_rip").map_err(pl(EXITS))?.u64().map_err(pl(EXITS))?.clone();
+        let rip_col = rips
+            .column("guest_rip")
+            .map_err(pl(EXITS))?
+            .u64()
+            .map_err(pl(EXITS))?
+            .clone();
         let mut addrs = Vec::new();
         let mut names = Vec::new();
         for r in rip_col.iter().flatten() {
@@ -661,20 +829,37 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
             });
         }
         if opts.guest_kallsyms.is_none() {
-            notes.push("no guest symbols given (--guest-kallsyms): guest code shown as raw guest_rip".into());
+            notes.push(
+                "no guest symbols given (--guest-kallsyms): guest code shown as raw guest_rip"
+                    .into(),
+            );
         }
         if !durations_known && !opts.emulated {
-            notes.push("guest_rip of a PVM exit is the rip of the last kvm_emulate_insn before it".into());
+            notes.push(
+                "guest_rip of a PVM exit is the rip of the last kvm_emulate_insn before it".into(),
+            );
         }
-        let map = DataFrame::new_infer_height(vec![Column::new("guest_rip".into(), addrs), Column::new("guest_symbol".into(), names)])
-            .map_err(pl(EXITS))?;
+        let map = DataFrame::new_infer_height(vec![
+            Column::new("guest_rip".into(), addrs),
+            Column::new("guest_symbol".into(), names),
+        ])
+        .map_err(pl(EXITS))?;
         lf = lf
             .with_columns([col("guest_rip").cast(DataType::UInt64)])
-            .join(map.lazy(), [col("guest_rip")], [col("guest_rip")], JoinArgs::new(JoinType::Left))
+            .join(
+                map.lazy(),
+                [col("guest_rip")],
+                [col("guest_rip")],
+                JoinArgs::new(JoinType::Left),
+            )
             .with_columns([col("guest_symbol").fill_null(lit("[no rip]"))]);
     }
     // Port, MSR and gpa rows only exist for exits that carry one.
-    for (b, c, what) in [(By::Port, "pio_port", "kvm_pio"), (By::Msr, "msr_index", "kvm_msr"), (By::Gpa, "mmio_gpa", "kvm_mmio")] {
+    for (b, c, what) in [
+        (By::Port, "pio_port", "kvm_pio"),
+        (By::Msr, "msr_index", "kvm_msr"),
+        (By::Gpa, "mmio_gpa", "kvm_mmio"),
+    ] {
         if by.contains(&b) {
             lf = lf.filter(col(c).is_not_null());
             notes.push(format!("only exits with a {what} event are counted"));
@@ -699,7 +884,10 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
             missing.push("halted (no kvm:kvm_vcpu_wakeup)");
         }
         if !missing.is_empty() {
-            notes.push(format!("split: not recorded, counted as kernel time: {}", missing.join(", ")));
+            notes.push(format!(
+                "split: not recorded, counted as kernel time: {}",
+                missing.join(", ")
+            ));
         }
         if !durations_known {
             notes.push("split: needs exit durations; none here".into());
@@ -712,7 +900,11 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
         rows.clear();
     }
     let pct = |a: u64, b: u64| {
-        if b == 0 { 0.0 } else { a as f64 * 100.0 / b as f64 }
+        if b == 0 {
+            0.0
+        } else {
+            a as f64 * 100.0 / b as f64
+        }
     };
     let (tc, tt) = (total.count, total.total_ns);
     for r in rows.iter_mut().chain(std::iter::once(&mut total)) {
@@ -730,7 +922,12 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
             SortKey::P99 => r.p99_ns.unwrap_or(0),
         }
     };
-    rows.sort_by(|a, b| metric(b).cmp(&metric(a)).then_with(|| b.count.cmp(&a.count)).then_with(|| a.keys.cmp(&b.keys)));
+    rows.sort_by(|a, b| {
+        metric(b)
+            .cmp(&metric(a))
+            .then_with(|| b.count.cmp(&a.count))
+            .then_with(|| a.keys.cmp(&b.keys))
+    });
     Ok(ExitReport {
         key_names: keys.iter().map(|k| k.name.to_string()).collect(),
         rows,
@@ -749,9 +946,27 @@ mod tests {
     #[test]
     fn time_range_parses_perf_syntax() {
         let r = TimeRange::parse("4321.1,4321.25").unwrap();
-        assert_eq!(r, TimeRange { start_ns: Some(4_321_100_000_000), end_ns: Some(4_321_250_000_000) });
-        assert_eq!(TimeRange::parse(",5").unwrap(), TimeRange { start_ns: None, end_ns: Some(5_000_000_000) });
-        assert_eq!(TimeRange::parse("5,").unwrap(), TimeRange { start_ns: Some(5_000_000_000), end_ns: None });
+        assert_eq!(
+            r,
+            TimeRange {
+                start_ns: Some(4_321_100_000_000),
+                end_ns: Some(4_321_250_000_000)
+            }
+        );
+        assert_eq!(
+            TimeRange::parse(",5").unwrap(),
+            TimeRange {
+                start_ns: None,
+                end_ns: Some(5_000_000_000)
+            }
+        );
+        assert_eq!(
+            TimeRange::parse("5,").unwrap(),
+            TimeRange {
+                start_ns: Some(5_000_000_000),
+                end_ns: None
+            }
+        );
         assert!(TimeRange::parse("5").is_err());
         assert!(TimeRange::parse("6,5").is_err());
         assert!(TimeRange::parse("x,5").is_err());
@@ -770,6 +985,9 @@ mod tests {
     fn histogram_buckets_are_log2() {
         let h = histogram(&[0, 1, 2, 3, 4, 1000]);
         let got: Vec<(u64, u64, u64)> = h.iter().map(|b| (b.lo_ns, b.hi_ns, b.count)).collect();
-        assert_eq!(got, vec![(0, 1, 1), (1, 2, 1), (2, 4, 2), (4, 8, 1), (512, 1024, 1)]);
+        assert_eq!(
+            got,
+            vec![(0, 1, 1), (1, 2, 1), (2, 4, 2), (4, 8, 1), (512, 1024, 1)]
+        );
     }
 }

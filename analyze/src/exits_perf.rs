@@ -44,7 +44,9 @@ impl std::str::FromStr for PerfEvent {
             "ioport" => PerfEvent::Ioport,
             "mmio" => PerfEvent::Mmio,
             o => {
-                return Err(Error::Invalid(format!("unknown --event {o:?}: use vmexit, ioport or mmio")));
+                return Err(Error::Invalid(format!(
+                    "unknown --event {o:?}: use vmexit, ioport or mmio"
+                )));
             }
         })
     }
@@ -78,7 +80,9 @@ impl std::str::FromStr for PerfKey {
             "min_t" => PerfKey::MinT,
             "mean_t" => PerfKey::MeanT,
             o => {
-                return Err(Error::Invalid(format!("Unknown compare key:{o} (use sample, time, max_t, min_t or mean_t)")));
+                return Err(Error::Invalid(format!(
+                    "Unknown compare key:{o} (use sample, time, max_t, min_t or mean_t)"
+                )));
             }
         })
     }
@@ -179,7 +183,13 @@ impl State {
         if let Some(&i) = self.index.get(&key) {
             return i;
         }
-        self.events.push((key, Stats { min: u64::MAX, ..Default::default() }));
+        self.events.push((
+            key,
+            Stats {
+                min: u64::MAX,
+                ..Default::default()
+            },
+        ));
         self.index.insert(key, self.events.len() - 1);
         self.events.len() - 1
     }
@@ -209,9 +219,19 @@ fn load(
     if !ds.has(table) {
         return Ok(());
     }
-    let mut sel = vec![col("time_ns"), col("sample_idx"), col("pid").cast(DataType::Int64), col("tid").cast(DataType::Int64)];
+    let mut sel = vec![
+        col("time_ns"),
+        col("sample_idx"),
+        col("pid").cast(DataType::Int64),
+        col("tid").cast(DataType::Int64),
+    ];
     sel.extend(fields.iter().map(|f| col(*f).cast(DataType::UInt64)));
-    let df = ds.scan(table)?.filter(col("recording").eq(lit(recording))).select(sel).collect().map_err(pl(table))?;
+    let df = ds
+        .scan(table)?
+        .filter(col("recording").eq(lit(recording)))
+        .select(sel)
+        .collect()
+        .map_err(pl(table))?;
     let cols: Vec<&Column> = df.columns().iter().collect();
     let mut vals = vec![0u64; fields.len()];
     for i in 0..df.height() {
@@ -245,18 +265,28 @@ pub fn perf_compat(ds: &Dataset, opts: &PerfCompatOptions) -> Result<PerfKvmStat
         None => match ds.recordings() {
             [one] => one.recording.clone(),
             [] => {
-                return Err(Error::Dataset { path: ds.root().to_path_buf(), reason: "no recordings".into() });
+                return Err(Error::Dataset {
+                    path: ds.root().to_path_buf(),
+                    reason: "no recordings".into(),
+                });
             }
             many => {
                 return Err(Error::Invalid(format!(
                     "--perf-compat reads one recording; pick one with --recording ({})",
-                    many.iter().map(|r| r.recording.as_str()).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|r| r.recording.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         },
     };
-    let meta =
-        ds.scan("meta")?.filter(col("recording").eq(lit(recording.as_str()))).select([col("cpuid")]).collect().map_err(pl("meta"))?;
+    let meta = ds
+        .scan("meta")?
+        .filter(col("recording").eq(lit(recording.as_str())))
+        .select([col("cpuid")])
+        .collect()
+        .map_err(pl("meta"))?;
     let cpuid = match meta.column("cpuid").ok().and_then(|c| c.get(0).ok()) {
         Some(AnyValue::String(s)) => s.to_string(),
         _ => String::new(),
@@ -264,28 +294,66 @@ pub fn perf_compat(ds: &Dataset, opts: &PerfCompatOptions) -> Result<PerfKvmStat
     let isa = cpuid_isa(&cpuid).ok_or_else(|| {
         Error::Invalid(format!("CPU {cpuid:?} is not supported (perf kvm stat needs an Intel, AMD or Hygon CPUID header)"))
     })?;
-    let table = if isa == "vmx" { exits_reasons::VMX } else { exits_reasons::SVM };
+    let table = if isa == "vmx" {
+        exits_reasons::VMX
+    } else {
+        exits_reasons::SVM
+    };
 
     let mut evs = Vec::new();
-    load(ds, &recording, "kvm__kvm_exit", &["exit_reason"], |v| Ev::Exit(v[0]), &mut evs)?;
-    load(ds, &recording, "kvm__kvm_entry", &["vcpu_id"], |v| Ev::Entry(v[0]), &mut evs)?;
+    load(
+        ds,
+        &recording,
+        "kvm__kvm_exit",
+        &["exit_reason"],
+        |v| Ev::Exit(v[0]),
+        &mut evs,
+    )?;
+    load(
+        ds,
+        &recording,
+        "kvm__kvm_entry",
+        &["vcpu_id"],
+        |v| Ev::Entry(v[0]),
+        &mut evs,
+    )?;
     if opts.event == PerfEvent::Ioport {
-        load(ds, &recording, "kvm__kvm_pio", &["port", "rw"], |v| Ev::Pio(v[0], v[1]), &mut evs)?;
+        load(
+            ds,
+            &recording,
+            "kvm__kvm_pio",
+            &["port", "rw"],
+            |v| Ev::Pio(v[0], v[1]),
+            &mut evs,
+        )?;
     }
     if opts.event == PerfEvent::Mmio {
-        load(ds, &recording, "kvm__kvm_mmio", &["gpa", "type"], |v| Ev::Mmio(v[0], v[1]), &mut evs)?;
+        load(
+            ds,
+            &recording,
+            "kvm__kvm_mmio",
+            &["gpa", "type"],
+            |v| Ev::Mmio(v[0], v[1]),
+            &mut evs,
+        )?;
     }
     // perf's ordered events: by time; the recording order breaks ties.
     evs.sort_by_key(|e| (e.0, e.1));
 
-    let mut st = State { events: Vec::new(), index: HashMap::new() };
+    let mut st = State {
+        events: Vec::new(),
+        index: HashMap::new(),
+    };
     let mut threads: HashMap<i64, VcpuRecord> = HashMap::new();
     for &(time, _, pid, tid, ev) in &evs {
         if opts.pid.is_some_and(|p| i64::from(p) != pid) {
             continue;
         }
         if let Ev::Entry(v) = ev {
-            threads.entry(tid).or_insert(VcpuRecord { vcpu_id: v, ..Default::default() });
+            threads.entry(tid).or_insert(VcpuRecord {
+                vcpu_id: v,
+                ..Default::default()
+            });
         }
         let Some(rec) = threads.get_mut(&tid) else {
             continue;
@@ -296,7 +364,9 @@ pub fn perf_compat(ds: &Dataset, opts: &PerfCompatOptions) -> Result<PerfKvmStat
         // is_begin_event, then is_end_event, with the key each one sets.
         let (begin, end, key) = match (opts.event, ev) {
             (PerfEvent::Vmexit, Ev::Exit(r)) => (true, false, (r, 0)),
-            (PerfEvent::Vmexit | PerfEvent::Ioport, Ev::Entry(_)) => (false, true, (INVALID_KEY, 0)),
+            (PerfEvent::Vmexit | PerfEvent::Ioport, Ev::Entry(_)) => {
+                (false, true, (INVALID_KEY, 0))
+            }
             (PerfEvent::Ioport, Ev::Pio(port, rw)) => (true, false, (port, rw)),
             (PerfEvent::Mmio, Ev::Exit(_)) => (true, false, (INVALID_KEY, 0)),
             (PerfEvent::Mmio, Ev::Mmio(gpa, MMIO_WRITE)) => (true, false, (gpa, MMIO_WRITE)),
@@ -336,8 +406,14 @@ pub fn perf_compat(ds: &Dataset, opts: &PerfCompatOptions) -> Result<PerfKvmStat
 
     // perf's result tree: walk the hash buckets in order (newest first inside one), insert
     // each event with a count after every event it is not bigger than.
-    let mut order: Vec<usize> = (0..st.events.len()).filter(|&i| st.events[i].1.n > 0).collect();
-    order.sort_by(|&a, &b| (st.events[a].0.0 & 4095).cmp(&(st.events[b].0.0 & 4095)).then(b.cmp(&a)));
+    let mut order: Vec<usize> = (0..st.events.len())
+        .filter(|&i| st.events[i].1.n > 0)
+        .collect();
+    order.sort_by(|&a, &b| {
+        (st.events[a].0.0 & 4095)
+            .cmp(&(st.events[b].0.0 & 4095))
+            .then(b.cmp(&a))
+    });
     let metric = |s: &Stats| -> f64 {
         match opts.key {
             PerfKey::Sample => s.n as f64,
@@ -349,7 +425,10 @@ pub fn perf_compat(ds: &Dataset, opts: &PerfCompatOptions) -> Result<PerfKvmStat
     let mut sorted: Vec<usize> = Vec::with_capacity(order.len());
     for i in order {
         let m = metric(&st.events[i].1);
-        let pos = sorted.iter().position(|&j| m > metric(&st.events[j].1)).unwrap_or(sorted.len());
+        let pos = sorted
+            .iter()
+            .position(|&j| m > metric(&st.events[j].1))
+            .unwrap_or(sorted.len());
         sorted.insert(pos, i);
     }
     let mut unknown_codes = Vec::new();
@@ -358,7 +437,11 @@ pub fn perf_compat(ds: &Dataset, opts: &PerfCompatOptions) -> Result<PerfKvmStat
         .map(|&i| {
             let ((k, info), s) = &st.events[i];
             let hex = |x: u64| {
-                if x == 0 { "0".to_string() } else { format!("{x:#x}") }
+                if x == 0 {
+                    "0".to_string()
+                } else {
+                    format!("{x:#x}")
+                }
             };
             let mut name = match opts.event {
                 PerfEvent::Vmexit => match table.iter().find(|(c, _)| c == k) {
@@ -371,16 +454,36 @@ pub fn perf_compat(ds: &Dataset, opts: &PerfCompatOptions) -> Result<PerfKvmStat
                 PerfEvent::Ioport => {
                     format!("{}:{}", hex(*k), if *info != 0 { "POUT" } else { "PIN" })
                 }
-                PerfEvent::Mmio => format!("{}:{}", hex(*k), if *info == MMIO_WRITE { "W" } else { "R" }),
+                PerfEvent::Mmio => format!(
+                    "{}:{}",
+                    hex(*k),
+                    if *info == MMIO_WRITE { "W" } else { "R" }
+                ),
             };
             // scnprintf into a 20-byte buffer.
             name.truncate(19);
-            let stddev = if s.n < 2 { 0.0 } else { (s.m2 / (s.n - 1) as f64 / s.n as f64).sqrt() };
-            let rel = if s.mean != 0.0 { 100.0 * stddev / s.mean } else { 0.0 };
+            let stddev = if s.n < 2 {
+                0.0
+            } else {
+                (s.m2 / (s.n - 1) as f64 / s.n as f64).sqrt()
+            };
+            let rel = if s.mean != 0.0 {
+                100.0 * stddev / s.mean
+            } else {
+                0.0
+            };
             // perf's per-vCPU statistics start zeroed (kvm_event_expand), so with --vcpu their
             // minimum stays 0: perf prints 0.00us, and so do we.
             let min_ns = if opts.vcpu.is_some() { 0 } else { s.min };
-            PerfRow { name, count: s.n, time_ns: s.time, min_ns, max_ns: s.max, mean_ns: s.mean, rel_stddev_pct: rel }
+            PerfRow {
+                name,
+                count: s.n,
+                time_ns: s.time,
+                min_ns,
+                max_ns: s.max,
+                mean_ns: s.mean,
+                rel_stddev_pct: rel,
+            }
         })
         .collect();
     Ok(PerfKvmStat {

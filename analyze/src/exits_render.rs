@@ -26,7 +26,9 @@ impl std::str::FromStr for Format {
             "csv" => Format::Csv,
             "json" => Format::Json,
             o => {
-                return Err(crate::Error::Invalid(format!("unknown format {o:?}: use table, csv or json")));
+                return Err(crate::Error::Invalid(format!(
+                    "unknown format {o:?}: use table, csv or json"
+                )));
             }
         })
     }
@@ -47,17 +49,36 @@ fn mean_sd(r: &ExitStats) -> String {
     }
 }
 
-const STAT_NAMES: [&str; 12] =
-    ["count", "count_pct", "total_ns", "time_pct", "min_ns", "p50_ns", "p90_ns", "p99_ns", "max_ns", "mean_ns", "stddev_ns", ""];
+const STAT_NAMES: [&str; 12] = [
+    "count",
+    "count_pct",
+    "total_ns",
+    "time_pct",
+    "min_ns",
+    "p50_ns",
+    "p90_ns",
+    "p99_ns",
+    "max_ns",
+    "mean_ns",
+    "stddev_ns",
+    "",
+];
 const SPLIT_NAMES: [&str; 4] = ["kernel_ns", "vmm_ns", "sched_out_ns", "halted_ns"];
 
 fn json_row(report: &ExitReport, r: &ExitStats) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     for (k, v) in report.key_names.iter().zip(&r.keys) {
-        m.insert(k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null));
+        m.insert(
+            k.clone(),
+            serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+        );
     }
     let o = |x: Option<u64>| x.map_or(serde_json::Value::Null, serde_json::Value::from);
-    let f = |x: Option<f64>| x.map_or(serde_json::Value::Null, |v| serde_json::Value::from((v * 1000.0).round() / 1000.0));
+    let f = |x: Option<f64>| {
+        x.map_or(serde_json::Value::Null, |v| {
+            serde_json::Value::from((v * 1000.0).round() / 1000.0)
+        })
+    };
     m.insert("count".into(), r.count.into());
     m.insert("count_pct".into(), f(Some(r.count_pct)));
     m.insert("total_ns".into(), o(r.total_ns));
@@ -70,25 +91,36 @@ fn json_row(report: &ExitReport, r: &ExitStats) -> serde_json::Value {
     m.insert("mean_ns".into(), f(r.mean_ns));
     m.insert("stddev_ns".into(), f(r.stddev_ns));
     if let Some(s) = &r.split {
-        for (n, v) in SPLIT_NAMES.iter().zip([s.kernel_ns, s.vmm_ns, s.sched_out_ns, s.halted_ns]) {
+        for (n, v) in SPLIT_NAMES
+            .iter()
+            .zip([s.kernel_ns, s.vmm_ns, s.sched_out_ns, s.halted_ns])
+        {
             m.insert((*n).into(), o(v));
         }
     }
     if !r.histogram.is_empty() {
-        m.insert("histogram".into(), serde_json::to_value(&r.histogram).unwrap_or(serde_json::Value::Null));
+        m.insert(
+            "histogram".into(),
+            serde_json::to_value(&r.histogram).unwrap_or(serde_json::Value::Null),
+        );
     }
     serde_json::Value::Object(m)
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// Writes `report` in `format`.
 pub fn render(report: &ExitReport, format: Format, w: &mut dyn Write) -> io::Result<()> {
     match format {
         Format::Json => {
-            let rows: Vec<serde_json::Value> = report.rows.iter().map(|r| json_row(report, r)).collect();
+            let rows: Vec<serde_json::Value> =
+                report.rows.iter().map(|r| json_row(report, r)).collect();
             // Serialise first: a closed pipe must surface as the io::Error it is.
             let text = serde_json::to_string_pretty(&rows).map_err(io::Error::other)?;
             writeln!(w, "{text}")
@@ -107,7 +139,12 @@ fn render_csv(report: &ExitReport, w: &mut dyn Write) -> io::Result<()> {
     if hist {
         head.extend(["lo_ns", "hi_ns", "count"].map(String::from));
     } else {
-        head.extend(STAT_NAMES.iter().filter(|s| !s.is_empty()).map(|s| s.to_string()));
+        head.extend(
+            STAT_NAMES
+                .iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| s.to_string()),
+        );
         if split {
             head.extend(SPLIT_NAMES.map(String::from));
         }
@@ -145,7 +182,21 @@ fn render_csv(report: &ExitReport, w: &mut dyn Write) -> io::Result<()> {
 fn render_table(report: &ExitReport, w: &mut dyn Write) -> io::Result<()> {
     let split = report.rows.iter().any(|r| r.split.is_some());
     let mut head: Vec<String> = report.key_names.clone();
-    head.extend(["count", "%count", "total", "%time", "min", "p50", "p90", "p99", "max", "mean ± stddev"].map(String::from));
+    head.extend(
+        [
+            "count",
+            "%count",
+            "total",
+            "%time",
+            "min",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "mean ± stddev",
+        ]
+        .map(String::from),
+    );
     if split {
         head.extend(["kernel", "vmm", "sched out", "halted"].map(String::from));
     }
@@ -191,13 +242,29 @@ fn render_table(report: &ExitReport, w: &mut dyn Write) -> io::Result<()> {
             .enumerate()
             .map(|(i, c)| {
                 let pad = width[i] - c.chars().count();
-                if i < nk { format!("{c}{}", " ".repeat(pad)) } else { format!("{}{c}", " ".repeat(pad)) }
+                if i < nk {
+                    format!("{c}{}", " ".repeat(pad))
+                } else {
+                    format!("{}{c}", " ".repeat(pad))
+                }
             })
             .collect();
         cells.join("  ").trim_end().to_string()
     };
-    let sources: Vec<String> = report.sources.iter().map(|s| format!("{} {}", s.source, s.n_exits)).collect();
-    writeln!(w, "exits from: {}", if sources.is_empty() { "none".to_string() } else { sources.join(", ") })?;
+    let sources: Vec<String> = report
+        .sources
+        .iter()
+        .map(|s| format!("{} {}", s.source, s.n_exits))
+        .collect();
+    writeln!(
+        w,
+        "exits from: {}",
+        if sources.is_empty() {
+            "none".to_string()
+        } else {
+            sources.join(", ")
+        }
+    )?;
     writeln!(w)?;
     for l in &lines {
         writeln!(w, "{}", fmt(l))?;
@@ -211,10 +278,22 @@ fn render_table(report: &ExitReport, w: &mut dyn Write) -> io::Result<()> {
         for r in &report.rows {
             let name: Vec<String> = r.keys.iter().map(KeyValue::to_string).collect();
             writeln!(w, "  {}  ({} exits)", name.join(" "), r.count)?;
-            let maxc = r.histogram.iter().map(|b| b.count).max().unwrap_or(1).max(1);
+            let maxc = r
+                .histogram
+                .iter()
+                .map(|b| b.count)
+                .max()
+                .unwrap_or(1)
+                .max(1);
             for b in &r.histogram {
                 let bar = "#".repeat(((b.count * 40).div_ceil(maxc)) as usize);
-                writeln!(w, "    {:>10} .. {:<10} {:>8}  {bar}", human_ns(b.lo_ns), human_ns(b.hi_ns), b.count)?;
+                writeln!(
+                    w,
+                    "    {:>10} .. {:<10} {:>8}  {bar}",
+                    human_ns(b.lo_ns),
+                    human_ns(b.hi_ns),
+                    b.count
+                )?;
             }
         }
     }
@@ -263,13 +342,31 @@ pub fn render_perf(stat: &PerfKvmStat, w: &mut dyn Write) -> io::Result<()> {
     )?;
     for r in &stat.rows {
         write!(w, "{:>20} {:>10} ", r.name, r.count)?;
-        write!(w, "{:>8.2}% ", r.count as f64 / stat.total_count as f64 * 100.0)?;
-        write!(w, "{:>8.2}% ", r.time_ns as f64 / stat.total_time_ns as f64 * 100.0)?;
+        write!(
+            w,
+            "{:>8.2}% ",
+            r.count as f64 / stat.total_count as f64 * 100.0
+        )?;
+        write!(
+            w,
+            "{:>8.2}% ",
+            r.time_ns as f64 / stat.total_time_ns as f64 * 100.0
+        )?;
         write!(w, "{:>9.2}us ", r.min_ns as f64 / 1000.0)?;
         write!(w, "{:>9.2}us ", r.max_ns as f64 / 1000.0)?;
-        write!(w, "{:>9.2}us ( +-{:>7.2}% )", r.time_ns as f64 / r.count as f64 / 1000.0, r.rel_stddev_pct)?;
+        write!(
+            w,
+            "{:>9.2}us ( +-{:>7.2}% )",
+            r.time_ns as f64 / r.count as f64 / 1000.0,
+            r.rel_stddev_pct
+        )?;
         writeln!(w)?;
     }
-    write!(w, "\nTotal Samples:{}, Total events handled time:{:.2}us.\n\n", stat.total_count, stat.total_time_ns as f64 / 1000.0)?;
+    write!(
+        w,
+        "\nTotal Samples:{}, Total events handled time:{:.2}us.\n\n",
+        stat.total_count,
+        stat.total_time_ns as f64 / 1000.0
+    )?;
     Ok(())
 }

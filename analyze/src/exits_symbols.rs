@@ -20,13 +20,22 @@ impl GuestKallsyms {
                 let ty = it.next()?;
                 let name = it.next()?;
                 let global = ty.chars().next().is_some_and(|c| c.is_ascii_uppercase());
-                (addr != 0 && !ty.eq_ignore_ascii_case("a")).then(|| (addr, global, name.to_string()))
+                (addr != 0 && !ty.eq_ignore_ascii_case("a"))
+                    .then(|| (addr, global, name.to_string()))
             })
             .collect();
-        let rank = |s: &(u64, bool, String)| (!s.1, s.2.len() - s.2.trim_start_matches('_').len(), usize::MAX - s.2.len());
+        let rank = |s: &(u64, bool, String)| {
+            (
+                !s.1,
+                s.2.len() - s.2.trim_start_matches('_').len(),
+                usize::MAX - s.2.len(),
+            )
+        };
         all.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| rank(a).cmp(&rank(b))));
         all.dedup_by_key(|s| s.0);
-        GuestKallsyms { symbols: all.into_iter().map(|(a, _, n)| (a, n)).collect() }
+        GuestKallsyms {
+            symbols: all.into_iter().map(|(a, _, n)| (a, n)).collect(),
+        }
     }
 
     /// Number of symbols.

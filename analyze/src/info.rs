@@ -62,8 +62,18 @@ pub fn info(ds: &Dataset) -> Result<Info, Error> {
             .select([col("name"), col("n_samples")])
             .collect()
             .map_err(pl("events"))?;
-        let names = e.column("name").map_err(pl("events"))?.str().map_err(pl("events"))?.clone();
-        let counts = e.column("n_samples").map_err(pl("events"))?.u64().map_err(pl("events"))?.clone();
+        let names = e
+            .column("name")
+            .map_err(pl("events"))?
+            .str()
+            .map_err(pl("events"))?
+            .clone();
+        let counts = e
+            .column("n_samples")
+            .map_err(pl("events"))?
+            .u64()
+            .map_err(pl("events"))?
+            .clone();
         let evs = names
             .iter()
             .zip(counts.iter())

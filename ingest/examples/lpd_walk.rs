@@ -10,7 +10,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).ok_or("usage: lpd_walk perf.data")?;
     let file = std::fs::File::open(&path)?;
     let map = unsafe { memmap2::Mmap::map(&file)? };
-    let PerfFileReader { mut perf_file, mut record_iter } = PerfFileReader::parse_file(std::io::Cursor::new(&map[..]))?;
+    let PerfFileReader {
+        mut perf_file,
+        mut record_iter,
+    } = PerfFileReader::parse_file(std::io::Cursor::new(&map[..]))?;
     let (mut records, mut samples, mut frames) = (0u64, 0u64, 0u64);
     while let Some(record) = record_iter.next_record(&mut perf_file)? {
         records += 1;

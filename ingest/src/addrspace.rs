@@ -42,11 +42,18 @@ impl AddressSpaces {
                 continue;
             }
             if m.start < map.start {
-                kept.push(Map { end: map.start, ..m.clone() });
+                kept.push(Map {
+                    end: map.start,
+                    ..m.clone()
+                });
             }
             if m.end > map.end {
                 let cut = map.end - m.start;
-                kept.push(Map { start: map.end, pgoff: m.pgoff.wrapping_add(cut), ..m.clone() });
+                kept.push(Map {
+                    start: map.end,
+                    pgoff: m.pgoff.wrapping_add(cut),
+                    ..m.clone()
+                });
             }
         }
         let at = kept.partition_point(|m| m.start < map.start);
@@ -93,7 +100,13 @@ mod tests {
     use super::*;
 
     fn map(start: u64, end: u64, name: &str) -> Map {
-        Map { start, end, pgoff: 0, filename: Arc::from(name), build_id: None }
+        Map {
+            start,
+            end,
+            pgoff: 0,
+            filename: Arc::from(name),
+            build_id: None,
+        }
     }
 
     #[test]
@@ -101,8 +114,18 @@ mod tests {
         let mut a = AddressSpaces::default();
         a.mmap(false, 1, map(0x1000, 0x5000, "a"));
         a.mmap(false, 1, map(0x2000, 0x3000, "b"));
-        assert_eq!(&*a.find(false, 1, 0x1500).map(|m| m.filename.clone()).unwrap_or_default(), "a");
-        assert_eq!(&*a.find(false, 1, 0x2500).map(|m| m.filename.clone()).unwrap_or_default(), "b");
+        assert_eq!(
+            &*a.find(false, 1, 0x1500)
+                .map(|m| m.filename.clone())
+                .unwrap_or_default(),
+            "a"
+        );
+        assert_eq!(
+            &*a.find(false, 1, 0x2500)
+                .map(|m| m.filename.clone())
+                .unwrap_or_default(),
+            "b"
+        );
         let tail = a.find(false, 1, 0x4000).cloned();
         assert_eq!(tail.as_ref().map(|m| m.pgoff), Some(0x2000));
         assert!(a.find(false, 1, 0x5000).is_none());
@@ -112,7 +135,13 @@ mod tests {
 
     #[test]
     fn module_names() {
-        assert_eq!(kernel_dso_name("[kernel.kallsyms]_text"), "[kernel.kallsyms]");
-        assert_eq!(kernel_dso_name("/lib/modules/4.4.0/kernel/drivers/net/virtio-net.ko"), "[virtio_net]");
+        assert_eq!(
+            kernel_dso_name("[kernel.kallsyms]_text"),
+            "[kernel.kallsyms]"
+        );
+        assert_eq!(
+            kernel_dso_name("/lib/modules/4.4.0/kernel/drivers/net/virtio-net.ko"),
+            "[virtio_net]"
+        );
     }
 }

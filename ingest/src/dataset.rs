@@ -25,20 +25,31 @@ pub struct Staging {
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::Io { path: Some(path.to_path_buf()), offset: None, source: e }
+    Error::Io {
+        path: Some(path.to_path_buf()),
+        offset: None,
+        source: e,
+    }
 }
 
 /// Reads `dataset.json` and checks the schema version.
 pub fn check_version(root: &Path) -> Result<u32, Error> {
     let path = root.join("dataset.json");
     let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Dataset { path: root.to_path_buf(), reason: format!("dataset.json is not JSON: {e}") })?;
-    let version = v.get("schema_version").and_then(|x| x.as_u64()).unwrap_or(0) as u32;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Dataset {
+        path: root.to_path_buf(),
+        reason: format!("dataset.json is not JSON: {e}"),
+    })?;
+    let version = v
+        .get("schema_version")
+        .and_then(|x| x.as_u64())
+        .unwrap_or(0) as u32;
     if version == 0 || version > SCHEMA_VERSION {
         return Err(Error::Dataset {
             path: root.to_path_buf(),
-            reason: format!("schema version {version} is newer than this kvmtrace understands ({SCHEMA_VERSION}); upgrade kvmtrace"),
+            reason: format!(
+                "schema version {version} is newer than this kvmtrace understands ({SCHEMA_VERSION}); upgrade kvmtrace"
+            ),
         });
     }
     Ok(version)
@@ -52,7 +63,11 @@ impl Staging {
             if output.exists() {
                 if output.join("dataset.json").exists() {
                     check_version(output)?;
-                } else if std::fs::read_dir(output).map_err(|e| io(output, e))?.next().is_some() {
+                } else if std::fs::read_dir(output)
+                    .map_err(|e| io(output, e))?
+                    .next()
+                    .is_some()
+                {
                     return Err(Error::Dataset {
                         path: output.to_path_buf(),
                         reason: "exists but is not a kvmtrace dataset (no dataset.json)".into(),
@@ -63,22 +78,33 @@ impl Staging {
             output.join(format!(".staging-{recording}-{pid}"))
         } else {
             if output.exists() && !output.join("dataset.json").exists() && output.is_dir() {
-                let non_empty = std::fs::read_dir(output).map_err(|e| io(output, e))?.next().is_some();
+                let non_empty = std::fs::read_dir(output)
+                    .map_err(|e| io(output, e))?
+                    .next()
+                    .is_some();
                 if non_empty {
                     return Err(Error::Dataset {
                         path: output.to_path_buf(),
-                        reason: "exists and is not a kvmtrace dataset; refusing to replace it".into(),
+                        reason: "exists and is not a kvmtrace dataset; refusing to replace it"
+                            .into(),
                     });
                 }
             }
-            let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
+            let name = output
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "dataset".into());
             output.with_file_name(format!(".{name}.tmp-{pid}"))
         };
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
         }
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        Ok(Staging { output: output.to_path_buf(), dir, append })
+        Ok(Staging {
+            output: output.to_path_buf(),
+            dir,
+            append,
+        })
     }
 
     /// The staging root tables are written under.
@@ -88,7 +114,12 @@ impl Staging {
 
     /// Publishes the recording: renames the `_pending` host partitions to `host`, writes the
     /// manifest last.
-    pub fn commit(self, host: &str, recording: &str, tables: &[(String, u64)]) -> Result<(), Error> {
+    pub fn commit(
+        self,
+        host: &str,
+        recording: &str,
+        tables: &[(String, u64)],
+    ) -> Result<(), Error> {
         // host=_pending → host=<host>, inside staging.
         for (table, _) in tables {
             let from = self.dir.join(table).join("host=_pending");
@@ -117,12 +148,21 @@ impl Staging {
 
         if !self.append {
             write_atomic(&self.dir.join("dataset.json"), &dataset_json)?;
-            write_atomic(&self.dir.join("recordings").join(format!("{recording}.json")), &manifest_text)?;
+            write_atomic(
+                &self
+                    .dir
+                    .join("recordings")
+                    .join(format!("{recording}.json")),
+                &manifest_text,
+            )?;
             // Swap the finished dataset in.
             if self.output.exists() {
                 let old = self.output.with_file_name(format!(
                     ".{}.old-{}",
-                    self.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    self.output
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
                     std::process::id()
                 ));
                 std::fs::rename(&self.output, &old).map_err(|e| io(&self.output, e))?;
@@ -139,7 +179,11 @@ impl Staging {
             write_atomic(&self.output.join("dataset.json"), &dataset_json)?;
         }
         for (table, _) in tables {
-            let src = self.dir.join(table).join(format!("host={host}")).join(format!("recording={recording}"));
+            let src = self
+                .dir
+                .join(table)
+                .join(format!("host={host}"))
+                .join(format!("recording={recording}"));
             if !src.exists() {
                 continue;
             }
@@ -151,7 +195,13 @@ impl Staging {
             }
             std::fs::rename(&src, &dst).map_err(|e| io(&src, e))?;
         }
-        write_atomic(&self.output.join("recordings").join(format!("{recording}.json")), &manifest_text)?;
+        write_atomic(
+            &self
+                .output
+                .join("recordings")
+                .join(format!("{recording}.json")),
+            &manifest_text,
+        )?;
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())
     }
@@ -178,8 +228,16 @@ pub fn recordings(root: &Path) -> Result<Vec<(String, String)>, Error> {
         if p.extension().is_some_and(|x| x == "json") {
             let text = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                let r = v.get("recording").and_then(|x| x.as_str()).unwrap_or_default().to_string();
-                let h = v.get("host").and_then(|x| x.as_str()).unwrap_or_default().to_string();
+                let r = v
+                    .get("recording")
+                    .and_then(|x| x.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let h = v
+                    .get("host")
+                    .and_then(|x| x.as_str())
+                    .unwrap_or_default()
+                    .to_string();
                 out.push((r, h));
             }
         }

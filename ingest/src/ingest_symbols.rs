@@ -16,7 +16,10 @@ use crate::{GuestData, Options};
 pub(crate) fn vm_specs(opts: &Options) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for g in &opts.guest_data {
-        out.push((g.vm.clone(), display_name(&g.vm, g.name.as_deref(), bundle_for(opts, &g.vm).as_deref())));
+        out.push((
+            g.vm.clone(),
+            display_name(&g.vm, g.name.as_deref(), bundle_for(opts, &g.vm).as_deref()),
+        ));
     }
     for (vm, path) in &opts.guest_symbols {
         if !out.iter().any(|(t, _)| t == vm) {
@@ -27,7 +30,10 @@ pub(crate) fn vm_specs(opts: &Options) -> Vec<(String, String)> {
 }
 
 fn bundle_for(opts: &Options, vm: &str) -> Option<PathBuf> {
-    opts.guest_symbols.iter().find(|(t, _)| t == vm).map(|(_, p)| p.clone())
+    opts.guest_symbols
+        .iter()
+        .find(|(t, _)| t == vm)
+        .map(|(_, p)| p.clone())
 }
 
 /// The display name: given name, else the bundle manifest's VM name, else the token itself when
@@ -55,21 +61,37 @@ pub(crate) fn ingest_guest(
     opts: &Options,
 ) -> Result<(Vec<(String, PathBuf, u64)>, Vec<StackEntry>, Vec<Warning>), Error> {
     let mut warnings = Vec::new();
-    let name = vm_specs(opts).into_iter().find(|(t, _)| *t == g.vm).map(|(_, n)| n).unwrap_or_else(|| g.vm.clone());
+    let name = vm_specs(opts)
+        .into_iter()
+        .find(|(t, _)| *t == g.vm)
+        .map(|(_, n)| n)
+        .unwrap_or_else(|| g.vm.clone());
     // The VMM pid: the token itself, or the VM whose display name or process name matches.
     let vm_pid = g.vm.parse::<i32>().ok().or_else(|| {
-        host.vms.iter().find(|(_, n)| *n == name || n.split(':').next() == Some(g.vm.as_str())).map(|(p, _)| *p)
+        host.vms
+            .iter()
+            .find(|(_, n)| *n == name || n.split(':').next() == Some(g.vm.as_str()))
+            .map(|(p, _)| *p)
     });
     let Some(vm_pid) = vm_pid else {
         return Err(Error::Invalid(format!(
             "--guest-data {}: no VM with that pid or name in the host recording (VMs seen: {})",
             g.vm,
-            host.vms.iter().map(|(p, n)| format!("{n} (pid {p})")).collect::<Vec<_>>().join(", ")
+            host.vms
+                .iter()
+                .map(|(p, n)| format!("{n} (pid {p})"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     };
     let tsc_offset = match g.tsc_offset {
         Some(o) => o,
-        None => match host.tsc_offsets.iter().filter(|(p, _, _)| *p == vm_pid).min_by_key(|(_, v, _)| *v) {
+        None => match host
+            .tsc_offsets
+            .iter()
+            .filter(|(p, _, _)| *p == vm_pid)
+            .min_by_key(|(_, v, _)| *v)
+        {
             Some((_, _, o)) => *o,
             None => {
                 warnings.push(Warning {
@@ -90,7 +112,11 @@ pub(crate) fn ingest_guest(
             message: "the host recording has no TIME_CONV: guest times cannot be converted and are taken as host times".into(),
         });
     }
-    let data = std::fs::read(&g.path).map_err(|e| Error::Io { path: Some(g.path.clone()), offset: None, source: e })?;
+    let data = std::fs::read(&g.path).map_err(|e| Error::Io {
+        path: Some(g.path.clone()),
+        offset: None,
+        source: e,
+    })?;
     let cfg = SessionConfig {
         root: root.to_path_buf(),
         host: "_pending".to_string(),
@@ -119,7 +145,10 @@ pub(crate) fn ingest_guest(
         warnings.push(Warning {
             kind: WarningKind::Kvm,
             offset: None,
-            message: format!("guest recording {} has no TIME_CONV: its times are taken as host times", g.path.display()),
+            message: format!(
+                "guest recording {} has no TIME_CONV: its times are taken as host times",
+                g.path.display()
+            ),
         });
     }
     let stacks = std::mem::take(&mut summary.stacks);
@@ -128,9 +157,19 @@ pub(crate) fn ingest_guest(
 
 /// Whether this machine is the one that recorded (same hostname and os release).
 fn recorded_here(host: &SessionSummary) -> bool {
-    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).ok();
-    let (Some(h), Some(r)) = (host.features.hostname.as_deref(), host.features.os_release.as_deref()) else { return false };
-    read("/proc/sys/kernel/hostname").as_deref() == Some(h) && read("/proc/sys/kernel/osrelease").as_deref() == Some(r)
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .ok()
+    };
+    let (Some(h), Some(r)) = (
+        host.features.hostname.as_deref(),
+        host.features.os_release.as_deref(),
+    ) else {
+        return false;
+    };
+    read("/proc/sys/kernel/hostname").as_deref() == Some(h)
+        && read("/proc/sys/kernel/osrelease").as_deref() == Some(r)
 }
 
 /// Resolves every frame of every stack and writes `frames` (and `guest_frames`).
@@ -146,22 +185,41 @@ pub(crate) fn write_frames(
     sopts.threads = opts.threads;
     sopts.debug_dirs = opts.debug_dirs.clone();
     sopts.sysroot = opts.symfs.clone();
-    sopts.kallsyms = opts.kallsyms.clone().or_else(|| recorded_here(host).then(|| PathBuf::from("/proc/kallsyms")));
+    sopts.kallsyms = opts
+        .kallsyms
+        .clone()
+        .or_else(|| recorded_here(host).then(|| PathBuf::from("/proc/kallsyms")));
     // Guest bundles by VM display name.
     let specs = vm_specs(opts);
     let mut bundles: BTreeMap<String, PathBuf> = BTreeMap::new();
     for (tok, path) in &opts.guest_symbols {
-        let name = specs.iter().find(|(t, _)| t == tok).map(|(_, n)| n.clone()).unwrap_or_else(|| tok.clone());
+        let name = specs
+            .iter()
+            .find(|(t, _)| t == tok)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_else(|| tok.clone());
         bundles.insert(name, path.clone());
     }
     // perf's --guestkallsyms/--guestmodules/--guestvmlinux: one default guest for every VM
     // without its own bundle, given as a plain bundle directory.
     let default_dir = root.join(".default-guest-symbols");
     if opts.guest_kallsyms.is_some() || opts.guest_vmlinux.is_some() {
-        std::fs::create_dir_all(&default_dir).map_err(|e| Error::Io { path: Some(default_dir.clone()), offset: None, source: e })?;
-        for (src, dst) in [(&opts.guest_kallsyms, "kallsyms"), (&opts.guest_modules, "modules"), (&opts.guest_vmlinux, "vmlinux")] {
+        std::fs::create_dir_all(&default_dir).map_err(|e| Error::Io {
+            path: Some(default_dir.clone()),
+            offset: None,
+            source: e,
+        })?;
+        for (src, dst) in [
+            (&opts.guest_kallsyms, "kallsyms"),
+            (&opts.guest_modules, "modules"),
+            (&opts.guest_vmlinux, "vmlinux"),
+        ] {
             if let Some(src) = src {
-                std::fs::copy(src, default_dir.join(dst)).map_err(|e| Error::Io { path: Some(src.clone()), offset: None, source: e })?;
+                std::fs::copy(src, default_dir.join(dst)).map_err(|e| Error::Io {
+                    path: Some(src.clone()),
+                    offset: None,
+                    source: e,
+                })?;
             }
         }
         let mut names: Vec<String> = host.vms.iter().map(|(_, n)| n.clone()).collect();
@@ -180,8 +238,13 @@ pub(crate) fn write_frames(
     let symbolizer = match Symbolizer::new(sopts) {
         Ok(s) => s,
         Err(e) => {
-            warnings.push(Warning { kind: WarningKind::Symbols, offset: None, message: format!("symbols not loaded: {e}") });
-            Symbolizer::new(SymbolizeOptions::default()).map_err(|e| Error::Invalid(e.to_string()))?
+            warnings.push(Warning {
+                kind: WarningKind::Symbols,
+                offset: None,
+                message: format!("symbols not loaded: {e}"),
+            });
+            Symbolizer::new(SymbolizeOptions::default())
+                .map_err(|e| Error::Invalid(e.to_string()))?
         }
     };
 
@@ -222,25 +285,43 @@ pub(crate) fn write_frames(
             }
             refs.push(r);
         }
-        let resolved = if queries.iter().all(|q| q.dso.is_empty()) { vec![Vec::new(); queries.len()] } else { symbolizer.resolve_all(&queries) };
+        let resolved = if queries.iter().all(|q| q.dso.is_empty()) {
+            vec![Vec::new(); queries.len()]
+        } else {
+            symbolizer.resolve_all(&queries)
+        };
         let w = match writers.get_mut(table) {
             Some(w) => w,
             None => {
                 let path = partition_path(root, table, "_pending", recording);
-                writers.entry(table).or_insert(TableWriter::new(table, path, &schema::frames().defs(), Vec::new()))
+                writers.entry(table).or_insert(TableWriter::new(
+                    table,
+                    path,
+                    &schema::frames().defs(),
+                    Vec::new(),
+                ))
             }
         };
         for (stack_id, (st, r)) in stacks.iter().zip(&refs).enumerate() {
             for (frame_idx, (f, &qi)) in st.frames.iter().zip(r).enumerate() {
                 let res = resolved.get(qi).map(Vec::as_slice).unwrap_or(&[]);
                 // Outermost function first, then what is inlined into it.
-                let levels: Vec<_> = if res.is_empty() { vec![None] } else { res.iter().rev().map(Some).collect() };
+                let levels: Vec<_> = if res.is_empty() {
+                    vec![None]
+                } else {
+                    res.iter().rev().map(Some).collect()
+                };
                 for (depth, level) in levels.into_iter().enumerate() {
-                    let dso = level.map(|l| l.dso.as_str()).filter(|d| !d.is_empty()).or(f.dso.as_deref());
+                    let dso = level
+                        .map(|l| l.dso.as_str())
+                        .filter(|d| !d.is_empty())
+                        .or(f.dso.as_deref());
                     let symbol = level.and_then(|l| l.symbol.as_deref());
                     let name = match (symbol, dso) {
                         (Some(s), _) => s.to_string(),
-                        (None, Some(d)) if !d.is_empty() => format!("[{}]", d.rsplit('/').next().unwrap_or(d)),
+                        (None, Some(d)) if !d.is_empty() => {
+                            format!("[{}]", d.rsplit('/').next().unwrap_or(d))
+                        }
                         _ => "[unknown]".to_string(),
                     };
                     w.u32(0, Some(stack_id as u32));
@@ -251,7 +332,12 @@ pub(crate) fn write_frames(
                     w.str(5, dso);
                     w.u64(6, f.dso_offset);
                     w.str(7, symbol);
-                    w.u64(8, level.filter(|l| l.symbol.is_some() && l.inline_depth == 0).map(|l| l.offset));
+                    w.u64(
+                        8,
+                        level
+                            .filter(|l| l.symbol.is_some() && l.inline_depth == 0)
+                            .map(|l| l.offset),
+                    );
                     w.str(9, level.and_then(|l| l.file.as_deref()));
                     w.u32(10, level.and_then(|l| l.line));
                     w.str(11, Some(&name));

@@ -18,11 +18,11 @@
 
 pub mod dataset;
 pub mod error;
-pub mod symbols;
 pub mod kvm;
 pub mod perf;
 pub mod reader;
 pub mod schema;
+pub mod symbols;
 pub mod table;
 
 mod addrspace;
@@ -93,12 +93,22 @@ impl std::str::FromStr for GuestData {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (vm, rest) = s.split_once('=').ok_or_else(|| format!("expected VM=PATH[,tsc-offset=N][,tsc-scale=M][,name=NAME], got {s:?}"))?;
+        let (vm, rest) = s.split_once('=').ok_or_else(|| {
+            format!("expected VM=PATH[,tsc-offset=N][,tsc-scale=M][,name=NAME], got {s:?}")
+        })?;
         let mut parts = rest.split(',');
         let path = PathBuf::from(parts.next().unwrap_or_default());
-        let mut g = GuestData { vm: vm.to_string(), path, tsc_offset: None, tsc_scale: None, name: None };
+        let mut g = GuestData {
+            vm: vm.to_string(),
+            path,
+            tsc_offset: None,
+            tsc_scale: None,
+            name: None,
+        };
         for p in parts {
-            let (k, v) = p.split_once('=').ok_or_else(|| format!("bad option {p:?} in --guest-data"))?;
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| format!("bad option {p:?} in --guest-data"))?;
             match k {
                 "tsc-offset" => {
                     let parsed = if let Some(h) = v.strip_prefix("0x") {
@@ -110,7 +120,9 @@ impl std::str::FromStr for GuestData {
                     };
                     g.tsc_offset = Some(parsed.ok_or_else(|| format!("bad tsc-offset {v:?}"))?);
                 }
-                "tsc-scale" => g.tsc_scale = Some(v.parse().map_err(|_| format!("bad tsc-scale {v:?}"))?),
+                "tsc-scale" => {
+                    g.tsc_scale = Some(v.parse().map_err(|_| format!("bad tsc-scale {v:?}"))?)
+                }
                 "name" => g.name = Some(v.to_string()),
                 other => return Err(format!("unknown --guest-data option {other:?}")),
             }
@@ -181,14 +193,25 @@ fn read_input(input: &Path) -> Result<(InputBytes, String), Error> {
         std::io::stdin()
             .lock()
             .read_to_end(&mut buf)
-            .map_err(|e| Error::Io { path: Some(input.to_path_buf()), offset: None, source: e })?;
+            .map_err(|e| Error::Io {
+                path: Some(input.to_path_buf()),
+                offset: None,
+                source: e,
+            })?;
         return Ok((InputBytes::Owned(buf), "-".to_string()));
     }
-    let file = std::fs::File::open(input).map_err(|e| Error::Io { path: Some(input.to_path_buf()), offset: None, source: e })?;
+    let file = std::fs::File::open(input).map_err(|e| Error::Io {
+        path: Some(input.to_path_buf()),
+        offset: None,
+        source: e,
+    })?;
     // SAFETY: the file is only read; a concurrent writer could change the bytes under us,
     // which the parser tolerates (every read is bounds-checked).
-    let map = unsafe { memmap2::Mmap::map(&file) }
-        .map_err(|e| Error::Io { path: Some(input.to_path_buf()), offset: None, source: e })?;
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::Io {
+        path: Some(input.to_path_buf()),
+        offset: None,
+        source: e,
+    })?;
     Ok((InputBytes::Mapped(map), input.display().to_string()))
 }
 
@@ -249,20 +272,27 @@ pub fn ingest_bytes(data: &[u8], source_name: &str, opts: &Options) -> Result<Re
     let (mut tables, mut summary) = sess.close()?;
     let mut guest_stacks = Vec::new();
     for g in &opts.guest_data {
-        let (t, stacks, warnings) = ingest_symbols::ingest_guest(g, &summary, staging.dir(), &recording, opts)?;
+        let (t, stacks, warnings) =
+            ingest_symbols::ingest_guest(g, &summary, staging.dir(), &recording, opts)?;
         tables.extend(t);
         guest_stacks.push(stacks);
         summary.warnings.extend(warnings);
     }
     if opts.symbolize {
-        let (t, warnings) = ingest_symbols::write_frames(&summary, &guest_stacks, staging.dir(), &recording, opts)?;
+        let (t, warnings) =
+            ingest_symbols::write_frames(&summary, &guest_stacks, staging.dir(), &recording, opts)?;
         tables.extend(t);
         summary.warnings.extend(warnings);
     }
 
     // Meta.
     let root = staging.dir().to_path_buf();
-    let mut w = TableWriter::new("meta", partition_path(&root, "meta", "_pending", &recording), &schema::meta().defs(), Vec::new());
+    let mut w = TableWriter::new(
+        "meta",
+        partition_path(&root, "meta", "_pending", &recording),
+        &schema::meta().defs(),
+        Vec::new(),
+    );
     let f = &summary.features;
     w.str(0, Some(&recording));
     w.str(1, Some(&host));
@@ -312,7 +342,8 @@ pub fn ingest_bytes(data: &[u8], source_name: &str, opts: &Options) -> Result<Re
         w.str(5, None);
         w.end_row()?;
     }
-    let mut counts: std::collections::BTreeMap<WarningKind, u64> = std::collections::BTreeMap::new();
+    let mut counts: std::collections::BTreeMap<WarningKind, u64> =
+        std::collections::BTreeMap::new();
     for wn in &walk.warnings {
         *counts.entry(wn.kind).or_default() += 1;
     }
@@ -323,7 +354,14 @@ pub fn ingest_bytes(data: &[u8], source_name: &str, opts: &Options) -> Result<Re
         w.str(0, Some("warning"));
         w.str(1, Some(wn.kind.as_str()));
         w.u64(2, Some(1));
-        w.u64(3, Some(if wn.kind == WarningKind::Truncated { bytes_unread } else { 0 }));
+        w.u64(
+            3,
+            Some(if wn.kind == WarningKind::Truncated {
+                bytes_unread
+            } else {
+                0
+            }),
+        );
         w.u64(4, wn.offset);
         w.str(5, Some(&wn.message));
         w.end_row()?;
@@ -331,7 +369,8 @@ pub fn ingest_bytes(data: &[u8], source_name: &str, opts: &Options) -> Result<Re
     let (p, n) = w.close()?;
     all_tables.push(("ingest_report".into(), p, n));
 
-    let table_rows: Vec<(String, u64)> = all_tables.iter().map(|(n, _, r)| (n.clone(), *r)).collect();
+    let table_rows: Vec<(String, u64)> =
+        all_tables.iter().map(|(n, _, r)| (n.clone(), *r)).collect();
     staging.commit(&host, &recording, &table_rows)?;
     Ok(Report {
         recording,

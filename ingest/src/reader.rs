@@ -70,7 +70,11 @@ struct Decompressor {
 
 impl Decompressor {
     fn new() -> std::io::Result<Self> {
-        Ok(Decompressor { ctx: zstd::stream::raw::Decoder::new()?, pending: Vec::new(), out: vec![0u8; 1 << 20] })
+        Ok(Decompressor {
+            ctx: zstd::stream::raw::Decoder::new()?,
+            pending: Vec::new(),
+            out: vec![0u8; 1 << 20],
+        })
     }
 
     /// Decompresses `src`, appending to `pending`.
@@ -114,7 +118,11 @@ impl<H: RecordHandler> Walker<'_, H> {
     }
 
     fn warn(&mut self, kind: WarningKind, offset: u64, message: String) {
-        self.report.warnings.push(Warning { kind, offset: Some(offset), message });
+        self.report.warnings.push(Warning {
+            kind,
+            offset: Some(offset),
+            message,
+        });
     }
 
     /// Handles one record (already read whole). Returns the number of extra payload bytes that
@@ -179,10 +187,18 @@ impl<H: RecordHandler> Walker<'_, H> {
 
     fn pipe_attr(&mut self, body: &[u8], offset: u64) {
         let Some(attr) = PerfEventAttr::parse(body) else {
-            self.warn(WarningKind::CorruptRecord, offset, "HEADER_ATTR record too short".into());
+            self.warn(
+                WarningKind::CorruptRecord,
+                offset,
+                "HEADER_ATTR record too short".into(),
+            );
             return;
         };
-        let attr_len = if attr.size == 0 { 64 } else { attr.size as usize };
+        let attr_len = if attr.size == 0 {
+            64
+        } else {
+            attr.size as usize
+        };
         let ids = body
             .get(attr_len..)
             .unwrap_or(&[])
@@ -197,17 +213,26 @@ impl<H: RecordHandler> Walker<'_, H> {
             match Decompressor::new() {
                 Ok(d) => self.decomp = Some(d),
                 Err(e) => {
-                    self.warn(WarningKind::CorruptRecord, offset, format!("cannot start zstd: {e}"));
+                    self.warn(
+                        WarningKind::CorruptRecord,
+                        offset,
+                        format!("cannot start zstd: {e}"),
+                    );
                     return;
                 }
             }
         }
-        let Some(mut d) = self.decomp.take() else { return };
+        let Some(mut d) = self.decomp.take() else {
+            return;
+        };
         if let Err(e) = d.feed(payload) {
             self.warn(
                 WarningKind::CorruptRecord,
                 offset,
-                format!("zstd data of the compressed record is corrupt ({e}); {} bytes skipped", payload.len()),
+                format!(
+                    "zstd data of the compressed record is corrupt ({e}); {} bytes skipped",
+                    payload.len()
+                ),
             );
             // A broken stream cannot be resumed; start over for the next container.
             d = match Decompressor::new() {
@@ -220,7 +245,9 @@ impl<H: RecordHandler> Walker<'_, H> {
         let buf = std::mem::take(&mut d.pending);
         while buf.len() - pos >= 8 {
             let mut c = ByteCursor::new(&buf[pos..]);
-            let (Some(t), Some(misc), Some(size)) = (c.u32(), c.u16(), c.u16()) else { break };
+            let (Some(t), Some(misc), Some(size)) = (c.u32(), c.u16(), c.u16()) else {
+                break;
+            };
             let size = size as usize;
             if size < 8 || size > MAX_RECORD {
                 self.warn(
@@ -246,45 +273,75 @@ impl<H: RecordHandler> Walker<'_, H> {
 /// Walks a file-mode perf.data held in memory (typically mapped).
 pub fn walk_file<H: RecordHandler>(data: &[u8], handler: &mut H) -> Result<WalkReport, Error> {
     let mut c = ByteCursor::new(data);
-    let magic = c.u64().ok_or(Error::NotPerfData { offset: 0, reason: "file shorter than 8 bytes".into() })?;
+    let magic = c.u64().ok_or(Error::NotPerfData {
+        offset: 0,
+        reason: "file shorter than 8 bytes".into(),
+    })?;
     if magic == header::MAGIC2_SWAPPED {
-        return Err(Error::Unsupported { offset: 0, what: "big-endian perf.data".into() });
+        return Err(Error::Unsupported {
+            offset: 0,
+            what: "big-endian perf.data".into(),
+        });
     }
     if magic != header::MAGIC2 {
-        return Err(Error::NotPerfData { offset: 0, reason: format!("bad magic {magic:#018x}, expected PERFILE2") });
+        return Err(Error::NotPerfData {
+            offset: 0,
+            reason: format!("bad magic {magic:#018x}, expected PERFILE2"),
+        });
     }
     let size = c.u64().unwrap_or(0);
     if size == header::PIPE_HEADER_SIZE {
         return walk_pipe(data, handler);
     }
-    let hdr = FileHeader::parse(data)
-        .ok_or(Error::NotPerfData { offset: 8, reason: "file header truncated".into() })?;
-    let mut w = Walker { handler, report: WalkReport::default(), decomp: None };
+    let hdr = FileHeader::parse(data).ok_or(Error::NotPerfData {
+        offset: 8,
+        reason: "file header truncated".into(),
+    })?;
+    let mut w = Walker {
+        handler,
+        report: WalkReport::default(),
+        decomp: None,
+    };
     w.report.input_size = Some(data.len() as u64);
 
     // Attrs.
     if hdr.attr_size < 16 + 64 && hdr.attrs.size > 0 {
-        return Err(Error::Corrupt { offset: 16, reason: format!("attr entry size {} is too small", hdr.attr_size) });
+        return Err(Error::Corrupt {
+            offset: 16,
+            reason: format!("attr entry size {} is too small", hdr.attr_size),
+        });
     }
     if hdr.attrs.size > 0 {
         let n = hdr.attrs.size / hdr.attr_size.max(1);
         for i in 0..n {
             let off = hdr.attrs.offset + i * hdr.attr_size;
             let Some(entry) = slice(data, off, hdr.attr_size) else {
-                return Err(Error::Corrupt { offset: off, reason: format!("attr {i} lies past the end of the file") });
+                return Err(Error::Corrupt {
+                    offset: off,
+                    reason: format!("attr {i} lies past the end of the file"),
+                });
             };
             let attr_bytes = &entry[..entry.len() - 16];
-            let attr = PerfEventAttr::parse(attr_bytes)
-                .ok_or(Error::Corrupt { offset: off, reason: "attr too short".into() })?;
+            let attr = PerfEventAttr::parse(attr_bytes).ok_or(Error::Corrupt {
+                offset: off,
+                reason: "attr too short".into(),
+            })?;
             let mut ic = ByteCursor::new(&entry[entry.len() - 16..]);
-            let ids_sec = Section { offset: ic.u64().unwrap_or(0), size: ic.u64().unwrap_or(0) };
+            let ids_sec = Section {
+                offset: ic.u64().unwrap_or(0),
+                size: ic.u64().unwrap_or(0),
+            };
             let ids = match slice(data, ids_sec.offset, ids_sec.size) {
                 Some(b) => b
                     .chunks_exact(8)
                     .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                     .collect(),
                 None => {
-                    w.warn(WarningKind::CorruptHeader, off, format!("ids of attr {i} lie past the end; ignored"));
+                    w.warn(
+                        WarningKind::CorruptHeader,
+                        off,
+                        format!("ids of attr {i} lie past the end; ignored"),
+                    );
                     Vec::new()
                 }
             };
@@ -305,7 +362,13 @@ pub fn walk_file<H: RecordHandler>(data: &[u8], handler: &mut H) -> Result<WalkR
     let file_len = data.len() as u64;
     let mut data_sec = hdr.data;
     if data_sec.offset > file_len {
-        return Err(Error::Corrupt { offset: 40, reason: format!("data section starts at {} past the end of the file ({file_len} bytes)", data_sec.offset) });
+        return Err(Error::Corrupt {
+            offset: 40,
+            reason: format!(
+                "data section starts at {} past the end of the file ({file_len} bytes)",
+                data_sec.offset
+            ),
+        });
     }
     let features_at = data_sec.end();
     if data_sec.size == 0 {
@@ -329,17 +392,28 @@ pub fn walk_file<H: RecordHandler>(data: &[u8], handler: &mut H) -> Result<WalkR
         for (i, feat) in ids.iter().enumerate() {
             let at = features_at + i as u64 * 16;
             let Some(sec_bytes) = slice(data, at, 16) else {
-                w.warn(WarningKind::CorruptHeader, at, format!("feature table truncated before feature {feat}"));
+                w.warn(
+                    WarningKind::CorruptHeader,
+                    at,
+                    format!("feature table truncated before feature {feat}"),
+                );
                 break;
             };
             let mut sc = ByteCursor::new(sec_bytes);
-            let sec = Section { offset: sc.u64().unwrap_or(0), size: sc.u64().unwrap_or(0) };
+            let sec = Section {
+                offset: sc.u64().unwrap_or(0),
+                size: sc.u64().unwrap_or(0),
+            };
             match slice(data, sec.offset, sec.size) {
                 Some(bytes) => {
                     features.apply(*feat, bytes);
                     w.handler.on_feature(*feat, bytes);
                 }
-                None => w.warn(WarningKind::CorruptHeader, at, format!("feature {feat} section lies past the end; ignored")),
+                None => w.warn(
+                    WarningKind::CorruptHeader,
+                    at,
+                    format!("feature {feat} section lies past the end; ignored"),
+                ),
             }
         }
     }
@@ -352,12 +426,22 @@ pub fn walk_file<H: RecordHandler>(data: &[u8], handler: &mut H) -> Result<WalkR
     while pos < end {
         let remaining = end - pos;
         if remaining < 8 {
-            w.warn(WarningKind::Truncated, pos, format!("{remaining} bytes at the end of the data section do not hold a record header"));
+            w.warn(
+                WarningKind::Truncated,
+                pos,
+                format!(
+                    "{remaining} bytes at the end of the data section do not hold a record header"
+                ),
+            );
             break;
         }
         let Some(hb) = slice(data, pos, 8) else { break };
         let mut hc = ByteCursor::new(hb);
-        let (t, misc, size) = (hc.u32().unwrap_or(0), hc.u16().unwrap_or(0), hc.u16().unwrap_or(0) as u64);
+        let (t, misc, size) = (
+            hc.u32().unwrap_or(0),
+            hc.u16().unwrap_or(0),
+            hc.u16().unwrap_or(0) as u64,
+        );
         if size < 8 {
             w.warn(WarningKind::CorruptRecord, pos, format!("record of type {t} with size {size} (< 8): cannot continue; {remaining} bytes not read"));
             break;
@@ -366,21 +450,28 @@ pub fn walk_file<H: RecordHandler>(data: &[u8], handler: &mut H) -> Result<WalkR
             w.warn(WarningKind::Truncated, pos, format!("record of type {t} needs {size} bytes but only {remaining} bytes remain: the file is truncated"));
             break;
         }
-        let Some(body) = slice(data, pos + 8, size - 8) else { break };
+        let Some(body) = slice(data, pos + 8, size - 8) else {
+            break;
+        };
         let extra = w.record(t, misc, body, pos, false);
         pos += size;
         if extra > 0 {
             // File-mode AUXTRACE payloads sit inline after the record.
             pos = pos.saturating_add(extra);
             if pos > end {
-                w.warn(WarningKind::Truncated, pos, "AUXTRACE payload runs past the end of the data".into());
+                w.warn(
+                    WarningKind::Truncated,
+                    pos,
+                    "AUXTRACE payload runs past the end of the data".into(),
+                );
                 pos = end;
             }
         }
         w.handler.on_progress(pos);
     }
     w.report.bytes_read = pos.min(file_len);
-    w.report.bytes_unread = end.saturating_sub(pos) + hdr.data.end().saturating_sub(file_len).min(hdr.data.size);
+    w.report.bytes_unread =
+        end.saturating_sub(pos) + hdr.data.end().saturating_sub(file_len).min(hdr.data.size);
     if hdr.data.end() > file_len {
         let unread = w.report.bytes_unread;
         w.warn(
@@ -414,7 +505,15 @@ pub fn walk_pipe_reader<H: RecordHandler, R: Read>(
     start_offset: u64,
     input_size: Option<u64>,
 ) -> Result<WalkReport, Error> {
-    let mut w = Walker { handler, report: WalkReport { pipe_mode: true, input_size, ..Default::default() }, decomp: None };
+    let mut w = Walker {
+        handler,
+        report: WalkReport {
+            pipe_mode: true,
+            input_size,
+            ..Default::default()
+        },
+        decomp: None,
+    };
     let mut pos = start_offset;
     let mut buf = vec![0u8; MAX_RECORD];
     loop {
@@ -422,13 +521,23 @@ pub fn walk_pipe_reader<H: RecordHandler, R: Read>(
         match read_full(input, &mut hdr) {
             Ok(0) => break,
             Ok(n) if n < 8 => {
-                w.warn(WarningKind::Truncated, pos, format!("stream ends inside a record header ({n} of 8 bytes)"));
+                w.warn(
+                    WarningKind::Truncated,
+                    pos,
+                    format!("stream ends inside a record header ({n} of 8 bytes)"),
+                );
                 pos += n as u64;
                 w.report.bytes_unread = n as u64;
                 break;
             }
             Ok(_) => {}
-            Err(e) => return Err(Error::Io { path: None, offset: Some(pos), source: e }),
+            Err(e) => {
+                return Err(Error::Io {
+                    path: None,
+                    offset: Some(pos),
+                    source: e,
+                });
+            }
         }
         let t = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
         let misc = u16::from_le_bytes([hdr[4], hdr[5]]);
@@ -446,9 +555,20 @@ pub fn walk_pipe_reader<H: RecordHandler, R: Read>(
             break;
         }
         let body = &mut buf[..size - 8];
-        let got = read_full(input, body).map_err(|e| Error::Io { path: None, offset: Some(pos), source: e })?;
+        let got = read_full(input, body).map_err(|e| Error::Io {
+            path: None,
+            offset: Some(pos),
+            source: e,
+        })?;
         if got < size - 8 {
-            w.warn(WarningKind::Truncated, pos, format!("record of type {t} needs {size} bytes but the stream ends after {} bytes", got + 8));
+            w.warn(
+                WarningKind::Truncated,
+                pos,
+                format!(
+                    "record of type {t} needs {size} bytes but the stream ends after {} bytes",
+                    got + 8
+                ),
+            );
             pos += 8 + got as u64;
             w.report.bytes_unread = 8 + got as u64;
             break;
@@ -462,25 +582,45 @@ pub fn walk_pipe_reader<H: RecordHandler, R: Read>(
             let n = input
                 .take(declared)
                 .read_to_end(&mut payload)
-                .map_err(|e| Error::Io { path: None, offset: Some(pos), source: e })?;
+                .map_err(|e| Error::Io {
+                    path: None,
+                    offset: Some(pos),
+                    source: e,
+                })?;
             pos += size as u64 + n as u64;
             if (n as u64) < declared {
-                w.warn(WarningKind::Truncated, pos, format!("tracing data payload cut after {n} of {declared} bytes"));
+                w.warn(
+                    WarningKind::Truncated,
+                    pos,
+                    format!("tracing data payload cut after {n} of {declared} bytes"),
+                );
                 w.report.bytes_unread = n as u64;
-                w.handler.on_feature(header::feature::TRACING_DATA, &payload);
+                w.handler
+                    .on_feature(header::feature::TRACING_DATA, &payload);
                 break;
             }
-            w.handler.on_feature(header::feature::TRACING_DATA, &payload);
+            w.handler
+                .on_feature(header::feature::TRACING_DATA, &payload);
             continue;
         }
         let extra = w.record(t, misc, body, pos, true);
         pos += size as u64;
         if extra > 0 {
-            let skipped = std::io::copy(&mut input.take(extra), &mut std::io::sink())
-                .map_err(|e| Error::Io { path: None, offset: Some(pos), source: e })?;
+            let skipped =
+                std::io::copy(&mut input.take(extra), &mut std::io::sink()).map_err(|e| {
+                    Error::Io {
+                        path: None,
+                        offset: Some(pos),
+                        source: e,
+                    }
+                })?;
             pos += skipped;
             if skipped < extra {
-                w.warn(WarningKind::Truncated, pos, format!("payload after record type {t} cut after {skipped} of {extra} bytes"));
+                w.warn(
+                    WarningKind::Truncated,
+                    pos,
+                    format!("payload after record type {t} cut after {skipped} of {extra} bytes"),
+                );
                 w.report.bytes_unread = skipped;
                 break;
             }

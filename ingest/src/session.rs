@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::addrspace::{AddressSpaces, Map, kernel_dso_name};
 use crate::error::{Error, Warning, WarningKind};
@@ -106,7 +106,12 @@ impl StackInterner {
             }
         }
         let id = self.stacks.len() as u32;
-        self.stacks.push(StackEntry { mode, pid, raw: raw.to_vec(), frames: Vec::new() });
+        self.stacks.push(StackEntry {
+            mode,
+            pid,
+            raw: raw.to_vec(),
+            frames: Vec::new(),
+        });
         ids.push(id);
         (id, true)
     }
@@ -129,10 +134,16 @@ impl GuestContext {
     /// divides first and is wrong when scale ≠ 1), host TSC → host perf time (host TIME_CONV).
     /// Without both TIME_CONVs the clocks are taken as equal.
     pub(crate) fn to_host(&self, guest_tc: Option<TimeConv>, guest_ns: u64) -> u64 {
-        let (Some(gtc), Some(htc)) = (guest_tc, self.host_tc) else { return guest_ns };
+        let (Some(gtc), Some(htc)) = (guest_tc, self.host_tc) else {
+            return guest_ns;
+        };
         let guest_tsc = gtc.perf_time_to_tsc(guest_ns);
         let shifted = guest_tsc.wrapping_sub(self.tsc_offset);
-        let host_tsc = if self.tsc_scale == 1.0 { shifted } else { (shifted as f64 / self.tsc_scale) as u64 };
+        let host_tsc = if self.tsc_scale == 1.0 {
+            shifted
+        } else {
+            (shifted as f64 / self.tsc_scale) as u64
+        };
         htc.tsc_to_perf_time(host_tsc)
     }
 }
@@ -241,13 +252,41 @@ fn hex(bytes: &[u8]) -> String {
 impl Session {
     pub(crate) fn new(cfg: SessionConfig) -> Self {
         let prefix = cfg.prefix;
-        let part = |t: &str| partition_path(&cfg.root, &format!("{prefix}{t}"), &cfg.host, &cfg.recording);
-        let sdoc = if cfg.guest.is_some() { schema::guest_samples() } else { schema::samples() };
-        let sample_cols = SampleCols { idx: SAMPLE_COLS.map(|n| sdoc.index(n).unwrap_or(usize::MAX)) };
+        let part = |t: &str| {
+            partition_path(
+                &cfg.root,
+                &format!("{prefix}{t}"),
+                &cfg.host,
+                &cfg.recording,
+            )
+        };
+        let sdoc = if cfg.guest.is_some() {
+            schema::guest_samples()
+        } else {
+            schema::samples()
+        };
+        let sample_cols = SampleCols {
+            idx: SAMPLE_COLS.map(|n| sdoc.index(n).unwrap_or(usize::MAX)),
+        };
         Session {
-            samples: TableWriter::new(&format!("{prefix}samples"), part("samples"), &sdoc.defs(), Vec::new()),
-            mmaps: TableWriter::new(&format!("{prefix}mmaps"), part("mmaps"), &schema::mmaps().defs(), Vec::new()),
-            lost: TableWriter::new(&format!("{prefix}lost"), part("lost"), &schema::lost().defs(), Vec::new()),
+            samples: TableWriter::new(
+                &format!("{prefix}samples"),
+                part("samples"),
+                &sdoc.defs(),
+                Vec::new(),
+            ),
+            mmaps: TableWriter::new(
+                &format!("{prefix}mmaps"),
+                part("mmaps"),
+                &schema::mmaps().defs(),
+                Vec::new(),
+            ),
+            lost: TableWriter::new(
+                &format!("{prefix}lost"),
+                part("lost"),
+                &schema::lost().defs(),
+                Vec::new(),
+            ),
             sample_cols,
             cfg,
             events: Vec::new(),
@@ -282,7 +321,12 @@ impl Session {
 
     /// The file of `table` (prefixed for guest recordings).
     pub(crate) fn part(&self, table: &str) -> PathBuf {
-        partition_path(&self.cfg.root, &self.table_name(table), &self.cfg.host, &self.cfg.recording)
+        partition_path(
+            &self.cfg.root,
+            &self.table_name(table),
+            &self.cfg.host,
+            &self.cfg.recording,
+        )
     }
 
     fn table_name(&self, table: &str) -> String {
@@ -293,7 +337,12 @@ impl Session {
     fn vm_name(&mut self, pid: i32) -> Arc<str> {
         let comm = self.threads.comm(false, pid, pid).to_string();
         let pid_s = pid.to_string();
-        if let Some((_, n)) = self.cfg.vm_specs.iter().find(|(tok, _)| *tok == pid_s || *tok == comm) {
+        if let Some((_, n)) = self
+            .cfg
+            .vm_specs
+            .iter()
+            .find(|(tok, _)| *tok == pid_s || *tok == comm)
+        {
             return Arc::from(n.as_str());
         }
         Arc::from(format!("{comm}:{pid}").as_str())
@@ -305,7 +354,10 @@ impl Session {
         let mut out = Vec::with_capacity(frames.len());
         let guest_vm = self.cfg.guest.as_ref().map(|g| g.vm.clone());
         for (addr, m) in frames {
-            let kernel = matches!(m, CpuMode::HostKernel | CpuMode::GuestKernel | CpuMode::Hypervisor);
+            let kernel = matches!(
+                m,
+                CpuMode::HostKernel | CpuMode::GuestKernel | CpuMode::Hypervisor
+            );
             let (space, machine_guest) = match (&guest_vm, m) {
                 // Inside a guest recording, its "host" modes are the guest's own.
                 (Some(vm), _) if kernel => (Space::GuestKernel(vm.clone()), false),
@@ -318,15 +370,27 @@ impl Session {
             let info = if kernel {
                 let dso = match self.spaces.find(machine_guest, -1, addr) {
                     Some(map) => kernel_dso_name(&map.filename),
-                    None if matches!(space, Space::GuestKernel(_)) && guest_vm.is_none() => "[guest.kernel.kallsyms]".to_string(),
+                    None if matches!(space, Space::GuestKernel(_)) && guest_vm.is_none() => {
+                        "[guest.kernel.kallsyms]".to_string()
+                    }
                     None => "[kernel.kallsyms]".to_string(),
                 };
-                let dso = if guest_vm.is_none() && matches!(space, Space::GuestKernel(_)) && dso == "[kernel.kallsyms]" {
+                let dso = if guest_vm.is_none()
+                    && matches!(space, Space::GuestKernel(_))
+                    && dso == "[kernel.kallsyms]"
+                {
                     "[guest.kernel.kallsyms]".to_string()
                 } else {
                     dso
                 };
-                FrameInfo { addr, mode: m, space, dso: Some(Arc::from(dso.as_str())), dso_offset: Some(addr), build_id: None }
+                FrameInfo {
+                    addr,
+                    mode: m,
+                    space,
+                    dso: Some(Arc::from(dso.as_str())),
+                    dso_offset: Some(addr),
+                    build_id: None,
+                }
             } else {
                 match self.spaces.find(machine_guest, pid, addr) {
                     Some(map) => FrameInfo {
@@ -337,7 +401,14 @@ impl Session {
                         dso_offset: Some(map.map_ip(addr)),
                         build_id: map.build_id.clone(),
                     },
-                    None => FrameInfo { addr, mode: m, space, dso: None, dso_offset: None, build_id: None },
+                    None => FrameInfo {
+                        addr,
+                        mode: m,
+                        space,
+                        dso: None,
+                        dso_offset: None,
+                        build_id: None,
+                    },
                 }
             };
             let mode_out = match (&guest_vm, m) {
@@ -345,7 +416,10 @@ impl Session {
                 (Some(_), _) => CpuMode::GuestUser,
                 _ => m,
             };
-            out.push(FrameInfo { mode: mode_out, ..info });
+            out.push(FrameInfo {
+                mode: mode_out,
+                ..info
+            });
         }
         out
     }
@@ -354,7 +428,11 @@ impl Session {
         let n = self.warned.entry(kind).or_default();
         *n += 1;
         if *n <= 20 {
-            self.warnings.push(Warning { kind, offset, message });
+            self.warnings.push(Warning {
+                kind,
+                offset,
+                message,
+            });
         }
     }
 
@@ -367,15 +445,24 @@ impl Session {
         let desc = self.features.event_desc.clone();
         for (i, ev) in self.events.iter_mut().enumerate() {
             // EVENT_DESC: match by ids, else by position.
-            let by_id = desc.iter().find(|(_, _, ids)| !ids.is_empty() && ev.ids.iter().any(|id| ids.contains(id)));
-            let from_desc = by_id.or_else(|| desc.get(i).filter(|(a, _, _)| a.config == ev.attr.config && a.type_ == ev.attr.type_));
+            let by_id = desc
+                .iter()
+                .find(|(_, _, ids)| !ids.is_empty() && ev.ids.iter().any(|id| ids.contains(id)));
+            let from_desc = by_id.or_else(|| {
+                desc.get(i)
+                    .filter(|(a, _, _)| a.config == ev.attr.config && a.type_ == ev.attr.type_)
+            });
             if ev.name.is_none() {
                 if let Some((_, name, _)) = from_desc {
                     ev.name = Some(name.clone());
                 }
             }
             if ev.attr.type_ == event_type::TRACEPOINT {
-                if let Some(fmt) = self.tracing.as_ref().and_then(|t| t.event_by_id(ev.attr.config)) {
+                if let Some(fmt) = self
+                    .tracing
+                    .as_ref()
+                    .and_then(|t| t.event_by_id(ev.attr.config))
+                {
                     if ev.name.is_none() {
                         ev.name = Some(format!("{}:{}", fmt.system, fmt.name));
                     }
@@ -396,10 +483,20 @@ impl Session {
             .iter()
             .enumerate()
             .filter(|(_, e)| e.attr.type_ == event_type::TRACEPOINT)
-            .filter_map(|(i, e)| self.tracing.as_ref()?.event_by_id(e.attr.config).map(|f| (i, f.clone())))
+            .filter_map(|(i, e)| {
+                self.tracing
+                    .as_ref()?
+                    .event_by_id(e.attr.config)
+                    .map(|f| (i, f.clone()))
+            })
             .collect();
         for (i, fmt) in formats {
-            let table = format!("{}{}__{}", self.cfg.prefix, sanitize(&fmt.system), sanitize(&fmt.name));
+            let table = format!(
+                "{}{}__{}",
+                self.cfg.prefix,
+                sanitize(&fmt.system),
+                sanitize(&fmt.name)
+            );
             if !self.tp_tables.contains_key(&table) {
                 let tp = self.tp_table(&table, fmt);
                 self.tp_tables.insert(table.clone(), tp);
@@ -436,17 +533,28 @@ impl Session {
             defs.push(ColumnDef::new(name, ty, true));
         }
         let meta = vec![
-            ("kvmtrace.tracepoint".to_string(), format!("{}:{}", format.system, format.name)),
+            (
+                "kvmtrace.tracepoint".to_string(),
+                format!("{}:{}", format.system, format.name),
+            ),
             ("kvmtrace.print_fmt".to_string(), format.print_fmt.clone()),
         ];
         let path = partition_path(&self.cfg.root, table, &self.cfg.host, &self.cfg.recording);
-        TpTable { writer: TableWriter::new(table, path, &defs, meta), format, columns }
+        TpTable {
+            writer: TableWriter::new(table, path, &defs, meta),
+            format,
+            columns,
+        }
     }
 
     /// The attr index of a sample body.
     fn sample_event(&self, body: &[u8]) -> Option<usize> {
         if self.events.len() <= 1 {
-            return if self.events.is_empty() { None } else { Some(0) };
+            return if self.events.is_empty() {
+                None
+            } else {
+                Some(0)
+            };
         }
         let first = &self.events[0].attr;
         let id = if first.has(st::IDENTIFIER) {
@@ -468,7 +576,11 @@ impl Session {
     /// The attr index of a non-sample record with a trailer.
     fn trailer_event(&self, body: &[u8]) -> Option<usize> {
         if self.events.len() <= 1 {
-            return if self.events.is_empty() { None } else { Some(0) };
+            return if self.events.is_empty() {
+                None
+            } else {
+                Some(0)
+            };
         }
         let first = &self.events[0].attr;
         if !first.sample_id_all() {
@@ -562,7 +674,13 @@ impl Session {
         if self.ordering_enabled() {
             if let Some(t) = self.record_time(type_, body) {
                 self.max_ts = self.max_ts.max(t);
-                self.queue.push(Queued { time: t, type_, misc, offset, body: body.to_vec() });
+                self.queue.push(Queued {
+                    time: t,
+                    type_,
+                    misc,
+                    offset,
+                    body: body.to_vec(),
+                });
                 return Ok(());
             }
         }
@@ -572,8 +690,12 @@ impl Session {
     fn deliver(&mut self, type_: u32, misc: u16, body: &[u8], offset: u64) -> Result<(), Error> {
         match type_ {
             rt::SAMPLE => self.sample(misc, body, offset),
-            rt::COMM | rt::FORK | rt::EXIT | rt::MMAP | rt::MMAP2 => self.task(type_, misc, body, offset),
-            rt::LOST | rt::LOST_SAMPLES | rt::THROTTLE | rt::UNTHROTTLE => self.lost_record(type_, body),
+            rt::COMM | rt::FORK | rt::EXIT | rt::MMAP | rt::MMAP2 => {
+                self.task(type_, misc, body, offset)
+            }
+            rt::LOST | rt::LOST_SAMPLES | rt::THROTTLE | rt::UNTHROTTLE => {
+                self.lost_record(type_, body)
+            }
             rt::EVENT_UPDATE => {
                 self.event_update(body);
                 Ok(())
@@ -588,7 +710,9 @@ impl Session {
 
     fn event_update(&mut self, body: &[u8]) {
         // struct perf_record_event_update { u64 type; u64 id; union {...} }; type 2 = NAME.
-        let (Some(kind), Some(id)) = (u64_at(body, 0), u64_at(body, 8)) else { return };
+        let (Some(kind), Some(id)) = (u64_at(body, 0), u64_at(body, 8)) else {
+            return;
+        };
         if kind == 2 {
             let name = crate::perf::bytes::c_str(body.get(16..).unwrap_or(&[]));
             if let Some(&i) = self.id_map.get(&id) {
@@ -607,7 +731,10 @@ impl Session {
             return (SampleId::default(), 0);
         }
         let size = sample_id_size(ev.attr.sample_type);
-        (SampleId::parse_trailer(body, ev.attr.sample_type).unwrap_or_default(), size)
+        (
+            SampleId::parse_trailer(body, ev.attr.sample_type).unwrap_or_default(),
+            size,
+        )
     }
 
     fn task(&mut self, type_: u32, misc: u16, body: &[u8], offset: u64) -> Result<(), Error> {
@@ -617,25 +744,40 @@ impl Session {
         match type_ {
             rt::COMM => match records::parse_comm(body, misc, trailer) {
                 Some(c) => {
-                    self.threads.set_comm(guest, c.pid, c.tid, &c.comm, sid.time, c.exec);
+                    self.threads
+                        .set_comm(guest, c.pid, c.tid, &c.comm, sid.time, c.exec);
                     self.kvm.on_comm(c.pid, c.tid, &c.comm, sid.time);
                 }
-                None => self.warn(WarningKind::CorruptRecord, Some(offset), "COMM record too short; skipped".into()),
+                None => self.warn(
+                    WarningKind::CorruptRecord,
+                    Some(offset),
+                    "COMM record too short; skipped".into(),
+                ),
             },
             rt::FORK | rt::EXIT => match records::parse_task(body) {
                 Some(t) if type_ == rt::FORK => {
-                    self.threads.fork(guest, t.pid, t.tid, t.ppid, t.ptid, Some(t.time));
+                    self.threads
+                        .fork(guest, t.pid, t.tid, t.ppid, t.ptid, Some(t.time));
                     self.spaces.fork(guest, t.pid, t.ppid);
                     self.kvm.on_fork(t.pid, t.tid, t.ppid, t.ptid, t.time);
                 }
                 Some(t) => self.threads.exit(guest, t.tid, Some(t.time)),
-                None => self.warn(WarningKind::CorruptRecord, Some(offset), "FORK/EXIT record too short; skipped".into()),
+                None => self.warn(
+                    WarningKind::CorruptRecord,
+                    Some(offset),
+                    "FORK/EXIT record too short; skipped".into(),
+                ),
             },
             _ => match records::parse_mmap(body, misc, type_ == rt::MMAP2, trailer) {
                 Some(m) => {
                     let c = &schema::mmaps();
-                    let build_id = m.build_id.as_deref().map(hex).or_else(|| self.build_ids_by_path.get(&m.filename).cloned());
-                    let kernel = matches!(mode, CpuMode::HostKernel | CpuMode::GuestKernel) || m.pid == -1;
+                    let build_id = m
+                        .build_id
+                        .as_deref()
+                        .map(hex)
+                        .or_else(|| self.build_ids_by_path.get(&m.filename).cloned());
+                    let kernel =
+                        matches!(mode, CpuMode::HostKernel | CpuMode::GuestKernel) || m.pid == -1;
                     self.spaces.mmap(
                         guest,
                         if kernel { -1 } else { m.pid },
@@ -644,7 +786,10 @@ impl Session {
                             end: m.start.saturating_add(m.len),
                             pgoff: m.pgoff,
                             filename: Arc::from(m.filename.as_str()),
-                            build_id: build_id.as_deref().and_then(crate::symbols::parse_hex).map(Arc::from),
+                            build_id: build_id
+                                .as_deref()
+                                .and_then(crate::symbols::parse_hex)
+                                .map(Arc::from),
                         },
                     );
                     let w = &mut self.mmaps;
@@ -666,7 +811,11 @@ impl Session {
                     debug_assert_eq!(c.columns.len(), 15);
                     w.end_row()?;
                 }
-                None => self.warn(WarningKind::CorruptRecord, Some(offset), "MMAP record too short; skipped".into()),
+                None => self.warn(
+                    WarningKind::CorruptRecord,
+                    Some(offset),
+                    "MMAP record too short; skipped".into(),
+                ),
             },
         }
         Ok(())
@@ -691,13 +840,23 @@ impl Session {
 
     fn sample(&mut self, misc: u16, body: &[u8], offset: u64) -> Result<(), Error> {
         let Some(ev_idx) = self.sample_event(body) else {
-            self.warn(WarningKind::UnknownEvent, Some(offset), "sample whose id matches no event; skipped".into());
+            self.warn(
+                WarningKind::UnknownEvent,
+                Some(offset),
+                "sample whose id matches no event; skipped".into(),
+            );
             return Ok(());
         };
-        let Some(ev) = self.events.get(ev_idx) else { return Ok(()) };
+        let Some(ev) = self.events.get(ev_idx) else {
+            return Ok(());
+        };
         let attr = ev.attr.clone();
         let Some(s) = Sample::parse(body, &attr) else {
-            self.warn(WarningKind::CorruptRecord, Some(offset), "sample shorter than its sample_type says; skipped".into());
+            self.warn(
+                WarningKind::CorruptRecord,
+                Some(offset),
+                "sample shorter than its sample_type says; skipped".into(),
+            );
             return Ok(());
         };
         let mode = CpuMode::from_misc(misc);
@@ -719,7 +878,9 @@ impl Session {
                 stitched = lbr_callchain(raw, lbr);
                 Some(&stitched)
             }
-            (Some(raw), _) if callchain_ips(raw).any(|ip| records::context_mode(ip).is_none()) => Some(raw),
+            (Some(raw), _) if callchain_ips(raw).any(|ip| records::context_mode(ip).is_none()) => {
+                Some(raw)
+            }
             _ => match s.ip {
                 Some(ip) => {
                     only_ip = ip.to_le_bytes();
@@ -746,7 +907,11 @@ impl Session {
         if let Some(ev) = self.events.get_mut(ev_idx) {
             ev.n_samples += 1;
         }
-        let name = self.events.get(ev_idx).and_then(|e| e.name.clone()).unwrap_or_default();
+        let name = self
+            .events
+            .get(ev_idx)
+            .and_then(|e| e.name.clone())
+            .unwrap_or_default();
         let period = s.period.or(Some(attr.fixed_period()));
         let tp_table = self.tp_by_event.get(&ev_idx).cloned();
 
@@ -763,7 +928,11 @@ impl Session {
                 w.i32(3, s.pid);
                 w.i32(4, s.tid);
                 for &(common, fi, col) in &tp.columns {
-                    let f = if common { tp.format.common_fields.get(fi) } else { tp.format.fields.get(fi) };
+                    let f = if common {
+                        tp.format.common_fields.get(fi)
+                    } else {
+                        tp.format.fields.get(fi)
+                    };
                     let Some(f) = f else { continue };
                     match f.value(raw, big) {
                         Some(FieldValue::Unsigned(v)) => w.u64(col, Some(v)),
@@ -774,7 +943,8 @@ impl Session {
                     }
                 }
                 w.end_row()?;
-                self.kvm.on_tracepoint(&tp.format, raw, big, idx, s.time, s.cpu, s.pid, s.tid);
+                self.kvm
+                    .on_tracepoint(&tp.format, raw, big, idx, s.time, s.cpu, s.pid, s.tid);
             }
         }
         if s.raw.is_some() && attr.type_ == event_type::TRACEPOINT && !raw_decoded {
@@ -852,9 +1022,17 @@ impl Session {
         w.u64(c[27], s.transaction);
         w.u64(c[28], s.phys_addr);
         w.u64(c[29], s.cgroup);
-        w.bin(c[30], if raw_decoded && !self.cfg.keep_raw { None } else { s.raw });
+        w.bin(
+            c[30],
+            if raw_decoded && !self.cfg.keep_raw {
+                None
+            } else {
+                s.raw
+            },
+        );
         w.end_row()?;
-        self.kvm.on_sample(idx, s.time, s.pid, s.tid, mode, stack_id);
+        self.kvm
+            .on_sample(idx, s.time, s.pid, s.tid, mode, stack_id);
         Ok(())
     }
 
@@ -864,7 +1042,12 @@ impl Session {
         self.resolve_names();
         let mut out = Vec::new();
         // Stacks.
-        let mut w = TableWriter::new(&self.table_name("stacks"), self.part("stacks"), &schema::stacks().defs(), Vec::new());
+        let mut w = TableWriter::new(
+            &self.table_name("stacks"),
+            self.part("stacks"),
+            &schema::stacks().defs(),
+            Vec::new(),
+        );
         for (id, e) in self.stacks.stacks.iter().enumerate() {
             w.u32(0, Some(id as u32));
             w.i32(1, Some(e.pid));
@@ -875,7 +1058,12 @@ impl Session {
         }
         push(&mut out, w.close()?, &self.table_name("stacks"));
         // Events.
-        let mut w = TableWriter::new(&self.table_name("events"), self.part("events"), &schema::events().defs(), Vec::new());
+        let mut w = TableWriter::new(
+            &self.table_name("events"),
+            self.part("events"),
+            &schema::events().defs(),
+            Vec::new(),
+        );
         for (i, e) in self.events.iter().enumerate() {
             w.u32(0, Some(i as u32));
             w.str(1, e.name.as_deref());
@@ -883,7 +1071,11 @@ impl Session {
             w.u64(3, Some(e.attr.config));
             w.u64(4, Some(e.attr.sample_type));
             w.u64(5, Some(e.attr.read_format));
-            let (p, f) = if e.attr.freq() { (None, Some(e.attr.sample_period_or_freq)) } else { (Some(e.attr.sample_period_or_freq), None) };
+            let (p, f) = if e.attr.freq() {
+                (None, Some(e.attr.sample_period_or_freq))
+            } else {
+                (Some(e.attr.sample_period_or_freq), None)
+            };
             w.u64(6, p);
             w.u64(7, f);
             w.u64(8, Some(e.attr.flags));
@@ -895,7 +1087,12 @@ impl Session {
         }
         push(&mut out, w.close()?, &self.table_name("events"));
         // Threads.
-        let mut w = TableWriter::new(&self.table_name("threads"), self.part("threads"), &schema::threads().defs(), Vec::new());
+        let mut w = TableWriter::new(
+            &self.table_name("threads"),
+            self.part("threads"),
+            &schema::threads().defs(),
+            Vec::new(),
+        );
         for s in self.threads.spans() {
             w.str(0, Some(if s.guest { "guest" } else { "host" }));
             w.i32(1, Some(s.pid));
@@ -909,7 +1106,12 @@ impl Session {
         }
         push(&mut out, w.close()?, &self.table_name("threads"));
         // Build ids.
-        let mut w = TableWriter::new(&self.table_name("build_ids"), self.part("build_ids"), &schema::build_ids().defs(), Vec::new());
+        let mut w = TableWriter::new(
+            &self.table_name("build_ids"),
+            self.part("build_ids"),
+            &schema::build_ids().defs(),
+            Vec::new(),
+        );
         for b in &self.features.build_ids {
             w.i32(0, Some(b.pid));
             w.str(1, Some(CpuMode::from_misc(b.misc).as_str()));
@@ -923,14 +1125,24 @@ impl Session {
             let tsc = self.kvm.tsc_offsets();
             let kvm = std::mem::take(&mut self.kvm);
             let root = self.cfg.root.clone();
-            let names: HashMap<i32, String> = pids.iter().map(|&p| (p, self.vm_name(p).to_string())).collect();
+            let names: HashMap<i32, String> = pids
+                .iter()
+                .map(|&p| (p, self.vm_name(p).to_string()))
+                .collect();
             self.vms = names.iter().map(|(p, n)| (*p, n.clone())).collect();
             self.tsc = tsc;
-            for (name, path, rows) in kvm.close(&|t: &str| partition_path(&root, t, &self.cfg.host, &self.cfg.recording), &names)? {
+            for (name, path, rows) in kvm.close(
+                &|t: &str| partition_path(&root, t, &self.cfg.host, &self.cfg.recording),
+                &names,
+            )? {
                 out.push((name, path, rows));
             }
         }
-        let (sn, mn, ln) = (self.table_name("samples"), self.table_name("mmaps"), self.table_name("lost"));
+        let (sn, mn, ln) = (
+            self.table_name("samples"),
+            self.table_name("mmaps"),
+            self.table_name("lost"),
+        );
         push(&mut out, self.samples.close()?, &sn);
         push(&mut out, self.mmaps.close()?, &mn);
         push(&mut out, self.lost.close()?, &ln);
@@ -978,7 +1190,9 @@ fn push(out: &mut Vec<(String, PathBuf, u64)>, (path, rows): (PathBuf, u64), nam
 
 /// Whether a callchain (with the sample's mode before its first marker) has user frames.
 fn mode_has_user(mode: CpuMode, raw: &[u8]) -> bool {
-    records::split_callchain(raw, mode).iter().any(|(_, m)| matches!(m, CpuMode::HostUser | CpuMode::GuestUser | CpuMode::Unknown))
+    records::split_callchain(raw, mode)
+        .iter()
+        .any(|(_, m)| matches!(m, CpuMode::HostUser | CpuMode::GuestUser | CpuMode::Unknown))
 }
 
 /// `PERF_RECORD_TIME_CONV`: how perf time relates to the TSC.
@@ -1013,13 +1227,15 @@ impl TimeConv {
         let t = ns.wrapping_sub(self.time_zero);
         let quot = t / self.time_mult;
         let rem = t % self.time_mult;
-        (quot << self.time_shift).wrapping_add(((rem as u128) << self.time_shift) as u64 / self.time_mult)
+        (quot << self.time_shift)
+            .wrapping_add(((rem as u128) << self.time_shift) as u64 / self.time_mult)
     }
 
     /// perf's `tsc_to_perf_time`.
     pub(crate) fn tsc_to_perf_time(&self, cyc: u64) -> u64 {
         let cyc = if self.cap_user_time_short {
-            self.time_cycles.wrapping_add(cyc.wrapping_sub(self.time_cycles) & self.time_mask)
+            self.time_cycles
+                .wrapping_add(cyc.wrapping_sub(self.time_cycles) & self.time_mask)
         } else {
             cyc
         };
@@ -1057,7 +1273,15 @@ fn lbr_callchain(raw: &[u8], lbr: &[records::BranchEntry]) -> Vec<u8> {
 
 /// Table names use `[A-Za-z0-9_]` only.
 pub(crate) fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 impl RecordHandler for Session {
@@ -1066,7 +1290,12 @@ impl RecordHandler for Session {
         for id in &entry.ids {
             self.id_map.insert(*id, idx);
         }
-        self.events.push(EventInfo { attr: entry.attr, ids: entry.ids, name: None, n_samples: 0 });
+        self.events.push(EventInfo {
+            attr: entry.attr,
+            ids: entry.ids,
+            name: None,
+            n_samples: 0,
+        });
         self.names_ready = false;
     }
 
@@ -1081,16 +1310,25 @@ impl RecordHandler for Session {
             match parse_tracing_data(data) {
                 Ok(t) => {
                     for w in &t.warnings {
-                        self.warn(WarningKind::CorruptHeader, None, format!("tracing data: {w}"));
+                        self.warn(
+                            WarningKind::CorruptHeader,
+                            None,
+                            format!("tracing data: {w}"),
+                        );
                     }
                     self.tracing = Some(t);
                 }
-                Err(e) => self.warn(WarningKind::CorruptHeader, None, format!("tracing data unreadable: {e}")),
+                Err(e) => self.warn(
+                    WarningKind::CorruptHeader,
+                    None,
+                    format!("tracing data unreadable: {e}"),
+                ),
             }
         }
         if feat == feature::BUILD_ID {
             for b in &self.features.build_ids {
-                self.build_ids_by_path.insert(b.filename.clone(), hex(&b.build_id));
+                self.build_ids_by_path
+                    .insert(b.filename.clone(), hex(&b.build_id));
             }
         }
         self.names_ready = false;

@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
-    StringBuilder, UInt32Builder, UInt64Builder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
+    ListBuilder, StringBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
 
 use crate::error::Error;
 
@@ -64,7 +64,9 @@ impl ColType {
             ColType::Bool => DataType::Boolean,
             ColType::Str => DataType::Utf8,
             ColType::Bin => DataType::Binary,
-            ColType::ListU64 => DataType::List(Arc::new(Field::new("item", DataType::UInt64, true))),
+            ColType::ListU64 => {
+                DataType::List(Arc::new(Field::new("item", DataType::UInt64, true)))
+            }
             ColType::ListStr => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
         }
     }
@@ -145,7 +147,11 @@ pub struct ColumnDef {
 impl ColumnDef {
     /// A column.
     pub fn new(name: impl Into<String>, ty: ColType, nullable: bool) -> Self {
-        ColumnDef { name: name.into(), ty, nullable }
+        ColumnDef {
+            name: name.into(),
+            ty,
+            nullable,
+        }
     }
 }
 
@@ -165,8 +171,16 @@ pub struct TableWriter {
 
 impl TableWriter {
     /// Starts a table at `path` (the file is created on the first flush or at close).
-    pub fn new(name: &str, path: PathBuf, columns: &[ColumnDef], metadata: Vec<(String, String)>) -> Self {
-        let fields: Vec<Field> = columns.iter().map(|c| Field::new(&c.name, c.ty.data_type(), c.nullable)).collect();
+    pub fn new(
+        name: &str,
+        path: PathBuf,
+        columns: &[ColumnDef],
+        metadata: Vec<(String, String)>,
+    ) -> Self {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.ty.data_type(), c.nullable))
+            .collect();
         TableWriter {
             name: name.to_string(),
             path,
@@ -318,23 +332,37 @@ impl TableWriter {
     fn open(&mut self) -> Result<&mut ArrowWriter<File>, Error> {
         if self.writer.is_none() {
             if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| Error::Io { path: Some(dir.to_path_buf()), offset: None, source: e })?;
+                std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+                    path: Some(dir.to_path_buf()),
+                    offset: None,
+                    source: e,
+                })?;
             }
-            let file = File::create(&self.path)
-                .map_err(|e| Error::Io { path: Some(self.path.clone()), offset: None, source: e })?;
+            let file = File::create(&self.path).map_err(|e| Error::Io {
+                path: Some(self.path.clone()),
+                offset: None,
+                source: e,
+            })?;
             let mut kv = vec![
-                KeyValue::new("kvmtrace.schema_version".to_string(), SCHEMA_VERSION.to_string()),
+                KeyValue::new(
+                    "kvmtrace.schema_version".to_string(),
+                    SCHEMA_VERSION.to_string(),
+                ),
                 KeyValue::new("kvmtrace.table".to_string(), self.name.clone()),
             ];
-            kv.extend(self.metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())));
+            kv.extend(
+                self.metadata
+                    .iter()
+                    .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+            );
             let zstd = ZstdLevel::try_new(1).map_err(|e| self.parquet_err(e))?;
             let props = WriterProperties::builder()
                 .set_compression(Compression::ZSTD(zstd))
                 .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                 .set_key_value_metadata(Some(kv))
                 .build();
-            let w = ArrowWriter::try_new(file, self.schema.clone(), Some(props)).map_err(|e| self.parquet_err(e))?;
+            let w = ArrowWriter::try_new(file, self.schema.clone(), Some(props))
+                .map_err(|e| self.parquet_err(e))?;
             self.writer = Some(w);
         }
         match self.writer.as_mut() {
@@ -344,7 +372,10 @@ impl TableWriter {
     }
 
     fn parquet_err(&self, source: parquet::errors::ParquetError) -> Error {
-        Error::Parquet { table: self.name.clone(), source }
+        Error::Parquet {
+            table: self.name.clone(),
+            source,
+        }
     }
 
     fn flush(&mut self) -> Result<(), Error> {
@@ -352,13 +383,19 @@ impl TableWriter {
             return Ok(());
         }
         let arrays: Vec<ArrayRef> = self.cols.iter_mut().map(|c| c.finish()).collect();
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays)
-            .map_err(|e| Error::Arrow { table: self.name.clone(), source: e })?;
+        let batch =
+            RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| Error::Arrow {
+                table: self.name.clone(),
+                source: e,
+            })?;
         self.rows_total += self.rows_in_batch as u64;
         self.rows_in_batch = 0;
         let name = self.name.clone();
         let w = self.open()?;
-        w.write(&batch).map_err(|e| Error::Parquet { table: name, source: e })?;
+        w.write(&batch).map_err(|e| Error::Parquet {
+            table: name,
+            source: e,
+        })?;
         Ok(())
     }
 
@@ -367,7 +404,10 @@ impl TableWriter {
     pub fn close(mut self) -> Result<(PathBuf, u64), Error> {
         self.flush()?;
         if let Some(w) = self.writer.take() {
-            w.close().map_err(|e| Error::Parquet { table: self.name.clone(), source: e })?;
+            w.close().map_err(|e| Error::Parquet {
+                table: self.name.clone(),
+                source: e,
+            })?;
         }
         Ok((self.path, self.rows_total))
     }

@@ -56,14 +56,21 @@ impl ThreadModel {
     }
 
     fn machine(&mut self, guest: bool) -> &mut Machine {
-        if guest { &mut self.guest } else { &mut self.host }
+        if guest {
+            &mut self.guest
+        } else {
+            &mut self.host
+        }
     }
 
     fn findnew(&mut self, guest: bool, pid: i32, tid: i32) -> &mut Thread {
         let m = self.machine(guest);
-        m.threads
-            .entry(tid)
-            .or_insert_with(|| Thread { pid, comm: format!(":{tid}"), comm_set: false, span: None })
+        m.threads.entry(tid).or_insert_with(|| Thread {
+            pid,
+            comm: format!(":{tid}"),
+            comm_set: false,
+            span: None,
+        })
     }
 
     /// The comm perf prints for a sample of `tid` now (creating the thread as perf does).
@@ -76,7 +83,15 @@ impl ThreadModel {
     }
 
     /// `PERF_RECORD_COMM`.
-    pub(crate) fn set_comm(&mut self, guest: bool, pid: i32, tid: i32, comm: &str, time: Option<u64>, exec: bool) {
+    pub(crate) fn set_comm(
+        &mut self,
+        guest: bool,
+        pid: i32,
+        tid: i32,
+        comm: &str,
+        time: Option<u64>,
+        exec: bool,
+    ) {
         let idx = self.spans.len();
         let prev_span = {
             let t = self.findnew(guest, pid, tid);
@@ -102,7 +117,15 @@ impl ThreadModel {
 
     /// `PERF_RECORD_FORK`: the child replaces any thread with its tid and inherits the parent's
     /// comm if the parent has one.
-    pub(crate) fn fork(&mut self, guest: bool, pid: i32, tid: i32, ppid: i32, ptid: i32, time: Option<u64>) {
+    pub(crate) fn fork(
+        &mut self,
+        guest: bool,
+        pid: i32,
+        tid: i32,
+        ppid: i32,
+        ptid: i32,
+        time: Option<u64>,
+    ) {
         let parent = {
             let p = self.findnew(guest, ppid, ptid);
             p.comm_set.then(|| p.comm.clone())

@@ -90,19 +90,30 @@ pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
         o.key = args.key.parse::<PerfKey>()?;
         o.vcpu = args.vcpu;
         o.pid = match &args.vm {
-            Some(v) => Some(v.parse().context("--perf-compat takes --vm as a pid (perf's --pid)")?),
+            Some(v) => Some(
+                v.parse()
+                    .context("--perf-compat takes --vm as a pid (perf's --pid)")?,
+            ),
             None => None,
         };
         o.recording = args.recording.clone();
-        let stat = exits_perf::perf_compat(&ds, &o).with_context(|| format!("reading {}", args.dataset.display()))?;
+        let stat = exits_perf::perf_compat(&ds, &o)
+            .with_context(|| format!("reading {}", args.dataset.display()))?;
         for code in &stat.unknown_codes {
-            eprintln!("unknown kvm exit code:{code} on {}", stat.isa.to_uppercase());
+            eprintln!(
+                "unknown kvm exit code:{code} on {}",
+                stat.isa.to_uppercase()
+            );
         }
         exits_render::render_perf(&stat, &mut out)?;
         return Ok(EXIT_OK);
     }
     let mut o = exits::Options::default();
-    o.by = args.by.iter().map(|b| b.trim().parse::<By>()).collect::<Result<_, _>>()?;
+    o.by = args
+        .by
+        .iter()
+        .map(|b| b.trim().parse::<By>())
+        .collect::<Result<_, _>>()?;
     o.sort = args.sort.parse::<SortKey>()?;
     o.vm = args.vm.clone();
     o.vcpu = args.vcpu;
@@ -115,11 +126,13 @@ pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
     o.emulated = args.emulated;
     o.threads = threads;
     if let Some(p) = &args.guest_kallsyms {
-        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
         o.guest_kallsyms = Some(GuestKallsyms::parse(&text));
     }
     let format = args.format.parse::<Format>()?;
-    let report = exits::run(&ds, &o).with_context(|| format!("reading {}", args.dataset.display()))?;
+    let report =
+        exits::run(&ds, &o).with_context(|| format!("reading {}", args.dataset.display()))?;
     if format != Format::Table {
         for n in &report.notes {
             eprintln!("kvmtrace: note: {n}");

@@ -19,7 +19,8 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     let ds = kvmtrace_analyze::Dataset::open(&args.dataset)?;
-    let info = kvmtrace_analyze::info::info(&ds).with_context(|| format!("reading {}", args.dataset.display()))?;
+    let info = kvmtrace_analyze::info::info(&ds)
+        .with_context(|| format!("reading {}", args.dataset.display()))?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &info)?;

@@ -60,7 +60,9 @@ pub(crate) struct Args {
 }
 
 fn parse_vm_path(s: &str) -> Result<(String, PathBuf), String> {
-    let (vm, path) = s.split_once('=').ok_or_else(|| format!("expected VM=PATH, got {s:?}"))?;
+    let (vm, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected VM=PATH, got {s:?}"))?;
     Ok((vm.to_string(), PathBuf::from(path)))
 }
 
@@ -92,7 +94,14 @@ pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    let rows = |t: &str| report.tables.iter().find(|(n, _)| n == t).map(|(_, r)| *r).unwrap_or(0);
+    let rows = |t: &str| {
+        report
+            .tables
+            .iter()
+            .find(|(n, _)| n == t)
+            .map(|(_, r)| *r)
+            .unwrap_or(0)
+    };
     eprintln!(
         "kvmtrace: {} -> {} (recording {}, host {}): {} samples, {} stacks, {} exits, {} tables",
         args.input.display(),
@@ -108,7 +117,11 @@ pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
         eprintln!("kvmtrace: warning: {w}");
     }
     if report.has_warnings() {
-        let counts: Vec<String> = report.warning_counts.iter().map(|(k, n)| format!("{n} {}", k.as_str())).collect();
+        let counts: Vec<String> = report
+            .warning_counts
+            .iter()
+            .map(|(k, n)| format!("{n} {}", k.as_str()))
+            .collect();
         eprintln!(
             "kvmtrace: warning: finished with skipped data ({}); {} of {} input bytes could not be read",
             counts.join(", "),

@@ -1,8 +1,8 @@
 //! One module per subcommand.
 
+pub(crate) mod bundle;
 pub(crate) mod exits;
 pub(crate) mod flame;
-pub(crate) mod bundle;
 pub(crate) mod info;
 pub(crate) mod ingest;
 pub(crate) mod sql;
@@ -19,7 +19,11 @@ impl log::Log for Logger {
     }
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) {
-            eprintln!("kvmtrace: {}: {}", r.level().as_str().to_lowercase(), r.args());
+            eprintln!(
+                "kvmtrace: {}: {}",
+                r.level().as_str().to_lowercase(),
+                r.args()
+            );
         }
     }
     fn flush(&self) {}
@@ -37,7 +41,10 @@ pub(crate) fn init_logging(verbose: u8) {
 
 /// Whether the error chain ends in a closed pipe (exit 0, like ripgrep).
 pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// A byte-progress bar on a terminal, nothing when stderr is not one.
@@ -47,9 +54,11 @@ pub(crate) fn progress_bar(total: u64, what: &str) -> Option<indicatif::Progress
     }
     let pb = indicatif::ProgressBar::new(total);
     pb.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
     Some(pb)

@@ -51,7 +51,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     o.freq = args.freq;
     o.isa = args.isa;
     o.seed = args.seed;
-    let report = kvmtrace_synth::run(&o).with_context(|| format!("generating into {}", args.output.display()))?;
+    let report = kvmtrace_synth::run(&o)
+        .with_context(|| format!("generating into {}", args.output.display()))?;
     eprintln!(
         "kvmtrace: wrote {} ({} bytes host.perf.data, {} exits, {} host samples, {} guest samples)",
         args.output.display(),

@@ -125,20 +125,38 @@ fn field_i64(f: &EventFormat, raw: &[u8], big: bool, name: &str) -> Option<i64> 
 
 /// `CPU <n>/KVM` → n.
 pub fn vcpu_from_comm(comm: &str) -> Option<u32> {
-    comm.strip_prefix("CPU ")?.strip_suffix("/KVM")?.parse().ok()
+    comm.strip_prefix("CPU ")?
+        .strip_suffix("/KVM")?
+        .parse()
+        .ok()
 }
 
 /// The exit-reason name of a kvm_exit from the built-in tables (the fallback when the
 /// recording's own `print fmt` does not name it).
 pub fn builtin_exit_reason_name(isa: u64, reason: u64) -> Option<String> {
-    let basic = if isa == ISA_SVM { reason } else { reason & 0xffff };
-    let table = if isa == ISA_SVM { reasons::SVM } else { reasons::VMX };
+    let basic = if isa == ISA_SVM {
+        reason
+    } else {
+        reason & 0xffff
+    };
+    let table = if isa == ISA_SVM {
+        reasons::SVM
+    } else {
+        reasons::VMX
+    };
     reasons::lookup(table, basic).map(str::to_string)
 }
 
 impl KvmModel {
     /// The name the recording's print fmt gives `field` of this payload, cached by value.
-    fn symbol(&mut self, key: (&'static str, u64, u64), f: &EventFormat, raw: &[u8], big: bool, field: &str) -> Option<String> {
+    fn symbol(
+        &mut self,
+        key: (&'static str, u64, u64),
+        f: &EventFormat,
+        raw: &[u8],
+        big: bool,
+        field: &str,
+    ) -> Option<String> {
         self.names
             .entry(key)
             .or_insert_with(|| crate::perf::printfmt::symbol_name(f, raw, big, 8, field))
@@ -146,7 +164,10 @@ impl KvmModel {
     }
 
     fn thread(&mut self, pid: i32, tid: i32) -> &mut ThreadState {
-        self.threads.entry(tid).or_insert_with(|| ThreadState { pid, ..Default::default() })
+        self.threads.entry(tid).or_insert_with(|| ThreadState {
+            pid,
+            ..Default::default()
+        })
     }
 
     /// The VMM pids of every VM (processes with a vCPU thread).
@@ -164,7 +185,10 @@ impl KvmModel {
 
     /// The kvm_write_tsc_offset values seen: (VMM pid, vcpu, next offset).
     pub fn tsc_offsets(&self) -> Vec<(i32, u32, u64)> {
-        self.tsc_offsets.iter().map(|(pid, _, vcpu, _, next, _)| (*pid, *vcpu, *next)).collect()
+        self.tsc_offsets
+            .iter()
+            .map(|(pid, _, vcpu, _, next, _)| (*pid, *vcpu, *next))
+            .collect()
     }
 
     /// A COMM record (not a FORK inheritance).
@@ -184,12 +208,24 @@ impl KvmModel {
     pub fn on_fork(&mut self, pid: i32, tid: i32, _ppid: i32, _ptid: i32, _time: u64) {
         if let Some(t) = self.threads.get_mut(&tid) {
             // A reused tid starts over.
-            *t = ThreadState { pid, ..Default::default() };
+            *t = ThreadState {
+                pid,
+                ..Default::default()
+            };
         }
     }
 
     /// A host sample (nothing to do yet; placement is done by analyze).
-    pub fn on_sample(&mut self, _idx: u64, _time: Option<u64>, _pid: Option<i32>, _tid: Option<i32>, _mode: crate::perf::records::CpuMode, _stack: Option<u32>) {}
+    pub fn on_sample(
+        &mut self,
+        _idx: u64,
+        _time: Option<u64>,
+        _pid: Option<i32>,
+        _tid: Option<i32>,
+        _mode: crate::perf::records::CpuMode,
+        _stack: Option<u32>,
+    ) {
+    }
 
     /// A tracepoint sample.
     #[allow(clippy::too_many_arguments)]
@@ -211,7 +247,9 @@ impl KvmModel {
         if f.system != "kvm" {
             return;
         }
-        let (Some(pid), Some(tid)) = (pid, tid) else { return };
+        let (Some(pid), Some(tid)) = (pid, tid) else {
+            return;
+        };
         let vcpu_field = field_u64(f, raw, big, "vcpu_id").map(|v| v as u32);
         {
             let t = self.thread(pid, tid);
@@ -281,7 +319,11 @@ impl KvmModel {
                 let reason = field_u64(f, raw, big, "reason");
                 let errno = field_i64(f, raw, big, "errno").unwrap_or(0);
                 let name = if errno < 0 {
-                    Some(if errno == -4 { "restart".to_string() } else { "error".to_string() })
+                    Some(if errno == -4 {
+                        "restart".to_string()
+                    } else {
+                        "error".to_string()
+                    })
                 } else {
                     reason.and_then(|r| {
                         self.symbol(("kvm_userspace_exit", r, 0), f, raw, big, "reason")
@@ -299,7 +341,8 @@ impl KvmModel {
                     row.reason = reason;
                     row.reason_name = name.clone();
                     row.userspace_reason = name;
-                    let awaits_pio = errno >= 0 && reason == Some(KVM_EXIT_IO) && row.pio_port.is_none();
+                    let awaits_pio =
+                        errno >= 0 && reason == Some(KVM_EXIT_IO) && row.pio_port.is_none();
                     self.exits.push(row);
                     let n = self.exits.len();
                     self.thread(pid, tid).io_exit_awaiting_pio = awaits_pio.then(|| n - 1);
@@ -309,7 +352,13 @@ impl KvmModel {
                 let port = field_u64(f, raw, big, "port");
                 let size = field_u64(f, raw, big, "size");
                 let write = field_u64(f, raw, big, "rw").map(|v| v != 0);
-                let awaiting = self.threads.get_mut(&tid).and_then(|t| if t.open.is_none() { t.io_exit_awaiting_pio.take() } else { None });
+                let awaiting = self.threads.get_mut(&tid).and_then(|t| {
+                    if t.open.is_none() {
+                        t.io_exit_awaiting_pio.take()
+                    } else {
+                        None
+                    }
+                });
                 if let (Some(i), Some(false)) = (awaiting, write) {
                     // A port read completing: it belongs to the KVM_EXIT_IO just before.
                     if let Some(row) = self.exits.get_mut(i) {
@@ -330,15 +379,18 @@ impl KvmModel {
                 let gpa = field_u64(f, raw, big, "gpa");
                 let len = field_u64(f, raw, big, "len");
                 let ty = field_u64(f, raw, big, "type").map(|v| {
-                    self.symbol(("kvm_mmio", v, 0), f, raw, big, "type").unwrap_or_else(|| match v {
-                        0 => "unsatisfied-read".to_string(),
-                        1 => "read".to_string(),
-                        2 => "write".to_string(),
-                        _ => v.to_string(),
-                    })
+                    self.symbol(("kvm_mmio", v, 0), f, raw, big, "type")
+                        .unwrap_or_else(|| match v {
+                            0 => "unsatisfied-read".to_string(),
+                            1 => "read".to_string(),
+                            2 => "write".to_string(),
+                            _ => v.to_string(),
+                        })
                 });
                 // A read completes after the userspace exit; it belongs to that exit already.
-                if ty.as_deref() == Some("read") && self.threads.get(&tid).is_none_or(|t| t.open.is_none()) {
+                if ty.as_deref() == Some("read")
+                    && self.threads.get(&tid).is_none_or(|t| t.open.is_none())
+                {
                     return;
                 }
                 self.flush_pending_io(pid, tid);
@@ -365,7 +417,14 @@ impl KvmModel {
                     let mut row = self.take_pending(pid, tid, cpu, time, idx, "kvm_msr");
                     row.msr_index = index;
                     row.msr_write = write;
-                    row.reason_name = Some(if write == Some(true) { "MSR_WRITE" } else { "MSR_READ" }.to_string());
+                    row.reason_name = Some(
+                        if write == Some(true) {
+                            "MSR_WRITE"
+                        } else {
+                            "MSR_READ"
+                        }
+                        .to_string(),
+                    );
                     self.exits.push(row);
                 }
             }
@@ -391,13 +450,22 @@ impl KvmModel {
             "kvm_write_tsc_offset" => {
                 let prev = field_u64(f, raw, big, "previous_tsc_offset").unwrap_or(0);
                 let next = field_u64(f, raw, big, "next_tsc_offset").unwrap_or(0);
-                self.tsc_offsets.push((pid, tid, vcpu_field.unwrap_or(0), prev, next, time));
+                self.tsc_offsets
+                    .push((pid, tid, vcpu_field.unwrap_or(0), prev, next, time));
             }
             _ => {}
         }
     }
 
-    fn new_row(&mut self, pid: i32, tid: i32, cpu: Option<u32>, time: Option<u64>, idx: u64, source: &'static str) -> ExitRow {
+    fn new_row(
+        &mut self,
+        pid: i32,
+        tid: i32,
+        cpu: Option<u32>,
+        time: Option<u64>,
+        idx: u64,
+        source: &'static str,
+    ) -> ExitRow {
         let exit_idx = self.n_exits;
         self.n_exits += 1;
         let t = self.thread(pid, tid);
@@ -415,7 +483,15 @@ impl KvmModel {
     }
 
     /// A PVM exit row from the details gathered since the previous one.
-    fn take_pending(&mut self, pid: i32, tid: i32, cpu: Option<u32>, time: Option<u64>, idx: u64, source: &'static str) -> ExitRow {
+    fn take_pending(
+        &mut self,
+        pid: i32,
+        tid: i32,
+        cpu: Option<u32>,
+        time: Option<u64>,
+        idx: u64,
+        source: &'static str,
+    ) -> ExitRow {
         let mut row = self.new_row(pid, tid, cpu, time, idx, source);
         let t = self.thread(pid, tid);
         let p = std::mem::take(&mut t.pending);
@@ -431,7 +507,15 @@ impl KvmModel {
         row
     }
 
-    fn detail(&mut self, pid: i32, tid: i32, cpu: Option<u32>, time: Option<u64>, idx: u64, apply: impl FnOnce(&mut ExitRow)) {
+    fn detail(
+        &mut self,
+        pid: i32,
+        tid: i32,
+        cpu: Option<u32>,
+        time: Option<u64>,
+        idx: u64,
+        apply: impl FnOnce(&mut ExitRow),
+    ) {
         let t = self.thread(pid, tid);
         match t.open.as_mut() {
             Some(row) => apply(row),
@@ -450,14 +534,20 @@ impl KvmModel {
     /// KVM handled the access in the kernel) becomes an exit of its own (`source` kvm_pio or
     /// kvm_mmio) when the next access or MSR exit of the thread comes, or at the end.
     fn flush_pending_io(&mut self, pid: i32, tid: i32) {
-        let Some(t) = self.threads.get_mut(&tid) else { return };
+        let Some(t) = self.threads.get_mut(&tid) else {
+            return;
+        };
         if t.open.is_some() || (t.pending.pio_port.is_none() && t.pending.mmio_type.is_none()) {
             return;
         }
         let p = std::mem::take(&mut t.pending);
         t.pending_any = false;
         t.io_exit_awaiting_pio = None;
-        let (source, name) = if p.pio_port.is_some() { ("kvm_pio", "pio") } else { ("kvm_mmio", "mmio") };
+        let (source, name) = if p.pio_port.is_some() {
+            ("kvm_pio", "pio")
+        } else {
+            ("kvm_mmio", "mmio")
+        };
         let mut row = self.new_row(pid, tid, p.cpu, p.exit_time_ns, p.sample_idx, source);
         row.reason_name = Some(name.to_string());
         row.guest_rip = p.guest_rip;
@@ -487,11 +577,20 @@ impl KvmModel {
     }
 
     /// Writes `vms`, `vcpus` and `exits`. `part` maps a table name to its file.
-    pub fn close(mut self, part: &dyn Fn(&str) -> PathBuf, names: &HashMap<i32, String>) -> Result<Vec<(String, PathBuf, u64)>, Error> {
+    pub fn close(
+        mut self,
+        part: &dyn Fn(&str) -> PathBuf,
+        names: &HashMap<i32, String>,
+    ) -> Result<Vec<(String, PathBuf, u64)>, Error> {
         // Exits still open at the end are kept with a null entry time.
-        let mut open: Vec<ExitRow> = self.threads.values_mut().filter_map(|t| t.open.take()).collect();
+        let mut open: Vec<ExitRow> = self
+            .threads
+            .values_mut()
+            .filter_map(|t| t.open.take())
+            .collect();
         self.exits.append(&mut open);
-        let unclaimed: Vec<(i32, i32)> = self.threads.iter().map(|(tid, t)| (t.pid, *tid)).collect();
+        let unclaimed: Vec<(i32, i32)> =
+            self.threads.iter().map(|(tid, t)| (t.pid, *tid)).collect();
         for (pid, tid) in unclaimed {
             self.flush_pending_io(pid, tid);
         }
@@ -529,7 +628,9 @@ impl KvmModel {
         for ((pid, tid), t) in &vcpus {
             let vcpu = t.vcpu_from_events.or(t.vcpu_from_name);
             let mut conflict = match (t.vcpu_from_events, t.vcpu_from_name) {
-                (Some(a), Some(b)) if a != b => Some(format!("kvm events say vcpu {a}, thread name says CPU {b}/KVM")),
+                (Some(a), Some(b)) if a != b => Some(format!(
+                    "kvm events say vcpu {a}, thread name says CPU {b}/KVM"
+                )),
                 _ => None,
             };
             if let Some(v) = vcpu
@@ -567,10 +668,22 @@ impl KvmModel {
         let doc = vms_doc();
         let mut w = TableWriter::new("vms", part("vms"), &doc.defs(), Vec::new());
         for (pid, (n, first, last)) in &vms {
-            let comm = self.process_comm.get(pid).cloned().unwrap_or_else(|| format!(":{pid}"));
+            let comm = self
+                .process_comm
+                .get(pid)
+                .cloned()
+                .unwrap_or_else(|| format!(":{pid}"));
             w.i32(0, Some(*pid));
             w.str(1, Some(&comm));
-            w.str(2, Some(&names.get(pid).cloned().unwrap_or_else(|| format!("{comm}:{pid}"))));
+            w.str(
+                2,
+                Some(
+                    &names
+                        .get(pid)
+                        .cloned()
+                        .unwrap_or_else(|| format!("{comm}:{pid}")),
+                ),
+            );
             w.u32(3, Some(*n));
             w.u64(4, *first);
             w.u64(5, *last);
@@ -586,7 +699,11 @@ impl KvmModel {
                 (Some(a), Some(b)) if b >= a => Some(b - a),
                 _ => None,
             };
-            let userspace_ns = if r.entry_time_ns.is_some() && r.source == "kvm_exit" { r.userspace_time_ns.filter(|_| r.userspace_reason.is_some()) } else { None };
+            let userspace_ns = if r.entry_time_ns.is_some() && r.source == "kvm_exit" {
+                r.userspace_time_ns.filter(|_| r.userspace_reason.is_some())
+            } else {
+                None
+            };
             w.u64(0, Some(r.exit_idx));
             w.i32(1, Some(r.vm_pid));
             w.u32(2, r.vcpu);
@@ -616,7 +733,14 @@ impl KvmModel {
             w.str(26, r.mmio_type.as_deref());
             w.u64(27, r.msr_index);
             w.bool(28, r.msr_write);
-            w.u64(29, if r.source == "kvm_exit" && r.entry_time_ns.is_some() { Some(r.sched_out_ns.unwrap_or(0)) } else { None });
+            w.u64(
+                29,
+                if r.source == "kvm_exit" && r.entry_time_ns.is_some() {
+                    Some(r.sched_out_ns.unwrap_or(0))
+                } else {
+                    None
+                },
+            );
             w.u64(30, r.wakeup_ns);
             w.bool(31, r.wakeup_waited);
             w.bool(32, r.wakeup_valid);
@@ -646,7 +770,13 @@ impl KvmModel {
 
 macro_rules! col {
     ($name:expr, $ty:ident, $null:expr, $unit:expr, $meaning:expr) => {
-        ColumnDoc { name: $name, ty: ColType::$ty, nullable: $null, unit: $unit, meaning: $meaning }
+        ColumnDoc {
+            name: $name,
+            ty: ColType::$ty,
+            nullable: $null,
+            unit: $unit,
+            meaning: $meaning,
+        }
     };
 }
 
@@ -659,7 +789,13 @@ fn vms_doc() -> TableDoc {
         columns: vec![
             col!("vm_pid", I32, false, "-", "VMM process id (the VM key)"),
             col!("comm", Str, false, "-", "VMM process name"),
-            col!("name", Str, false, "-", "default VM name `<comm>:<pid>` (ingest --guest-data/--guest-symbols VM=… names override it in analyses)"),
+            col!(
+                "name",
+                Str,
+                false,
+                "-",
+                "default VM name `<comm>:<pid>` (ingest --guest-data/--guest-symbols VM=… names override it in analyses)"
+            ),
             col!("n_vcpus", U32, false, "-", "vCPU threads seen"),
             col!("first_ns", U64, true, NS, "first KVM event of the VM"),
             col!("last_ns", U64, true, NS, "last KVM event of the VM"),
@@ -677,9 +813,27 @@ fn vcpus_doc() -> TableDoc {
             col!("tid", I32, false, "-", "host thread running the vCPU"),
             col!("first_ns", U64, true, NS, "first KVM event of the thread"),
             col!("last_ns", U64, true, NS, "last KVM event of the thread"),
-            col!("source", Str, false, "-", "kvm_events (vcpu_id fields), thread_name (`CPU n/KVM`) or both"),
-            col!("n_events", U64, false, "-", "KVM tracepoint samples of the thread"),
-            col!("conflict", Str, true, "-", "set when the sources disagree or two threads claim one vCPU"),
+            col!(
+                "source",
+                Str,
+                false,
+                "-",
+                "kvm_events (vcpu_id fields), thread_name (`CPU n/KVM`) or both"
+            ),
+            col!(
+                "n_events",
+                U64,
+                false,
+                "-",
+                "KVM tracepoint samples of the thread"
+            ),
+            col!(
+                "conflict",
+                Str,
+                true,
+                "-",
+                "set when the sources disagree or two threads claim one vCPU"
+            ),
         ],
     }
 }
@@ -689,41 +843,167 @@ fn exits_doc() -> TableDoc {
         name: "exits",
         row: "one VM exit (see `source` for how it was detected)",
         columns: vec![
-            col!("exit_idx", U64, false, "-", "0-based order of the exit in the recording"),
+            col!(
+                "exit_idx",
+                U64,
+                false,
+                "-",
+                "0-based order of the exit in the recording"
+            ),
             col!("vm_pid", I32, false, "-", "VMM process id"),
             col!("vcpu", U32, true, "-", "vCPU index within the VM"),
             col!("tid", I32, false, "-", "host thread of the vCPU"),
             col!("cpu", U32, true, "host cpu", "cpu of the exit event"),
-            col!("exit_time_ns", U64, true, NS, "kvm_exit time (PVM: the kvm_userspace_exit/kvm_msr time)"),
-            col!("entry_time_ns", U64, true, NS, "next kvm_entry of the thread; null when still open at the end or unknown (PVM)"),
-            col!("duration_ns", U64, true, "ns", "entry_time_ns - exit_time_ns"),
-            col!("reason", U64, true, "-", "raw exit_reason (VMX with flag bits) / SVM exit code / KVM_EXIT_* code"),
-            col!("reason_name", Str, true, "-", "name as the kernel prints it (EPT_VIOLATION, npf, KVM_EXIT_IO, MSR_WRITE for PVM in-kernel MSR exits, pio/mmio for PVM accesses without a kvm_userspace_exit)"),
-            col!("isa", Str, true, "-", "vmx or svm from kvm_exit's isa field; null for PVM rows"),
-            col!("flags", U64, true, "-", "VMX flag bits (exit_reason & ~0xffff)"),
-            col!("flag_names", Str, true, "-", "FAILED_VMENTRY, SGX_ENCLAVE_MODE"),
-            col!("guest_rip", U64, true, "guest address", "kvm_exit guest_rip (PVM: rip of the last kvm_emulate_insn)"),
-            col!("info1", U64, true, "-", "kvm_exit info1 (exit qualification)"),
+            col!(
+                "exit_time_ns",
+                U64,
+                true,
+                NS,
+                "kvm_exit time (PVM: the kvm_userspace_exit/kvm_msr time)"
+            ),
+            col!(
+                "entry_time_ns",
+                U64,
+                true,
+                NS,
+                "next kvm_entry of the thread; null when still open at the end or unknown (PVM)"
+            ),
+            col!(
+                "duration_ns",
+                U64,
+                true,
+                "ns",
+                "entry_time_ns - exit_time_ns"
+            ),
+            col!(
+                "reason",
+                U64,
+                true,
+                "-",
+                "raw exit_reason (VMX with flag bits) / SVM exit code / KVM_EXIT_* code"
+            ),
+            col!(
+                "reason_name",
+                Str,
+                true,
+                "-",
+                "name as the kernel prints it (EPT_VIOLATION, npf, KVM_EXIT_IO, MSR_WRITE for PVM in-kernel MSR exits, pio/mmio for PVM accesses without a kvm_userspace_exit)"
+            ),
+            col!(
+                "isa",
+                Str,
+                true,
+                "-",
+                "vmx or svm from kvm_exit's isa field; null for PVM rows"
+            ),
+            col!(
+                "flags",
+                U64,
+                true,
+                "-",
+                "VMX flag bits (exit_reason & ~0xffff)"
+            ),
+            col!(
+                "flag_names",
+                Str,
+                true,
+                "-",
+                "FAILED_VMENTRY, SGX_ENCLAVE_MODE"
+            ),
+            col!(
+                "guest_rip",
+                U64,
+                true,
+                "guest address",
+                "kvm_exit guest_rip (PVM: rip of the last kvm_emulate_insn)"
+            ),
+            col!(
+                "info1",
+                U64,
+                true,
+                "-",
+                "kvm_exit info1 (exit qualification)"
+            ),
             col!("info2", U64, true, "-", "kvm_exit info2"),
             col!("intr_info", U64, true, "-", "kvm_exit intr_info"),
             col!("error_code", U64, true, "-", "kvm_exit error_code"),
-            col!("source", Str, false, "-", "kvm_exit; on PVM hosts kvm_userspace_exit, kvm_msr, or kvm_pio/kvm_mmio for an access no kvm_userspace_exit claimed (not recorded, or handled in the kernel)"),
-            col!("userspace_reason", Str, true, "-", "KVM_EXIT_* of a kvm_userspace_exit in the exit (handled by the VMM)"),
-            col!("userspace_ns", U64, true, "ns", "from kvm_userspace_exit to kvm_entry: the VMM round trip"),
+            col!(
+                "source",
+                Str,
+                false,
+                "-",
+                "kvm_exit; on PVM hosts kvm_userspace_exit, kvm_msr, or kvm_pio/kvm_mmio for an access no kvm_userspace_exit claimed (not recorded, or handled in the kernel)"
+            ),
+            col!(
+                "userspace_reason",
+                Str,
+                true,
+                "-",
+                "KVM_EXIT_* of a kvm_userspace_exit in the exit (handled by the VMM)"
+            ),
+            col!(
+                "userspace_ns",
+                U64,
+                true,
+                "ns",
+                "from kvm_userspace_exit to kvm_entry: the VMM round trip"
+            ),
             col!("pio_port", U64, true, "-", "kvm_pio port"),
             col!("pio_size", U64, true, "bytes", "kvm_pio size"),
             col!("pio_write", Bool, true, "-", "kvm_pio direction"),
-            col!("mmio_gpa", U64, true, "guest physical address", "kvm_mmio gpa"),
+            col!(
+                "mmio_gpa",
+                U64,
+                true,
+                "guest physical address",
+                "kvm_mmio gpa"
+            ),
             col!("mmio_len", U64, true, "bytes", "kvm_mmio len"),
-            col!("mmio_type", Str, true, "-", "write, read or unsatisfied-read"),
+            col!(
+                "mmio_type",
+                Str,
+                true,
+                "-",
+                "write, read or unsatisfied-read"
+            ),
             col!("msr_index", U64, true, "-", "kvm_msr ecx"),
             col!("msr_write", Bool, true, "-", "kvm_msr direction"),
-            col!("sched_out_ns", U64, true, "ns", "time the vCPU thread was scheduled out during the exit (sched_switch); null when not measurable"),
-            col!("wakeup_ns", U64, true, "ns", "kvm_vcpu_wakeup ns (halt polling / blocking)"),
-            col!("wakeup_waited", Bool, true, "-", "kvm_vcpu_wakeup: blocked (true) or polled"),
+            col!(
+                "sched_out_ns",
+                U64,
+                true,
+                "ns",
+                "time the vCPU thread was scheduled out during the exit (sched_switch); null when not measurable"
+            ),
+            col!(
+                "wakeup_ns",
+                U64,
+                true,
+                "ns",
+                "kvm_vcpu_wakeup ns (halt polling / blocking)"
+            ),
+            col!(
+                "wakeup_waited",
+                Bool,
+                true,
+                "-",
+                "kvm_vcpu_wakeup: blocked (true) or polled"
+            ),
             col!("wakeup_valid", Bool, true, "-", "kvm_vcpu_wakeup valid"),
-            col!("sample_idx", U64, false, "-", "samples row of the event that started the exit"),
-            col!("perf_kvm_counted", Bool, false, "-", "perf kvm stat counts this exit (after the thread's first kvm_entry, with an entry)"),
+            col!(
+                "sample_idx",
+                U64,
+                false,
+                "-",
+                "samples row of the event that started the exit"
+            ),
+            col!(
+                "perf_kvm_counted",
+                Bool,
+                false,
+                "-",
+                "perf kvm stat counts this exit (after the thread's first kvm_entry, with an entry)"
+            ),
         ],
     }
 }
@@ -737,8 +1017,20 @@ fn tsc_doc() -> TableDoc {
             col!("tid", I32, false, "-", "thread that wrote it"),
             col!("vcpu", U32, false, "-", "vcpu_id field"),
             col!("time_ns", U64, true, NS, "event time"),
-            col!("previous_tsc_offset", U64, false, "TSC ticks", "offset before"),
-            col!("next_tsc_offset", U64, false, "TSC ticks", "offset after (guest_tsc = host_tsc × scale + offset)"),
+            col!(
+                "previous_tsc_offset",
+                U64,
+                false,
+                "TSC ticks",
+                "offset before"
+            ),
+            col!(
+                "next_tsc_offset",
+                U64,
+                false,
+                "TSC ticks",
+                "offset after (guest_tsc = host_tsc × scale + offset)"
+            ),
         ],
     }
 }

@@ -51,17 +51,23 @@ impl<'a> ByteCursor<'a> {
 
     /// Reads a little-endian `u16`.
     pub fn u16(&mut self) -> Option<u16> {
-        self.bytes(2).and_then(|b| b.try_into().ok()).map(u16::from_le_bytes)
+        self.bytes(2)
+            .and_then(|b| b.try_into().ok())
+            .map(u16::from_le_bytes)
     }
 
     /// Reads a little-endian `u32`.
     pub fn u32(&mut self) -> Option<u32> {
-        self.bytes(4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)
+        self.bytes(4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
     }
 
     /// Reads a little-endian `u64`.
     pub fn u64(&mut self) -> Option<u64> {
-        self.bytes(8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+        self.bytes(8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
     }
 
     /// Reads a NUL-terminated string padded to the end of `n` bytes (perf's fixed fields).

@@ -21,7 +21,10 @@ pub struct Section {
 
 impl Section {
     fn read(c: &mut ByteCursor<'_>) -> Option<Section> {
-        Some(Section { offset: c.u64()?, size: c.u64()? })
+        Some(Section {
+            offset: c.u64()?,
+            size: c.u64()?,
+        })
     }
 
     /// The end offset, saturating.
@@ -100,13 +103,22 @@ impl FileHeader {
                 *f = c.u64()?;
             }
         }
-        Some(FileHeader { header_size, attr_size, attrs, data: data_sec, event_types, features })
+        Some(FileHeader {
+            header_size,
+            attr_size,
+            attrs,
+            data: data_sec,
+            event_types,
+            features,
+        })
     }
 
     /// Whether feature bit `feat` is set.
     pub fn has_feature(&self, feat: u32) -> bool {
         let word = (feat / 64) as usize;
-        self.features.get(word).is_some_and(|w| w & (1u64 << (feat % 64)) != 0)
+        self.features
+            .get(word)
+            .is_some_and(|w| w & (1u64 << (feat % 64)) != 0)
     }
 
     /// The set feature ids, in the order their sections follow the data.
@@ -188,15 +200,23 @@ pub fn parse_build_ids(data: &[u8]) -> Vec<BuildIdEntry> {
     let mut c = ByteCursor::new(data);
     while c.remaining() >= 8 {
         let start = c.pos();
-        let (Some(_type), Some(misc), Some(size)) = (c.u32(), c.u16(), c.u16()) else { break };
+        let (Some(_type), Some(misc), Some(size)) = (c.u32(), c.u16(), c.u16()) else {
+            break;
+        };
         let size = size as usize;
         if size < 8 + 4 + 24 {
             break;
         }
-        let (Some(pid), Some(id)) = (c.u32(), c.bytes(24)) else { break };
+        let (Some(pid), Some(id)) = (c.u32(), c.bytes(24)) else {
+            break;
+        };
         let name_len = size - 8 - 4 - 24;
         let Some(name) = c.bytes(name_len) else { break };
-        let id_len = if misc & MISC_BUILD_ID_SIZE != 0 { (id[20] as usize).min(20) } else { 20 };
+        let id_len = if misc & MISC_BUILD_ID_SIZE != 0 {
+            (id[20] as usize).min(20)
+        } else {
+            20
+        };
         let mut build_id = id[..id_len].to_vec();
         if misc & MISC_BUILD_ID_SIZE == 0 {
             // Old files store 20 bytes; trailing zeros are padding of shorter ids.
@@ -204,7 +224,12 @@ pub fn parse_build_ids(data: &[u8]) -> Vec<BuildIdEntry> {
                 build_id.pop();
             }
         }
-        out.push(BuildIdEntry { pid: pid as i32, misc: misc & !MISC_BUILD_ID_SIZE, build_id, filename: c_str(name) });
+        out.push(BuildIdEntry {
+            pid: pid as i32,
+            misc: misc & !MISC_BUILD_ID_SIZE,
+            build_id,
+            filename: c_str(name),
+        });
         debug_assert!(c.pos() == start + size);
     }
     out
@@ -275,14 +300,18 @@ impl Features {
             }
             feature::CLOCKID => self.clockid_res_ns = c.u64(),
             feature::CLOCK_DATA => {
-                if let (Some(_ver), Some(id), Some(wall), Some(clk)) = (c.u32(), c.u32(), c.u64(), c.u64()) {
+                if let (Some(_ver), Some(id), Some(wall), Some(clk)) =
+                    (c.u32(), c.u32(), c.u64(), c.u64())
+                {
                     self.clock_data = Some((id, wall, clk));
                 }
             }
             feature::TRACING_DATA => self.tracing_data = Some(data.to_vec()),
             feature::BUILD_ID => self.build_ids.extend(parse_build_ids(data)),
             feature::COMPRESSED => {
-                if let (Some(a), Some(b), Some(l), Some(r), Some(m)) = (c.u32(), c.u32(), c.u32(), c.u32(), c.u32()) {
+                if let (Some(a), Some(b), Some(l), Some(r), Some(m)) =
+                    (c.u32(), c.u32(), c.u32(), c.u32(), c.u32())
+                {
                     self.compressed = Some((a, b, l, r, m));
                 }
             }

@@ -329,7 +329,11 @@ impl<'a> Sample<'a> {
             }
             let mut entries = Vec::with_capacity(nr);
             for _ in 0..nr {
-                entries.push(BranchEntry { from: c.u64()?, to: c.u64()?, flags: c.u64()? });
+                entries.push(BranchEntry {
+                    from: c.u64()?,
+                    to: c.u64()?,
+                    flags: c.u64()?,
+                });
             }
             if attr.branch_sample_type & attr::BRANCH_COUNTERS != 0 {
                 c.skip(nr.checked_mul(8)?)?;
@@ -413,7 +417,10 @@ fn parse_read(c: &mut ByteCursor<'_>, rf: u64) -> Option<ReadData> {
         if rf & read_format::TOTAL_TIME_RUNNING != 0 {
             out.time_running = Some(c.u64()?);
         }
-        let mut v = ReadValue { value, ..Default::default() };
+        let mut v = ReadValue {
+            value,
+            ..Default::default()
+        };
         if rf & read_format::ID != 0 {
             v.id = Some(c.u64()?);
         }
@@ -426,7 +433,10 @@ fn parse_read(c: &mut ByteCursor<'_>, rf: u64) -> Option<ReadData> {
 }
 
 fn read_value(c: &mut ByteCursor<'_>, rf: u64) -> Option<ReadValue> {
-    let mut v = ReadValue { value: c.u64()?, ..Default::default() };
+    let mut v = ReadValue {
+        value: c.u64()?,
+        ..Default::default()
+    };
     if rf & read_format::ID != 0 {
         v.id = Some(c.u64()?);
     }
@@ -456,7 +466,14 @@ pub struct SampleId {
 /// Size in bytes of the `sample_id_all` trailer for `sample_type`.
 pub fn sample_id_size(sample_type: u64) -> usize {
     let mut n = 0;
-    for bit in [st::TID, st::TIME, st::ID, st::STREAM_ID, st::CPU, st::IDENTIFIER] {
+    for bit in [
+        st::TID,
+        st::TIME,
+        st::ID,
+        st::STREAM_ID,
+        st::CPU,
+        st::IDENTIFIER,
+    ] {
         if sample_type & bit != 0 {
             n += 8;
         }
@@ -566,7 +583,12 @@ pub fn parse_comm(body: &[u8], misc: u16, trailer: usize) -> Option<CommRecord> 
     let tid = c.u32()? as i32;
     let name_len = c.remaining().saturating_sub(trailer);
     let comm = c_str(c.bytes(name_len)?);
-    Some(CommRecord { pid, tid, comm, exec: misc & MISC_COMM_EXEC != 0 })
+    Some(CommRecord {
+        pid,
+        tid,
+        comm,
+        exec: misc & MISC_COMM_EXEC != 0,
+    })
 }
 
 /// Parses `PERF_RECORD_FORK` and `PERF_RECORD_EXIT`.
@@ -653,12 +675,20 @@ mod tests {
     #[test]
     fn markers_become_modes() {
         let mut raw = Vec::new();
-        for ip in [context::KERNEL, 0xffff_ffff_8100_0010, context::USER, 0x4000] {
+        for ip in [
+            context::KERNEL,
+            0xffff_ffff_8100_0010,
+            context::USER,
+            0x4000,
+        ] {
             raw.extend_from_slice(&ip.to_le_bytes());
         }
         assert_eq!(
             split_callchain(&raw, CpuMode::HostKernel),
-            vec![(0xffff_ffff_8100_0010, CpuMode::HostKernel), (0x4000, CpuMode::HostUser)]
+            vec![
+                (0xffff_ffff_8100_0010, CpuMode::HostKernel),
+                (0x4000, CpuMode::HostUser)
+            ]
         );
     }
 }

@@ -16,7 +16,10 @@ pub(crate) fn corpus() -> Option<PathBuf> {
     match std::env::var_os("KVMTRACE_CORPUS").map(PathBuf::from) {
         Some(p) if p.join("public").is_dir() => Some(p),
         other => {
-            assert!(!ci, "KVMTRACE_CORPUS must point at the shared testdata when CI=true (got {other:?})");
+            assert!(
+                !ci,
+                "KVMTRACE_CORPUS must point at the shared testdata when CI=true (got {other:?})"
+            );
             eprintln!("skipping: KVMTRACE_CORPUS is not set to the shared testdata");
             None
         }
@@ -37,7 +40,10 @@ pub(crate) fn read_table(dataset: &Path, table: &str) -> Vec<RecordBatch> {
     files.sort();
     for f in files {
         let file = std::fs::File::open(&f).expect("open parquet");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet")
+            .build()
+            .expect("reader");
         for b in reader {
             out.push(b.expect("batch"));
         }
@@ -46,7 +52,9 @@ pub(crate) fn read_table(dataset: &Path, table: &str) -> Vec<RecordBatch> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -61,7 +69,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 pub(crate) fn col_u64(batches: &[RecordBatch], name: &str) -> Vec<Option<u64>> {
     let mut out = Vec::new();
     for b in batches {
-        let c = b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+        let c = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
         for i in 0..c.len() {
             if c.is_null(i) {
                 out.push(None);
@@ -69,9 +79,15 @@ pub(crate) fn col_u64(batches: &[RecordBatch], name: &str) -> Vec<Option<u64>> {
             }
             let v = match c.data_type() {
                 arrow::datatypes::DataType::UInt64 => c.as_primitive::<UInt64Type>().value(i),
-                arrow::datatypes::DataType::UInt32 => u64::from(c.as_primitive::<UInt32Type>().value(i)),
-                arrow::datatypes::DataType::Int32 => c.as_primitive::<Int32Type>().value(i) as i64 as u64,
-                arrow::datatypes::DataType::Int64 => c.as_primitive::<arrow::datatypes::Int64Type>().value(i) as u64,
+                arrow::datatypes::DataType::UInt32 => {
+                    u64::from(c.as_primitive::<UInt32Type>().value(i))
+                }
+                arrow::datatypes::DataType::Int32 => {
+                    c.as_primitive::<Int32Type>().value(i) as i64 as u64
+                }
+                arrow::datatypes::DataType::Int64 => {
+                    c.as_primitive::<arrow::datatypes::Int64Type>().value(i) as u64
+                }
                 other => panic!("column {name} has type {other}"),
             };
             out.push(Some(v));
@@ -84,10 +100,16 @@ pub(crate) fn col_u64(batches: &[RecordBatch], name: &str) -> Vec<Option<u64>> {
 pub(crate) fn col_str(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
     let mut out = Vec::new();
     for b in batches {
-        let c = b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+        let c = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
         let s = c.as_string::<i32>();
         for i in 0..s.len() {
-            out.push(if s.is_null(i) { None } else { Some(s.value(i).to_string()) });
+            out.push(if s.is_null(i) {
+                None
+            } else {
+                Some(s.value(i).to_string())
+            });
         }
     }
     out
@@ -97,10 +119,16 @@ pub(crate) fn col_str(batches: &[RecordBatch], name: &str) -> Vec<Option<String>
 pub(crate) fn col_bin(batches: &[RecordBatch], name: &str) -> Vec<Option<Vec<u8>>> {
     let mut out = Vec::new();
     for b in batches {
-        let c = b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+        let c = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
         let s = c.as_binary::<i32>();
         for i in 0..s.len() {
-            out.push(if s.is_null(i) { None } else { Some(s.value(i).to_vec()) });
+            out.push(if s.is_null(i) {
+                None
+            } else {
+                Some(s.value(i).to_vec())
+            });
         }
     }
     out
@@ -110,7 +138,9 @@ pub(crate) fn col_bin(batches: &[RecordBatch], name: &str) -> Vec<Option<Vec<u8>
 pub(crate) fn col_list_u64(batches: &[RecordBatch], name: &str) -> Vec<Option<Vec<u64>>> {
     let mut out = Vec::new();
     for b in batches {
-        let c = b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+        let c = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
         let l = c.as_list::<i32>();
         for i in 0..l.len() {
             if l.is_null(i) {
@@ -126,7 +156,10 @@ pub(crate) fn col_list_u64(batches: &[RecordBatch], name: &str) -> Vec<Option<Ve
 
 /// Rows per table from a dataset, as ingest wrote them.
 pub(crate) fn row_count(dataset: &Path, table: &str) -> usize {
-    read_table(dataset, table).iter().map(|b| b.num_rows()).sum()
+    read_table(dataset, table)
+        .iter()
+        .map(|b| b.num_rows())
+        .sum()
 }
 
 /// Reads a reference text file, gunzipping `.gz`.
@@ -134,7 +167,9 @@ pub(crate) fn read_text(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     if path.extension().is_some_and(|e| e == "gz") {
         let mut s = String::new();
-        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut s).expect("gunzip");
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut s)
+            .expect("gunzip");
         s
     } else {
         String::from_utf8_lossy(&bytes).into_owned()
@@ -189,7 +224,10 @@ fn split_ip_dso(rest: &str) -> (String, Option<u64>) {
 }
 
 /// Parses perf script output into samples (in perf's order).
-pub(crate) fn parse_script(text: &str, tracepoint_events: &HashMap<String, bool>) -> Vec<ScriptSample> {
+pub(crate) fn parse_script(
+    text: &str,
+    tracepoint_events: &HashMap<String, bool>,
+) -> Vec<ScriptSample> {
     let mut out: Vec<ScriptSample> = Vec::new();
     for (lineno, line) in text.lines().enumerate() {
         if line.is_empty() {
@@ -207,14 +245,19 @@ pub(crate) fn parse_script(text: &str, tracepoint_events: &HashMap<String, bool>
         }
         let toks: Vec<&str> = line.split_whitespace().collect();
         // Locate pid/tid.
-        let Some(pt_idx) = toks.iter().position(|t| is_pid_tid(t).is_some()) else { continue };
+        let Some(pt_idx) = toks.iter().position(|t| is_pid_tid(t).is_some()) else {
+            continue;
+        };
         let (pid, tid) = is_pid_tid(toks[pt_idx]).unwrap_or((0, 0));
         // comm: the text before the pid/tid token, trimmed.
         let pt_pos = find_token_pos(line, pt_idx);
         let comm = line[..pt_pos].trim().to_string();
         let mut i = pt_idx + 1;
         let mut cpu = None;
-        if let Some(t) = toks.get(i).filter(|t| t.starts_with('[') && t.ends_with(']')) {
+        if let Some(t) = toks
+            .get(i)
+            .filter(|t| t.starts_with('[') && t.ends_with(']'))
+        {
             cpu = t[1..t.len() - 1].parse().ok();
             i += 1;
         }
@@ -226,12 +269,19 @@ pub(crate) fn parse_script(text: &str, tracepoint_events: &HashMap<String, bool>
         if period.is_some() {
             i += 1;
         }
-        let event = toks.get(i).map(|t| t.trim_end_matches(':').to_string()).unwrap_or_default();
+        let event = toks
+            .get(i)
+            .map(|t| t.trim_end_matches(':').to_string())
+            .unwrap_or_default();
         let rest_pos = find_token_pos(line, i) + toks.get(i).map_or(0, |t| t.len());
         let rest = line.get(rest_pos..).unwrap_or("").trim();
         let is_tp = tracepoint_events.get(&event).copied().unwrap_or(false);
         let (trace_text, ip) = split_ip_dso(rest);
-        let trace = if is_tp { Some(trace_text.trim().to_string()) } else { None };
+        let trace = if is_tp {
+            Some(trace_text.trim().to_string())
+        } else {
+            None
+        };
         out.push(ScriptSample {
             comm,
             pid: Some(pid),

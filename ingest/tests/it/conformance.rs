@@ -35,13 +35,20 @@ fn tracing_of(data: &[u8]) -> Option<TracingData> {
 }
 
 /// Ingests `file` into a fresh temp dataset with raw payloads kept.
-pub(crate) fn ingest(file: &Path) -> (tempfile::TempDir, std::path::PathBuf, kvmtrace_ingest::Report) {
+pub(crate) fn ingest(
+    file: &Path,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    kvmtrace_ingest::Report,
+) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("ds");
     let mut opts = kvmtrace_ingest::Options::default();
     opts.output = out.clone();
     opts.keep_raw = true;
-    let report = kvmtrace_ingest::run(file, &opts).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let report =
+        kvmtrace_ingest::run(file, &opts).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     (tmp, out, report)
 }
 
@@ -87,7 +94,11 @@ fn compare(file: &Path, reference: &Path) -> FileResult {
     let branch_from = col_list_u64(&samples, "branch_from");
 
     let mut res = FileResult {
-        name: file.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+        name: file
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
         perf_samples: perf.len(),
         ours: comm.len(),
         mismatches: Vec::new(),
@@ -96,14 +107,18 @@ fn compare(file: &Path, reference: &Path) -> FileResult {
     // Per-event counts first.
     let mut ours_by_event: HashMap<String, usize> = HashMap::new();
     for e in &event {
-        *ours_by_event.entry(e.clone().unwrap_or_default()).or_default() += 1;
+        *ours_by_event
+            .entry(e.clone().unwrap_or_default())
+            .or_default() += 1;
     }
     let mut perf_by_event: HashMap<String, usize> = HashMap::new();
     for s in &perf {
         *perf_by_event.entry(s.event.clone()).or_default() += 1;
     }
     if ours_by_event != perf_by_event {
-        res.mismatches.push(format!("samples per event: perf {perf_by_event:?}, kvmtrace {ours_by_event:?}"));
+        res.mismatches.push(format!(
+            "samples per event: perf {perf_by_event:?}, kvmtrace {ours_by_event:?}"
+        ));
     }
     let n = perf.len().min(comm.len());
     for i in 0..n {
@@ -153,24 +168,46 @@ fn compare(file: &Path, reference: &Path) -> FileResult {
             // frame is not in the recording.
             let lbr_empty = branch_from[i].as_ref().is_some_and(|b| b.is_empty());
             let perf_past_empty_lbr = lbr_empty && p.callchain.len() == ours.len() + 1;
-            if !(prefix && (ours.len() == p.callchain.len() || perf_truncated || perf_past_empty_lbr)) {
+            if !(prefix
+                && (ours.len() == p.callchain.len() || perf_truncated || perf_past_empty_lbr))
+            {
                 diffs.push(format!("callchain {:x?} vs perf {:x?}", ours, p.callchain));
             }
         }
-        if let (Some(expected), Some(t), Some(raw)) = (p.trace.as_ref(), tracing.as_ref(), raw[i].as_ref()) {
+        if let (Some(expected), Some(t), Some(raw)) =
+            (p.trace.as_ref(), tracing.as_ref(), raw[i].as_ref())
+        {
             let ev = event_idx[i].unwrap_or(0) as usize;
-            if let Some(fmt) = ev_config.get(ev).copied().flatten().and_then(|c| t.event_by_id(c)) {
-                let opts = RenderOptions { big_endian: t.big_endian, long_size: t.long_size, printk: &t.printk, symbolize: None };
+            if let Some(fmt) = ev_config
+                .get(ev)
+                .copied()
+                .flatten()
+                .and_then(|c| t.event_by_id(c))
+            {
+                let opts = RenderOptions {
+                    big_endian: t.big_endian,
+                    long_size: t.long_size,
+                    printk: &t.printk,
+                    symbolize: None,
+                };
                 let got = render_event(fmt, raw, &opts);
                 if got.trim() != expected.trim() {
-                    diffs.push(format!("trace {:?} vs perf {:?}", got.trim(), expected.trim()));
+                    diffs.push(format!(
+                        "trace {:?} vs perf {:?}",
+                        got.trim(),
+                        expected.trim()
+                    ));
                 }
             }
         }
         if !diffs.is_empty() {
             res.n_mismatched_samples += 1;
             if res.mismatches.len() < 5 {
-                res.mismatches.push(format!("sample {i} (perf line {}): {}", p.line, diffs.join("; ")));
+                res.mismatches.push(format!(
+                    "sample {i} (perf line {}): {}",
+                    p.line,
+                    diffs.join("; ")
+                ));
             }
         }
     }
@@ -186,14 +223,20 @@ fn public_corpus_agrees_with_perf_script() {
     let mut table = String::from("file | perf | kvmtrace | mismatched samples\n");
     for line in manifest.lines().skip(1) {
         let cols: Vec<&str> = line.split('\t').collect();
-        let (Some(name), Some(reads), Some(samples)) = (cols.first(), cols.get(4), cols.get(5)) else { continue };
+        let (Some(name), Some(reads), Some(samples)) = (cols.first(), cols.get(4), cols.get(5))
+        else {
+            continue;
+        };
         let file = public.join(name);
         let expected: usize = samples.parse().unwrap_or(0);
         if *reads != "yes" {
             // perf cannot read it: we must, as far as it is readable, with the walk's count.
             let (_tmp, ds, report) = ingest(&file);
             let n = row_count(&ds, "samples");
-            table.push_str(&format!("{name} | (unreadable) {expected} | {n} | warnings {}\n", report.warnings.len()));
+            table.push_str(&format!(
+                "{name} | (unreadable) {expected} | {n} | warnings {}\n",
+                report.warnings.len()
+            ));
             if n != expected {
                 failures.push(format!("{name}: {n} samples, manifest says {expected}"));
             }
@@ -202,7 +245,10 @@ fn public_corpus_agrees_with_perf_script() {
         let reference = cols.get(9).map(|r| public.join(r)).filter(|p| p.exists());
         let Some(reference) = reference else { continue };
         let r = compare(&file, &reference);
-        table.push_str(&format!("{} | {} | {} | {}\n", r.name, r.perf_samples, r.ours, r.n_mismatched_samples));
+        table.push_str(&format!(
+            "{} | {} | {} | {}\n",
+            r.name, r.perf_samples, r.ours, r.n_mismatched_samples
+        ));
         if r.ours != expected || r.perf_samples != expected || !r.mismatches.is_empty() {
             failures.push(format!(
                 "{}: perf {} / manifest {} / kvmtrace {} samples; {} mismatched\n    {}",
@@ -216,5 +262,10 @@ fn public_corpus_agrees_with_perf_script() {
         }
     }
     println!("{table}");
-    assert!(failures.is_empty(), "{} files differ from perf:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} files differ from perf:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

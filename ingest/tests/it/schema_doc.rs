@@ -35,21 +35,32 @@ fn every_written_table_is_documented() {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/synth-small");
     let mut opts = kvmtrace_ingest::Options::default();
     opts.output = out.clone();
-    opts.guest_data = vec!["3100=".to_string() + &base.join("guest-0.perf.data").display().to_string() + ",name=guest-0"]
-        .iter()
-        .map(|s| s.parse().expect("guest data"))
-        .collect();
+    opts.guest_data = vec![
+        "3100=".to_string()
+            + &base.join("guest-0.perf.data").display().to_string()
+            + ",name=guest-0",
+    ]
+    .iter()
+    .map(|s| s.parse().expect("guest data"))
+    .collect();
     opts.guest_symbols = vec![("guest-0".into(), base.join("guest-0.bundle"))];
     opts.kallsyms = Some(base.join("host.kallsyms"));
     opts.symfs = Some(base.join("host-root"));
-    let report = kvmtrace_ingest::run(&base.join("host.perf.data"), &opts).expect("ingest synth-small");
+    let report =
+        kvmtrace_ingest::run(&base.join("host.perf.data"), &opts).expect("ingest synth-small");
     let doc = std::fs::read_to_string(doc_path()).expect("docs/schema.md");
-    let documented: Vec<&str> = kvmtrace_ingest::schema::tables().iter().map(|t| t.name).collect();
+    let documented: Vec<&str> = kvmtrace_ingest::schema::tables()
+        .iter()
+        .map(|t| t.name)
+        .collect();
     for (table, _) in &report.tables {
         let base_name = table.strip_prefix("guest_").unwrap_or(table);
         let is_tracepoint = base_name.contains("__");
         assert!(
-            is_tracepoint || documented.contains(&table.as_str()) || documented.contains(&base_name) || doc.contains(&format!("`{table}`")),
+            is_tracepoint
+                || documented.contains(&table.as_str())
+                || documented.contains(&base_name)
+                || doc.contains(&format!("`{table}`")),
             "table {table} is written but not documented in docs/schema.md"
         );
     }
