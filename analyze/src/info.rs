@@ -45,14 +45,14 @@ pub fn info(ds: &Dataset) -> Result<Info, Error> {
             if c.name() == "host" || c.name() == "recording" {
                 continue;
             }
-            if let Ok(v) = c.get(0) {
-                if !matches!(v, AnyValue::Null) {
-                    let s = match v {
-                        AnyValue::String(s) => s.to_string(),
-                        other => other.to_string(),
-                    };
-                    kv.push((c.name().to_string(), s));
-                }
+            if let Ok(v) = c.get(0)
+                && !matches!(v, AnyValue::Null)
+            {
+                let s = match v {
+                    AnyValue::String(s) => s.to_string(),
+                    other => other.to_string(),
+                };
+                kv.push((c.name().to_string(), s));
             }
         }
         let e = events

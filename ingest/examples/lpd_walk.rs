@@ -17,11 +17,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut records, mut samples, mut frames) = (0u64, 0u64, 0u64);
     while let Some(record) = record_iter.next_record(&mut perf_file)? {
         records += 1;
-        if let PerfFileRecord::EventRecord { record, .. } = record {
-            if let Ok(EventRecord::Sample(s)) = record.parse() {
-                samples += 1;
-                frames += s.callchain.map_or(0, |c| c.len() as u64);
-            }
+        if let PerfFileRecord::EventRecord { record, .. } = record
+            && let Ok(EventRecord::Sample(s)) = record.parse()
+        {
+            samples += 1;
+            frames += s.callchain.map_or(0, |c| c.len() as u64);
         }
     }
     println!("{records} records, {samples} samples, {frames} callchain entries");

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Warning, WarningKind};
 use crate::schema;
-use crate::session::{GuestContext, Session, SessionConfig, SessionSummary, Space, StackEntry};
+use crate::session::{
+    GuestContext, Session, SessionConfig, SessionSummary, Space, StackEntry, WrittenTable,
+};
 use crate::symbols::{AddrSpace, Bundle, FrameQuery, SymbolizeOptions, Symbolizer};
 use crate::table::{TableWriter, partition_path};
 use crate::{GuestData, Options};
@@ -42,15 +44,17 @@ fn display_name(token: &str, given: Option<&str>, bundle: Option<&Path>) -> Stri
     if let Some(n) = given {
         return n.to_string();
     }
-    if let Some(b) = bundle.and_then(|p| Bundle::open(p).ok()) {
-        if let Some(m) = b.manifest() {
-            if !m.vm.is_empty() {
-                return m.vm.clone();
-            }
-        }
+    if let Some(b) = bundle.and_then(|p| Bundle::open(p).ok())
+        && let Some(m) = b.manifest()
+        && !m.vm.is_empty()
+    {
+        return m.vm.clone();
     }
     token.to_string()
 }
+
+/// What a guest-side ingest wrote: tables, its stacks (for symbolisation) and warnings.
+pub(crate) type GuestIngest = (Vec<WrittenTable>, Vec<StackEntry>, Vec<Warning>);
 
 /// Ingests one guest-side recording into the `guest_*` tables of the same partition.
 pub(crate) fn ingest_guest(
@@ -59,7 +63,7 @@ pub(crate) fn ingest_guest(
     root: &Path,
     recording: &str,
     opts: &Options,
-) -> Result<(Vec<(String, PathBuf, u64)>, Vec<StackEntry>, Vec<Warning>), Error> {
+) -> Result<GuestIngest, Error> {
     let mut warnings = Vec::new();
     let name = vm_specs(opts)
         .into_iter()
@@ -179,16 +183,18 @@ pub(crate) fn write_frames(
     root: &Path,
     recording: &str,
     opts: &Options,
-) -> Result<(Vec<(String, PathBuf, u64)>, Vec<Warning>), Error> {
+) -> Result<(Vec<WrittenTable>, Vec<Warning>), Error> {
     let mut warnings = Vec::new();
-    let mut sopts = SymbolizeOptions::default();
-    sopts.threads = opts.threads;
-    sopts.debug_dirs = opts.debug_dirs.clone();
-    sopts.sysroot = opts.symfs.clone();
-    sopts.kallsyms = opts
-        .kallsyms
-        .clone()
-        .or_else(|| recorded_here(host).then(|| PathBuf::from("/proc/kallsyms")));
+    let mut sopts = SymbolizeOptions {
+        threads: opts.threads,
+        debug_dirs: opts.debug_dirs.clone(),
+        sysroot: opts.symfs.clone(),
+        kallsyms: opts
+            .kallsyms
+            .clone()
+            .or_else(|| recorded_here(host).then(|| PathBuf::from("/proc/kallsyms"))),
+        ..SymbolizeOptions::default()
+    };
     // Guest bundles by VM display name.
     let specs = vm_specs(opts);
     let mut bundles: BTreeMap<String, PathBuf> = BTreeMap::new();

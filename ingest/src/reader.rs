@@ -249,7 +249,7 @@ impl<H: RecordHandler> Walker<'_, H> {
                 break;
             };
             let size = size as usize;
-            if size < 8 || size > MAX_RECORD {
+            if !(8..=MAX_RECORD).contains(&size) {
                 self.warn(
                     WarningKind::CorruptRecord,
                     offset,

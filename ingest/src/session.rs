@@ -99,10 +99,12 @@ impl StackInterner {
         let key = h.finish();
         let ids = self.by_hash.entry(key).or_default();
         for &id in ids.iter() {
-            if let Some(e) = self.stacks.get(id as usize) {
-                if e.mode == mode && e.pid == pid && e.raw == raw {
-                    return (id, false);
-                }
+            if let Some(e) = self.stacks.get(id as usize)
+                && e.mode == mode
+                && e.pid == pid
+                && e.raw == raw
+            {
+                return (id, false);
             }
         }
         let id = self.stacks.len() as u32;
@@ -452,26 +454,24 @@ impl Session {
                 desc.get(i)
                     .filter(|(a, _, _)| a.config == ev.attr.config && a.type_ == ev.attr.type_)
             });
-            if ev.name.is_none() {
-                if let Some((_, name, _)) = from_desc {
-                    ev.name = Some(name.clone());
-                }
+            if ev.name.is_none()
+                && let Some((_, name, _)) = from_desc
+            {
+                ev.name = Some(name.clone());
             }
-            if ev.attr.type_ == event_type::TRACEPOINT {
-                if let Some(fmt) = self
+            if ev.attr.type_ == event_type::TRACEPOINT
+                && let Some(fmt) = self
                     .tracing
                     .as_ref()
                     .and_then(|t| t.event_by_id(ev.attr.config))
-                {
-                    if ev.name.is_none() {
-                        ev.name = Some(format!("{}:{}", fmt.system, fmt.name));
-                    }
-                }
+                && ev.name.is_none()
+            {
+                ev.name = Some(format!("{}:{}", fmt.system, fmt.name));
             }
-            if ev.name.is_none() {
-                if let Some(n) = self.event_types.get(&ev.attr.config) {
-                    ev.name = Some(n.clone());
-                }
+            if ev.name.is_none()
+                && let Some(n) = self.event_types.get(&ev.attr.config)
+            {
+                ev.name = Some(n.clone());
             }
             if ev.name.is_none() {
                 ev.name = Some(ev.attr.default_name());
@@ -671,18 +671,18 @@ impl Session {
             self.next_flush = self.max_ts;
             return Ok(());
         }
-        if self.ordering_enabled() {
-            if let Some(t) = self.record_time(type_, body) {
-                self.max_ts = self.max_ts.max(t);
-                self.queue.push(Queued {
-                    time: t,
-                    type_,
-                    misc,
-                    offset,
-                    body: body.to_vec(),
-                });
-                return Ok(());
-            }
+        if self.ordering_enabled()
+            && let Some(t) = self.record_time(type_, body)
+        {
+            self.max_ts = self.max_ts.max(t);
+            self.queue.push(Queued {
+                time: t,
+                type_,
+                misc,
+                offset,
+                body: body.to_vec(),
+            });
+            return Ok(());
         }
         self.deliver(type_, misc, body, offset)
     }
@@ -715,10 +715,10 @@ impl Session {
         };
         if kind == 2 {
             let name = crate::perf::bytes::c_str(body.get(16..).unwrap_or(&[]));
-            if let Some(&i) = self.id_map.get(&id) {
-                if let Some(ev) = self.events.get_mut(i) {
-                    ev.name = Some(name);
-                }
+            if let Some(&i) = self.id_map.get(&id)
+                && let Some(ev) = self.events.get_mut(i)
+            {
+                ev.name = Some(name);
             }
         }
     }
@@ -1038,7 +1038,7 @@ impl Session {
 
     /// Writes `stacks`, `events`, `threads`, `build_ids` and closes every streaming table.
     /// Returns (table, path, rows).
-    pub(crate) fn close(mut self) -> Result<(Vec<(String, PathBuf, u64)>, SessionSummary), Error> {
+    pub(crate) fn close(mut self) -> Result<(Vec<WrittenTable>, SessionSummary), Error> {
         self.resolve_names();
         let mut out = Vec::new();
         // Stacks.
@@ -1165,6 +1165,9 @@ impl Session {
         Ok((out, summary))
     }
 }
+
+/// A written table: name, file, rows.
+pub(crate) type WrittenTable = (String, PathBuf, u64);
 
 /// What the session saw, for `meta` and the report.
 pub(crate) struct SessionSummary {

@@ -130,10 +130,10 @@ impl ThreadModel {
             let p = self.findnew(guest, ppid, ptid);
             p.comm_set.then(|| p.comm.clone())
         };
-        if let Some(old) = self.machine(guest).threads.remove(&tid) {
-            if let Some(s) = old.span.and_then(|s| self.spans.get_mut(s)) {
-                s.end_ns = s.end_ns.or(time);
-            }
+        if let Some(old) = self.machine(guest).threads.remove(&tid)
+            && let Some(s) = old.span.and_then(|s| self.spans.get_mut(s))
+        {
+            s.end_ns = s.end_ns.or(time);
         }
         self.findnew(guest, pid, tid);
         if let Some(comm) = parent {

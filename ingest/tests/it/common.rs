@@ -207,17 +207,17 @@ fn is_pid_tid(tok: &str) -> Option<(i64, i64)> {
 /// Splits a trailing `<hex-ip> (<dso>)` (or `<hex-ip> sym+off (<dso>)`) off a line.
 fn split_ip_dso(rest: &str) -> (String, Option<u64>) {
     let rest = rest.trim_end();
-    if rest.ends_with(')') {
-        if let Some(open) = rest.rfind(" (") {
-            let before = rest[..open].trim_end();
-            // The ip is the last whitespace token before "(dso)" (symbols are not printed here).
-            let (head, last) = match before.rsplit_once(char::is_whitespace) {
-                Some((h, l)) => (h.trim_end(), l),
-                None => ("", before),
-            };
-            if let Ok(ip) = u64::from_str_radix(last, 16) {
-                return (head.to_string(), Some(ip));
-            }
+    if rest.ends_with(')')
+        && let Some(open) = rest.rfind(" (")
+    {
+        let before = rest[..open].trim_end();
+        // The ip is the last whitespace token before "(dso)" (symbols are not printed here).
+        let (head, last) = match before.rsplit_once(char::is_whitespace) {
+            Some((h, l)) => (h.trim_end(), l),
+            None => ("", before),
+        };
+        if let Ok(ip) = u64::from_str_radix(last, 16) {
+            return (head.to_string(), Some(ip));
         }
     }
     (rest.to_string(), None)

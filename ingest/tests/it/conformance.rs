@@ -158,7 +158,8 @@ fn compare(file: &Path, reference: &Path) -> FileResult {
             // perf prints user frames that fall in a mapping as map-relative addresses
             // (ip - map start + pgoff); map starts and offsets are page-aligned, so such a frame
             // differs from the absolute one by a multiple of the page size.
-            let same = |a: u64, b: u64| a == b || (b < a && (a - b) % 4096 == 0 && a >> 47 == 0);
+            let same =
+                |a: u64, b: u64| a == b || (b < a && (a - b).is_multiple_of(4096) && a >> 47 == 0);
             let prefix = ours.iter().zip(&p.callchain).all(|(a, b)| same(*a, *b));
             // perf script stops after 127 callchain entries (PERF_MAX_STACK_DEPTH, markers
             // included); the stacks table keeps all of them.

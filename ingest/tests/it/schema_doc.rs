@@ -35,11 +35,9 @@ fn every_written_table_is_documented() {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/synth-small");
     let mut opts = kvmtrace_ingest::Options::default();
     opts.output = out.clone();
-    opts.guest_data = vec![
-        "3100=".to_string()
-            + &base.join("guest-0.perf.data").display().to_string()
-            + ",name=guest-0",
-    ]
+    opts.guest_data = ["3100=".to_string()
+        + &base.join("guest-0.perf.data").display().to_string()
+        + ",name=guest-0"]
     .iter()
     .map(|s| s.parse().expect("guest data"))
     .collect();
