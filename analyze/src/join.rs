@@ -251,39 +251,7 @@ pub fn place_host_samples(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame,
     lf = lf.with_column((col("time_key") - col("exit_time_ns")).alias("into_exit_ns"));
 
     if ds.has("guest_samples") {
-        let guest = ds
-            .scan("guest_samples")?
-            .filter(col("time_ns").is_not_null());
-        // The same event when the guest recorded it, else every guest sample.
-        let guest = match &opts.event {
-            Some(ev) if guest_has_event(ds, ev)? => guest.filter(col("event").eq(lit(ev.as_str()))),
-            _ => guest,
-        };
-        let guest = sort_by(
-            guest.select([
-                col("recording").alias("g_recording"),
-                col("vm_pid").alias("g_vm_pid"),
-                col("vcpu").alias("g_vcpu"),
-                col("time_ns").alias("guest_time_ns"),
-                col("sample_idx").alias("guest_sample_idx"),
-                col("stack_id").alias("guest_stack_id"),
-                col("ip").alias("guest_ip"),
-            ]),
-            &["guest_time_ns"],
-        );
-        lf = lf
-            .join_builder()
-            .with(guest)
-            .left_on([col("time_key")])
-            .right_on([col("guest_time_ns")])
-            .how(asof(
-                AsofStrategy::Nearest,
-                &["recording", "vm_pid", "vcpu"],
-                &["g_recording", "g_vm_pid", "g_vcpu"],
-                Some(opts.match_tolerance_ns),
-            ))
-            .coalesce(JoinCoalesce::KeepColumns)
-            .finish();
+        lf = with_nearest_guest_sample(lf, ds, opts)?;
         let keep = |c: &str, dt: DataType| {
             when(is_guest.clone().and(col("vcpu").is_not_null()))
                 .then(col(c))
@@ -544,38 +512,7 @@ pub fn place_exits(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame, Error>
         &["time_key"],
     );
     if ds.has("guest_samples") {
-        let guest = ds
-            .scan("guest_samples")?
-            .filter(col("time_ns").is_not_null());
-        let guest = match &opts.event {
-            Some(ev) if guest_has_event(ds, ev)? => guest.filter(col("event").eq(lit(ev.as_str()))),
-            _ => guest,
-        };
-        let guest = sort_by(
-            guest.select([
-                col("recording").alias("g_recording"),
-                col("vm_pid").alias("g_vm_pid"),
-                col("vcpu").alias("g_vcpu"),
-                col("time_ns").alias("guest_time_ns"),
-                col("sample_idx").alias("guest_sample_idx"),
-                col("stack_id").alias("guest_stack_id"),
-                col("ip").alias("guest_ip"),
-            ]),
-            &["guest_time_ns"],
-        );
-        lf = lf
-            .join_builder()
-            .with(guest)
-            .left_on([col("time_key")])
-            .right_on([col("guest_time_ns")])
-            .how(asof(
-                AsofStrategy::Nearest,
-                &["recording", "vm_pid", "vcpu"],
-                &["g_recording", "g_vm_pid", "g_vcpu"],
-                Some(opts.match_tolerance_ns),
-            ))
-            .coalesce(JoinCoalesce::KeepColumns)
-            .finish();
+        lf = with_nearest_guest_sample(lf, ds, opts)?;
     } else {
         lf = lf.with_columns([
             lit(NULL).cast(DataType::UInt64).alias("guest_time_ns"),
@@ -604,6 +541,49 @@ pub fn place_exits(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame, Error>
         ])
         .collect()
         .map_err(pl("exits, guest_samples"))
+}
+
+/// As-of joins the nearest guest-side sample of the same recording, VM and vCPU (within the
+/// tolerance) on `time_key`, adding `guest_time_ns`, `guest_sample_idx`, `guest_stack_id` and
+/// `guest_ip` (null when none is near).
+fn with_nearest_guest_sample(
+    lf: LazyFrame,
+    ds: &Dataset,
+    opts: &JoinOptions,
+) -> Result<LazyFrame, Error> {
+    let guest = ds
+        .scan("guest_samples")?
+        .filter(col("time_ns").is_not_null());
+    // The same event when the guest recorded it, else every guest sample.
+    let guest = match &opts.event {
+        Some(ev) if guest_has_event(ds, ev)? => guest.filter(col("event").eq(lit(ev.as_str()))),
+        _ => guest,
+    };
+    let guest = sort_by(
+        guest.select([
+            col("recording").alias("g_recording"),
+            col("vm_pid").alias("g_vm_pid"),
+            col("vcpu").alias("g_vcpu"),
+            col("time_ns").alias("guest_time_ns"),
+            col("sample_idx").alias("guest_sample_idx"),
+            col("stack_id").alias("guest_stack_id"),
+            col("ip").alias("guest_ip"),
+        ]),
+        &["guest_time_ns"],
+    );
+    Ok(lf
+        .join_builder()
+        .with(guest)
+        .left_on([col("time_key")])
+        .right_on([col("guest_time_ns")])
+        .how(asof(
+            AsofStrategy::Nearest,
+            &["recording", "vm_pid", "vcpu"],
+            &["g_recording", "g_vm_pid", "g_vcpu"],
+            Some(opts.match_tolerance_ns),
+        ))
+        .coalesce(JoinCoalesce::KeepColumns)
+        .finish())
 }
 
 /// Whether the guest recordings have samples of `event`.

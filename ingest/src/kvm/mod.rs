@@ -215,18 +215,6 @@ impl KvmModel {
         }
     }
 
-    /// A host sample (nothing to do yet; placement is done by analyze).
-    pub fn on_sample(
-        &mut self,
-        _idx: u64,
-        _time: Option<u64>,
-        _pid: Option<i32>,
-        _tid: Option<i32>,
-        _mode: crate::perf::records::CpuMode,
-        _stack: Option<u32>,
-    ) {
-    }
-
     /// A tracepoint sample.
     #[allow(clippy::too_many_arguments)]
     pub fn on_tracepoint(
