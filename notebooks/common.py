@@ -10,7 +10,7 @@ TRUTH = json.loads((HERE / "../testdata/synth-small/truth.json").read_text()) if
 
 
 def table(name):
-    """Glob of one table's partitions (hive-style: TABLE/host=H/recording=R/part-0.parquet)."""
+    """Glob of every part of one table (hive-style: TABLE/host=H/recording=R/part-<k>.parquet)."""
     return str(DATASET / name / "**" / "*.parquet")
 
 

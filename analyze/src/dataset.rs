@@ -1,6 +1,6 @@
 //! Reading a kvmtrace dataset: the committed recordings and their hive-style partitions
-//! (`<table>/host=H/recording=R/part-0.parquet`), as polars lazy frames with `host` and
-//! `recording` columns added.
+//! (`<table>/host=H/recording=R/part-<k>.parquet`, one or more parts), as polars lazy frames
+//! with `host` and `recording` columns added.
 
 use std::path::{Path, PathBuf};
 
@@ -128,22 +128,38 @@ impl Dataset {
         names
     }
 
-    /// The partition files of `table`, one per recording that has it.
+    /// The partition files of `table`: every `*.parquet` part of every recording that has it,
+    /// by recording, then part number.
     pub fn files(&self, table: &str) -> Vec<(PathBuf, &Recording)> {
-        self.recordings
-            .iter()
-            .map(|r| {
-                (
-                    self.root
-                        .join(table)
-                        .join(format!("host={}", r.host))
-                        .join(format!("recording={}", r.recording))
-                        .join("part-0.parquet"),
-                    r,
-                )
-            })
-            .filter(|(p, _)| p.exists())
-            .collect()
+        let mut out = Vec::new();
+        for r in &self.recordings {
+            let dir = self
+                .root
+                .join(table)
+                .join(format!("host={}", r.host))
+                .join(format!("recording={}", r.recording));
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut parts: Vec<(u64, String, PathBuf)> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "parquet"))
+                .filter_map(|p| {
+                    let name = p.file_name()?.to_str()?.to_string();
+                    // part-10 after part-9; other names last, by name.
+                    let n = name
+                        .strip_prefix("part-")
+                        .and_then(|n| n.strip_suffix(".parquet"))
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(u64::MAX);
+                    Some((n, name, p))
+                })
+                .collect();
+            parts.sort();
+            out.extend(parts.into_iter().map(|(_, _, p)| (p, r)));
+        }
+        out
     }
 
     /// Whether any recording has `table`.

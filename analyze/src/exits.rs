@@ -363,8 +363,10 @@ fn key_cols(by: &[By]) -> Vec<KeyCol> {
     out
 }
 
-/// The unified row set: `exits`, or every kvm_emulate_insn with `emulated`.
-fn base(ds: &Dataset, opts: &Options) -> Result<LazyFrame, Error> {
+/// The unified row set: `exits`, or every kvm_emulate_insn with `emulated`; with the VM's name
+/// (`vm`, `vm_comm`) joined in when `with_vm` (a string-keyed join over every row: the largest
+/// cost of a per-reason breakdown, so only when a key or filter needs it).
+fn base(ds: &Dataset, opts: &Options, with_vm: bool) -> Result<LazyFrame, Error> {
     let null_u64 = || lit(Null {}).cast(DataType::UInt64);
     let lf = if opts.emulated {
         let t = "kvm__kvm_emulate_insn";
@@ -424,6 +426,12 @@ fn base(ds: &Dataset, opts: &Options) -> Result<LazyFrame, Error> {
             lit("code ") + col("reason").cast(DataType::String).fill_null(lit("?")),
         )])
     };
+    if !with_vm {
+        return Ok(lf.with_columns([
+            lit(Null {}).cast(DataType::String).alias("vm"),
+            lit(Null {}).cast(DataType::String).alias("vm_comm"),
+        ]));
+    }
     let vms = ds.scan("vms")?.select([
         col("host"),
         col("recording"),
@@ -736,7 +744,8 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
     } else {
         opts.by.clone()
     };
-    let mut lf = filters(base(ds, opts)?, opts);
+    let with_vm = opts.vm.is_some() || by.iter().any(|b| matches!(b, By::Vm | By::Vcpu));
+    let mut lf = filters(base(ds, opts, with_vm)?, opts);
     let mut notes = Vec::new();
 
     // Sources, and exits still open at the end (no entry: no duration).

@@ -255,7 +255,7 @@ struct StackNames {
 /// Guest code addresses → names, for `guest_rip`.
 #[derive(Debug, Default)]
 struct RipIndex {
-    exact: HashMap<(u32, u64), String>,
+    exact: FastMap<(u32, u64), String>,
     /// (recording, symbol start, name), sorted.
     starts: Vec<(u32, u64, String)>,
 }
@@ -328,90 +328,207 @@ fn i32s(df: &DataFrame, table: &str, name: &str) -> Result<Vec<Option<i32>>, Err
         .collect())
 }
 
+/// HashMaps on the hot paths: foldhash instead of SipHash (no untrusted keys here; the output
+/// is sorted, so iteration order never shows).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Interned stacks by (recording, stack_id).
+type Stacks = FastMap<(u32, u32), StackNames>;
+
+/// One row of a frames table, as [`load_stacks`] needs it.
+struct FrameRow<'a> {
+    frame_idx: Option<u32>,
+    depth: Option<u32>,
+    addr: Option<u64>,
+    guest: bool,
+    symbol: Option<&'a str>,
+    sym_offset: Option<u64>,
+    name: Option<&'a str>,
+}
+
 /// Loads a frames table (`frames` or `guest_frames`) into names per (recording, stack_id), and
 /// guest code addresses into `rips`.
+///
+/// Frames are ordered per stack root first (frame_idx descending), each frame's outermost
+/// function before what is inlined into it (inline_depth ascending). Ingest writes each stack's
+/// rows together in stack order, so the table is read as a stream of stacks, one stack's rows in
+/// memory at a time (4 M frames of a 100 MB recording would take ~0.5 GB as columns); only a
+/// table that is not grouped that way is sorted by polars first.
 fn load_stacks(
     ds: &Dataset,
     table: &str,
     recs: &mut Recordings,
     rips: &mut RipIndex,
-) -> Result<HashMap<(u32, u32), StackNames>, Error> {
-    let mut out = HashMap::new();
+) -> Result<Stacks, Error> {
     if !ds.has(table) {
+        return Ok(Stacks::default());
+    }
+    let lf = ds.scan(table)?.select([
+        col("recording"),
+        col("stack_id"),
+        col("frame_idx"),
+        col("inline_depth"),
+        col("addr"),
+        col("cpumode"),
+        col("symbol"),
+        col("sym_offset"),
+        col("name"),
+    ]);
+    let t = crate::timing::phase("flame: read frames");
+    let df = lf.clone().collect().map_err(pl(table))?;
+    drop(t);
+    if let Some(out) = stacks_of_grouped(&df, table, recs, rips)? {
         return Ok(out);
     }
-    let df = ds
-        .scan(table)?
-        .select([
-            col("recording"),
-            col("stack_id"),
-            col("frame_idx"),
-            col("inline_depth"),
-            col("addr"),
-            col("cpumode"),
-            col("symbol"),
-            col("sym_offset"),
-            col("name"),
-        ])
+    let df = lf
         .sort_by_exprs(
-            [
-                col("recording"),
-                col("stack_id"),
-                col("frame_idx"),
-                col("inline_depth"),
-            ],
-            SortMultipleOptions::default().with_order_descending_multi([false, false, true, false]),
+            [col("recording"), col("stack_id")],
+            SortMultipleOptions::default().with_maintain_order(true),
         )
         .collect()
         .map_err(pl(table))?;
-    let rec = strs(&df, table, "recording")?;
-    let stack = u32s(&df, table, "stack_id")?;
-    let frame_idx = u32s(&df, table, "frame_idx")?;
-    let depth = u32s(&df, table, "inline_depth")?;
-    let addr = u64s(&df, table, "addr")?;
-    let mode = strs(&df, table, "cpumode")?;
-    let symbol = strs(&df, table, "symbol")?;
-    let sym_offset = u64s(&df, table, "sym_offset")?;
-    let name = strs(&df, table, "name")?;
-    let mut starts = BTreeMap::new();
-    for i in 0..df.height() {
-        let (Some(r), Some(s)) = (rec[i], stack[i]) else {
+    stacks_of_grouped(&df, table, recs, rips)?
+        .ok_or_else(|| Error::Invalid(format!("{table}: rows not grouped by stack after sorting")))
+}
+
+/// [`load_stacks`] over rows grouped by (recording, stack_id) in increasing order; `None` when
+/// they are not.
+fn stacks_of_grouped(
+    df: &DataFrame,
+    table: &str,
+    recs: &mut Recordings,
+    rips: &mut RipIndex,
+) -> Result<Option<Stacks>, Error> {
+    let c = |name: &str| column(df, table, name);
+    let str_iter =
+        |name: &str| -> Result<_, Error> { Ok(c(name)?.str().map_err(pl(table))?.iter()) };
+    let u32_iter =
+        |name: &str| -> Result<_, Error> { Ok(c(name)?.u32().map_err(pl(table))?.iter()) };
+    let u64_iter =
+        |name: &str| -> Result<_, Error> { Ok(c(name)?.u64().map_err(pl(table))?.iter()) };
+    let mut rec = str_iter("recording")?;
+    let mut stack = u32_iter("stack_id")?;
+    let mut frame_idx = u32_iter("frame_idx")?;
+    let mut depth = u32_iter("inline_depth")?;
+    let mut addr = u64_iter("addr")?;
+    let mut mode = str_iter("cpumode")?;
+    let mut symbol = str_iter("symbol")?;
+    let mut sym_offset = u64_iter("sym_offset")?;
+    let mut name = str_iter("name")?;
+
+    let mut b = StackBuilder::default();
+    let mut last_rec: Option<(&str, u32)> = None;
+    let mut seen_recs: Vec<u32> = Vec::new();
+    let mut current: Option<(u32, u32)> = None;
+    let mut group: Vec<FrameRow<'_>> = Vec::new();
+    for _ in 0..df.height() {
+        let (r, s) = (rec.next().flatten(), stack.next().flatten());
+        let row = FrameRow {
+            frame_idx: frame_idx.next().flatten(),
+            depth: depth.next().flatten(),
+            addr: addr.next().flatten(),
+            guest: mode
+                .next()
+                .flatten()
+                .is_some_and(|m| m.starts_with("guest")),
+            symbol: symbol.next().flatten(),
+            sym_offset: sym_offset.next().flatten(),
+            name: name.next().flatten(),
+        };
+        let (Some(r), Some(s)) = (r, s) else {
             continue;
         };
-        let r = recs.id(r);
-        let raw = name[i].unwrap_or("[unknown]");
-        let e: &mut StackNames = out.entry((r, s)).or_default();
-        // inferno-collapse-perf skips frames named like "(…)".
-        if !raw.starts_with('(') {
-            if e.n > 0 {
-                e.folded.push(';');
+        let r = match last_rec {
+            Some((l, id)) if l == r => id,
+            _ => {
+                let id = recs.id(r);
+                last_rec = Some((r, id));
+                id
             }
-            e.folded.push_str(&tidy_generic(raw));
-            e.n += 1;
-        }
-        if frame_idx[i] == Some(0) && depth[i] == Some(0) {
-            e.leaf_symbol = symbol[i].map(str::to_string);
-            e.leaf_addr = addr[i];
-        }
-        if mode[i].is_some_and(|m| m.starts_with("guest"))
-            && let Some(a) = addr[i]
-        {
-            // Sorted by inline depth ascending: the last one written is the innermost.
-            rips.exact.insert((r, a), tidy_generic(raw));
-            if depth[i] == Some(0)
-                && let (Some(sym), Some(off)) = (symbol[i], sym_offset[i])
-            {
-                starts
-                    .entry((r, a.wrapping_sub(off)))
-                    .or_insert_with(|| tidy_generic(sym));
+        };
+        if current != Some((r, s)) {
+            if let Some(k) = current {
+                // Grouped: a recording's rows together, its stacks in increasing order.
+                let grouped = if r == k.0 {
+                    s > k.1
+                } else {
+                    !seen_recs.contains(&r)
+                };
+                if !grouped {
+                    return Ok(None);
+                }
+                b.stack(k, &mut group);
             }
+            if !seen_recs.contains(&r) {
+                seen_recs.push(r);
+            }
+            current = Some((r, s));
         }
+        group.push(row);
     }
+    if let Some(k) = current {
+        b.stack(k, &mut group);
+    }
+    rips.exact.extend(b.exact);
     rips.starts
-        .extend(starts.into_iter().map(|((r, s), n)| (r, s, n)));
+        .extend(b.starts.into_iter().map(|((r, s), n)| (r, s, n)));
     rips.starts.sort();
     rips.starts.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-    Ok(out)
+    Ok(Some(b.out))
+}
+
+/// Builds [`StackNames`] one stack at a time.
+#[derive(Default)]
+struct StackBuilder<'a> {
+    out: Stacks,
+    exact: FastMap<(u32, u64), String>,
+    starts: BTreeMap<(u32, u64), String>,
+    /// inferno's tidy_generic of the names it changes (with `;` or `(`), once per name.
+    tidied: FastMap<&'a str, String>,
+}
+
+impl<'a> StackBuilder<'a> {
+    /// Adds stack `key` from its rows (any order), and empties `group`.
+    fn stack(&mut self, key: (u32, u32), group: &mut Vec<FrameRow<'a>>) {
+        group.sort_by_key(|f| (std::cmp::Reverse(f.frame_idx), f.depth));
+        let (r, _) = key;
+        let mut e = StackNames::default();
+        for f in group.iter() {
+            let raw = f.name.unwrap_or("[unknown]");
+            let name: &str = if raw.contains([';', '(']) {
+                self.tidied.entry(raw).or_insert_with(|| tidy_generic(raw))
+            } else {
+                raw
+            };
+            // inferno-collapse-perf skips frames named like "(…)".
+            if !raw.starts_with('(') {
+                if e.n > 0 {
+                    e.folded.push(';');
+                }
+                e.folded.push_str(name);
+                e.n += 1;
+            }
+            if f.frame_idx == Some(0) && f.depth == Some(0) {
+                e.leaf_symbol = f.symbol.map(str::to_string);
+                e.leaf_addr = f.addr;
+            }
+            if f.guest
+                && let Some(a) = f.addr
+            {
+                // Sorted by inline depth ascending: the last one written is the innermost.
+                self.exact.insert((r, a), name.to_string());
+                if f.depth == Some(0)
+                    && let (Some(sym), Some(off)) = (f.symbol, f.sym_offset)
+                {
+                    self.starts
+                        .entry((r, a.wrapping_sub(off)))
+                        .or_insert_with(|| tidy_generic(sym));
+                }
+            }
+        }
+        group.clear();
+        self.out.insert(key, e);
+    }
 }
 
 /// The first non-tracepoint event in sample order (inferno folds the first event it meets, and
@@ -469,7 +586,119 @@ fn pool(threads: usize) -> Result<rayon::ThreadPool, Error> {
 }
 
 /// Accumulated stacks: stack → (weight, layout).
-type Acc = HashMap<String, (u64, StackLayout)>;
+type Acc = FastMap<String, (u64, StackLayout)>;
+
+/// One of the interned stacks of a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum StackRef {
+    /// Of the host recording (`frames`).
+    Host(u32),
+    /// Of a guest recording (`guest_frames`).
+    Guest(u32),
+}
+
+/// What one folded line is made of, before its text is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum LineKey<'a> {
+    /// A thread that is not a vCPU: `<comm>;<frames>`.
+    Plain { rec: u32, comm: &'a str, stack: u32 },
+    /// A vCPU thread: `VM <vm>;vCPU <n>[;<guest frames>][;<guest symbol>;[exit R]][;<host frames>]`.
+    Vm {
+        rec: u32,
+        vm: Option<&'a str>,
+        vcpu: Option<u32>,
+        /// Guest frames (guest mode).
+        guest: Option<StackRef>,
+        /// guest_rip and reason of the exit the sample fell in.
+        exit: Option<(Option<u64>, &'a str)>,
+        /// The host stack (inside or outside an exit).
+        host: Option<u32>,
+    },
+}
+
+/// Weights per line key.
+type KeyAcc<'a> = FastMap<LineKey<'a>, u64>;
+
+/// Pins the lifetime of a per-sample closure's keys to the data they borrow.
+fn key_fn<'a, F: Fn(usize, &mut KeyAcc<'a>, &mut FlameReport)>(f: F) -> F {
+    f
+}
+
+fn add_key<'a>(acc: &mut KeyAcc<'a>, key: LineKey<'a>, w: u64) {
+    if w > 0 {
+        *acc.entry(key).or_default() += w;
+    }
+}
+
+/// Builds the text of line keys.
+struct LineNames<'a> {
+    host: &'a Stacks,
+    guest: &'a Stacks,
+    rips: &'a RipIndex,
+}
+
+impl LineNames<'_> {
+    fn line(&self, key: &LineKey<'_>) -> (String, StackLayout) {
+        match *key {
+            LineKey::Plain { rec, comm, stack } => {
+                let folded = self
+                    .host
+                    .get(&(rec, stack))
+                    .map_or("", |s| s.folded.as_str());
+                let mut line = String::with_capacity(comm.len() + 1 + folded.len());
+                for c in comm.chars() {
+                    line.push(if c == ' ' { '_' } else { c });
+                }
+                line.push(';');
+                line.push_str(folded);
+                (line, StackLayout::default())
+            }
+            LineKey::Vm {
+                rec,
+                vm,
+                vcpu,
+                guest,
+                exit,
+                host,
+            } => {
+                let mut line = header(vm, vcpu);
+                let mut layout = StackLayout {
+                    n_header: 2,
+                    ..StackLayout::default()
+                };
+                let stack = |r: StackRef| match r {
+                    StackRef::Host(s) => self.host.get(&(rec, s)),
+                    StackRef::Guest(s) => self.guest.get(&(rec, s)),
+                };
+                if let Some(s) = guest.and_then(stack) {
+                    if s.n > 0 {
+                        line.push(';');
+                        line.push_str(&s.folded);
+                    }
+                    layout.n_guest = s.n;
+                }
+                if let Some((rip, reason)) = exit {
+                    if let Some(rip) = rip {
+                        line.push(';');
+                        line.push_str(&self.rips.name(rec, rip));
+                        layout.n_guest = 1;
+                    }
+                    line.push_str(";[exit ");
+                    line.push_str(reason);
+                    line.push(']');
+                    layout.n_exit = 1;
+                }
+                if let Some(s) = host.and_then(|s| stack(StackRef::Host(s)))
+                    && s.n > 0
+                {
+                    line.push(';');
+                    line.push_str(&s.folded);
+                }
+                (line, layout)
+            }
+        }
+    }
+}
 
 fn add(acc: &mut Acc, stack: String, w: u64, layout: StackLayout) {
     if w == 0 {
@@ -540,8 +769,10 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
     };
     let mut recs = Recordings::default();
     let mut rips = RipIndex::default();
+    let t = crate::timing::phase("flame: load stacks");
     let host_stacks = load_stacks(ds, "frames", &mut recs, &mut rips)?;
     let guest_stacks = load_stacks(ds, "guest_frames", &mut recs, &mut rips)?;
+    drop(t);
     if !ds.has("frames") && ds.has("samples") {
         return Err(Error::MissingTable {
             path: ds.root().to_path_buf(),
@@ -584,8 +815,8 @@ fn fold_samples(
     pool: &rayon::ThreadPool,
     recs: &mut Recordings,
     rips: &RipIndex,
-    host_stacks: &HashMap<(u32, u32), StackNames>,
-    guest_stacks: &HashMap<(u32, u32), StackNames>,
+    host_stacks: &Stacks,
+    guest_stacks: &Stacks,
 ) -> Result<Folded, Error> {
     let weight = opts.weight.unwrap_or(Weight::Samples);
     if weight == Weight::ExitTime && opts.scope != Scope::All {
@@ -593,7 +824,10 @@ fn fold_samples(
             "--weight exit-time needs host and guest: drop --guest-only/--host-only".into(),
         ));
     }
+    let t = crate::timing::phase("flame: place host samples");
     let df = join::place_host_samples(ds, jopts)?;
+    drop(t);
+    let _t = crate::timing::phase("flame: fold samples");
     const T: &str = "samples";
     let rec: Vec<u32> = strs(&df, T, "recording")?
         .into_iter()
@@ -662,12 +896,15 @@ fn fold_samples(
         exits_with_samples = n_in.into_keys().map(|k| (k, ())).collect();
     }
 
+    // Pass 1, per sample (parallel): a small key naming the stack line, weights summed per key.
+    // Pass 2, per distinct key: the line's text. Samples outnumber distinct lines by far.
     let host_only = opts.scope == Scope::HostOnly;
-    let one = |i: usize, acc: &mut Acc, rep: &mut FlameReport| {
+    let one = key_fn(|i: usize, acc: &mut KeyAcc, rep: &mut FlameReport| {
         if !selected[i] {
             return;
         }
-        let own = stack_id[i].and_then(|s| host_stacks.get(&(rec[i], s)));
+        let own_id = stack_id[i].filter(|&s| host_stacks.contains_key(&(rec[i], s)));
+        let own = own_id.and_then(|s| host_stacks.get(&(rec[i], s)));
         let w = match weight {
             Weight::Samples => 1,
             Weight::Period => period[i].unwrap_or(1),
@@ -683,90 +920,118 @@ fn fold_samples(
             _ => rep.n_other += 1,
         }
         if pl == placement::OTHER || host_only {
-            match own {
-                Some(s) if s.n > 0 => {
-                    let comm = comm[i].unwrap_or("").replace(' ', "_");
-                    add(
-                        acc,
-                        format!("{comm};{}", s.folded),
-                        w,
-                        StackLayout::default(),
-                    );
-                }
+            match (own_id, own) {
+                (Some(stack), Some(s)) if s.n > 0 => add_key(
+                    acc,
+                    LineKey::Plain {
+                        rec: rec[i],
+                        comm: comm[i].unwrap_or(""),
+                        stack,
+                    },
+                    w,
+                ),
                 _ => rep.n_no_stack += 1,
             }
             return;
         }
-        let mut line = header(vm[i], vcpu[i]);
-        let mut layout = StackLayout {
-            n_header: 2,
-            ..StackLayout::default()
-        };
-        let push = |line: &mut String, s: &StackNames| {
-            if s.n > 0 {
-                line.push(';');
-                line.push_str(&s.folded);
-            }
-        };
+        let own_ref = own_id.map(StackRef::Host);
         if pl == placement::GUEST_MODE {
-            let candidate = guest_stack[i].and_then(|g| guest_stacks.get(&(rec[i], g)));
-            let valid = candidate.filter(|g| {
+            let candidate =
+                guest_stack[i].and_then(|g| guest_stacks.get(&(rec[i], g)).map(|s| (g, s)));
+            let valid = candidate.filter(|(_, g)| {
                 (ip[i].is_some() && guest_ip[i] == ip[i])
                     || own
                         .and_then(|o| o.leaf_symbol.as_ref())
                         .is_some_and(|s| g.leaf_symbol.as_ref() == Some(s))
             });
             let chosen = match (valid, guest_sample[i]) {
-                (Some(g), _) => {
+                (Some((g, _)), _) => {
                     rep.n_guest_matched += 1;
-                    Some(g)
+                    Some(StackRef::Guest(g))
                 }
                 (None, Some(_)) => {
                     rep.n_guest_mismatched += 1;
-                    own
+                    own_ref
                 }
                 (None, None) => {
                     if !guest_stacks.is_empty() {
                         rep.n_guest_unmatched += 1;
                     }
-                    own
+                    own_ref
                 }
             };
-            if let Some(s) = chosen {
-                push(&mut line, s);
-                layout.n_guest = s.n;
-            }
-            add(acc, line, w, layout);
+            add_key(
+                acc,
+                LineKey::Vm {
+                    rec: rec[i],
+                    vm: vm[i],
+                    vcpu: vcpu[i],
+                    guest: chosen,
+                    exit: None,
+                    host: None,
+                },
+                w,
+            );
             return;
         }
-        if let Some(r) = reason[i].filter(|_| exit_idx[i].is_some()) {
-            if let Some(rip) = guest_rip[i] {
-                line.push(';');
-                line.push_str(&rips.name(rec[i], rip));
-                layout.n_guest = 1;
-            }
-            line.push_str(";[exit ");
-            line.push_str(r);
-            line.push(']');
-            layout.n_exit = 1;
-        }
-        if let Some(s) = own {
-            push(&mut line, s);
-        }
-        add(acc, line, w, layout);
-    };
-    let (mut acc, mut report) = pool.install(|| {
+        let exit = reason[i]
+            .filter(|_| exit_idx[i].is_some())
+            .map(|r| (guest_rip[i], r));
+        add_key(
+            acc,
+            LineKey::Vm {
+                rec: rec[i],
+                vm: vm[i],
+                vcpu: vcpu[i],
+                guest: None,
+                exit,
+                host: own_id,
+            },
+            w,
+        );
+    });
+    let (keys, mut report) = pool.install(|| {
         (0..df.height())
             .into_par_iter()
             .with_min_len(4096)
             .fold(
-                || (Acc::new(), FlameReport::default()),
+                || (KeyAcc::default(), FlameReport::default()),
                 |(mut acc, mut rep), i| {
                     one(i, &mut acc, &mut rep);
                     (acc, rep)
                 },
             )
-            .reduce(|| (Acc::new(), FlameReport::default()), merge)
+            .reduce(
+                || (KeyAcc::default(), FlameReport::default()),
+                |mut a, mut b| {
+                    if a.0.len() < b.0.len() {
+                        std::mem::swap(&mut a, &mut b);
+                    }
+                    for (k, w) in b.0 {
+                        add_key(&mut a.0, k, w);
+                    }
+                    a.1.add(&b.1);
+                    a
+                },
+            )
+    });
+    let lines = LineNames {
+        host: host_stacks,
+        guest: guest_stacks,
+        rips,
+    };
+    let mut acc: Acc = pool.install(|| {
+        let keys: Vec<(LineKey<'_>, u64)> = keys.into_iter().collect();
+        keys.into_par_iter()
+            .with_min_len(1024)
+            .fold(Acc::default, |mut acc, (k, w)| {
+                let (line, layout) = lines.line(&k);
+                add(&mut acc, line, w, layout);
+                acc
+            })
+            .reduce(Acc::default, |a, b| {
+                merge((a, FlameReport::default()), (b, FlameReport::default())).0
+            })
     });
     if weight == Weight::ExitTime {
         // Exits in which no sample fell still count, under their reason alone.
@@ -829,7 +1094,7 @@ fn fold_exits(
     pool: &rayon::ThreadPool,
     recs: &mut Recordings,
     rips: &RipIndex,
-    guest_stacks: &HashMap<(u32, u32), StackNames>,
+    guest_stacks: &Stacks,
 ) -> Result<Folded, Error> {
     let weight = opts.weight.unwrap_or(Weight::ExitTime);
     if weight == Weight::Period {
@@ -916,13 +1181,13 @@ fn fold_exits(
             .into_par_iter()
             .with_min_len(4096)
             .fold(
-                || (Acc::new(), FlameReport::default()),
+                || (Acc::default(), FlameReport::default()),
                 |(mut acc, mut rep), i| {
                     one(i, &mut acc, &mut rep);
                     (acc, rep)
                 },
             )
-            .reduce(|| (Acc::new(), FlameReport::default()), merge)
+            .reduce(|| (Acc::default(), FlameReport::default()), merge)
     });
     Ok(finish(
         acc,

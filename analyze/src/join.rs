@@ -588,16 +588,14 @@ fn with_nearest_guest_sample(
 
 /// Whether the guest recordings have samples of `event`.
 fn guest_has_event(ds: &Dataset, event: &str) -> Result<bool, Error> {
-    let n = ds
+    // One matching row is enough. (A bare `len()` over several parquet parts fails in polars
+    // 0.55: "casting from UInt32 to UInt128 not supported".)
+    let found = ds
         .scan("guest_samples")?
+        .select([col("event")])
         .filter(col("event").eq(lit(event)))
-        .select([len().alias("n")])
+        .limit(1)
         .collect()
         .map_err(pl("guest_samples"))?;
-    Ok(n.column("n")
-        .ok()
-        .and_then(|c| c.get(0).ok())
-        .and_then(|v| v.extract::<u64>())
-        .unwrap_or(0)
-        > 0)
+    Ok(found.height() > 0)
 }

@@ -15,6 +15,7 @@ pub mod flame;
 pub mod info;
 pub mod join;
 pub mod sql;
+mod timing;
 
 pub use dataset::Dataset;
 pub use error::Error;

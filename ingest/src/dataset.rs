@@ -4,13 +4,14 @@
 //! DATASET/
 //!   dataset.json                                   {"format": "kvmtrace-dataset", "schema_version": N}
 //!   recordings/<recording>.json                    one manifest per committed recording
-//!   <table>/host=<host>/recording=<recording>/part-0.parquet
+//!   <table>/host=<host>/recording=<recording>/part-<k>.parquet   guest_*: k-th --guest-data, else 0
 //! ```
 //! Hive-style partitions, so polars, DuckDB and Spark read `DATASET/<table>` directly and every
 //! row can be traced to its host and recording. A recording counts only once its manifest
 //! exists: the manifest is written last, by rename, so a killed ingest leaves either the old
 //! dataset or nothing visible. Without `--append` the whole dataset is built under a sibling
-//! temporary directory and swapped in by rename.
+//! temporary directory and swapped in by rename. Whole `recording=` directories move, so every
+//! part of a partition is published together.
 
 use std::path::{Path, PathBuf};
 

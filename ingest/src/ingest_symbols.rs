@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::error::{Error, Warning, WarningKind};
 use crate::schema;
 use crate::session::{
-    GuestContext, Session, SessionConfig, SessionSummary, Space, StackEntry, WrittenTable,
+    GuestContext, IdBase, Session, SessionConfig, SessionSummary, Space, StackEntry, WrittenTable,
 };
 use crate::symbols::{AddrSpace, Bundle, FrameQuery, SymbolizeOptions, Symbolizer};
 use crate::table::{TableWriter, partition_path};
@@ -53,16 +53,25 @@ fn display_name(token: &str, given: Option<&str>, bundle: Option<&Path>) -> Stri
     token.to_string()
 }
 
-/// What a guest-side ingest wrote: tables, its stacks (for symbolisation) and warnings.
-pub(crate) type GuestIngest = (Vec<WrittenTable>, Vec<StackEntry>, Vec<Warning>);
+/// What a guest-side ingest wrote.
+pub(crate) struct GuestIngest {
+    pub(crate) tables: Vec<WrittenTable>,
+    /// Its stacks (for symbolisation); the first has the id the recording started at.
+    pub(crate) stacks: Vec<StackEntry>,
+    pub(crate) warnings: Vec<Warning>,
+    /// Where the next guest recording's part number and ids start.
+    pub(crate) next: IdBase,
+}
 
-/// Ingests one guest-side recording into the `guest_*` tables of the same partition.
+/// Ingests one guest-side recording into the `guest_*` tables of the same partition: part
+/// `ids.part` of each, ids from `ids` on (see [`IdBase`]).
 pub(crate) fn ingest_guest(
     g: &GuestData,
     host: &SessionSummary,
     root: &Path,
     recording: &str,
     opts: &Options,
+    ids: IdBase,
 ) -> Result<GuestIngest, Error> {
     let mut warnings = Vec::new();
     let name = vm_specs(opts)
@@ -135,6 +144,7 @@ pub(crate) fn ingest_guest(
             tsc_scale: g.tsc_scale.unwrap_or(1.0),
         }),
         vm_specs: Vec::new(),
+        ids,
     };
     let mut sess = Session::new(cfg);
     let walk = crate::reader::walk_file(&data, &mut sess)?;
@@ -156,7 +166,29 @@ pub(crate) fn ingest_guest(
         });
     }
     let stacks = std::mem::take(&mut summary.stacks);
-    Ok((tables, stacks, warnings))
+    let next = u32::try_from(stacks.len())
+        .ok()
+        .and_then(|n| ids.stack_id.checked_add(n))
+        .and_then(|stack_id| {
+            Some(IdBase {
+                part: ids.part.checked_add(1)?,
+                sample_idx: ids.sample_idx.checked_add(summary.n_samples)?,
+                event_idx: ids.event_idx.checked_add(summary.n_events)?,
+                stack_id,
+            })
+        })
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "--guest-data {}: the guest recordings hold more than 2^32 distinct stacks or events",
+                g.path.display()
+            ))
+        })?;
+    Ok(GuestIngest {
+        tables,
+        stacks,
+        warnings,
+        next,
+    })
 }
 
 /// Whether this machine is the one that recorded (same hostname and os release).
@@ -177,9 +209,10 @@ fn recorded_here(host: &SessionSummary) -> bool {
 }
 
 /// Resolves every frame of every stack and writes `frames` (and `guest_frames`).
+/// `guest_stacks` holds each guest recording's stacks with the id of its first one.
 pub(crate) fn write_frames(
     host: &SessionSummary,
-    guest_stacks: &[Vec<StackEntry>],
+    guest_stacks: &[(u32, Vec<StackEntry>)],
     root: &Path,
     recording: &str,
     opts: &Options,
@@ -255,13 +288,18 @@ pub(crate) fn write_frames(
     };
 
     let mut out = Vec::new();
-    let sets: Vec<(&str, &[StackEntry])> = std::iter::once(("frames", host.stacks.as_slice()))
-        .chain(guest_stacks.iter().map(|g| ("guest_frames", g.as_slice())))
-        .collect();
-    // guest_frames of several guest recordings go into one table: stack ids are per VM there,
-    // so a vm column tells them apart.
+    let sets: Vec<(&str, u32, &[StackEntry])> =
+        std::iter::once(("frames", 0, host.stacks.as_slice()))
+            .chain(
+                guest_stacks
+                    .iter()
+                    .map(|(base, g)| ("guest_frames", *base, g.as_slice())),
+            )
+            .collect();
+    // guest_frames of several guest recordings go into one file: their stack ids do not
+    // overlap (each guest's continue after the previous one's, as in guest_stacks).
     let mut writers: HashMap<&str, TableWriter> = HashMap::new();
-    for (table, stacks) in sets {
+    for (table, id_base, stacks) in sets {
         let mut queries: Vec<FrameQuery> = Vec::new();
         let mut index: HashMap<FrameQuery, usize> = HashMap::new();
         let mut refs: Vec<Vec<usize>> = Vec::with_capacity(stacks.len());
@@ -330,7 +368,7 @@ pub(crate) fn write_frames(
                         }
                         _ => "[unknown]".to_string(),
                     };
-                    w.u32(0, Some(stack_id as u32));
+                    w.u32(0, Some(id_base + stack_id as u32));
                     w.u32(1, Some(frame_idx as u32));
                     w.u32(2, Some(depth as u32));
                     w.u64(3, Some(f.addr));

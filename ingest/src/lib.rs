@@ -32,6 +32,7 @@ mod threads;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -184,8 +185,33 @@ impl Report {
 /// `opts.output`. The dataset is written under a temporary name and renamed when complete.
 pub fn run(input: &Path, opts: &Options) -> Result<Report, Error> {
     let (bytes, name) = read_input(input)?;
-    ingest_bytes(&bytes, &name, opts)
+    let release: Option<Release> = match &bytes {
+        InputBytes::Owned(_) => None,
+        InputBytes::Mapped(m) => {
+            let m = Arc::clone(m);
+            Some(Arc::new(move |from: usize, to: usize| {
+                // SAFETY: a read-only shared file mapping: after MADV_DONTNEED a later read
+                // faults the same bytes back in from the page cache or the file, so no slice
+                // of it ever sees other contents.
+                let _ = unsafe {
+                    m.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        from,
+                        to.saturating_sub(from),
+                    )
+                };
+            }))
+        }
+    };
+    ingest_impl(&bytes, &name, opts, release)
 }
+
+/// Drops the pages of `from..to` of a mapped input from the process (they stay in the page
+/// cache): a mapped perf.data would otherwise count in full in the resident set.
+type Release = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+/// Inputs are hashed and walked in steps of this many bytes, each released when passed.
+const RELEASE_STEP: usize = 64 << 20;
 
 fn read_input(input: &Path) -> Result<(InputBytes, String), Error> {
     if input.as_os_str() == "-" {
@@ -212,12 +238,15 @@ fn read_input(input: &Path) -> Result<(InputBytes, String), Error> {
         offset: None,
         source: e,
     })?;
-    Ok((InputBytes::Mapped(map), input.display().to_string()))
+    Ok((
+        InputBytes::Mapped(Arc::new(map)),
+        input.display().to_string(),
+    ))
 }
 
 enum InputBytes {
     Owned(Vec<u8>),
-    Mapped(memmap2::Mmap),
+    Mapped(Arc<memmap2::Mmap>),
 }
 
 impl std::ops::Deref for InputBytes {
@@ -232,7 +261,25 @@ impl std::ops::Deref for InputBytes {
 
 /// Ingests a perf.data held in memory. `source_name` is recorded in `meta.source_file`.
 pub fn ingest_bytes(data: &[u8], source_name: &str, opts: &Options) -> Result<Report, Error> {
-    let sha = hex(&Sha256::digest(data));
+    ingest_impl(data, source_name, opts, None)
+}
+
+fn ingest_impl(
+    data: &[u8],
+    source_name: &str,
+    opts: &Options,
+    release: Option<Release>,
+) -> Result<Report, Error> {
+    let sha = {
+        let mut h = Sha256::new();
+        for (i, chunk) in data.chunks(RELEASE_STEP).enumerate() {
+            h.update(chunk);
+            if let Some(r) = &release {
+                r(i * RELEASE_STEP, i * RELEASE_STEP + chunk.len());
+            }
+        }
+        hex(&h.finalize())
+    };
     let stem = Path::new(source_name)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -250,11 +297,26 @@ pub fn ingest_bytes(data: &[u8], source_name: &str, opts: &Options) -> Result<Re
         prefix: "",
         guest: None,
         vm_specs: ingest_symbols::vm_specs(opts),
+        ids: session::IdBase::default(),
     };
     let mut sess = Session::new(cfg);
     let total = data.len() as u64;
-    if let Some(p) = opts.progress.clone() {
-        sess.progress = Some(Box::new(move |done| p(done, total)));
+    let progress = opts.progress.clone();
+    if progress.is_some() || release.is_some() {
+        let mut released = 0usize;
+        sess.progress = Some(Box::new(move |done| {
+            if let Some(p) = &progress {
+                p(done, total);
+            }
+            if let Some(r) = &release {
+                let upto =
+                    usize::try_from(done).unwrap_or(usize::MAX) / RELEASE_STEP * RELEASE_STEP;
+                if upto > released {
+                    r(released, upto);
+                    released = upto;
+                }
+            }
+        }));
     }
     let walk = reader::walk_file(data, &mut sess)?;
     sess.finish_records()?;
@@ -270,13 +332,16 @@ pub fn ingest_bytes(data: &[u8], source_name: &str, opts: &Options) -> Result<Re
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown".to_string());
     let (mut tables, mut summary) = sess.close()?;
+    // Every guest recording writes its own part of the shared guest_* tables, its ids
+    // continuing after the previous one's.
     let mut guest_stacks = Vec::new();
+    let mut ids = session::IdBase::default();
     for g in &opts.guest_data {
-        let (t, stacks, warnings) =
-            ingest_symbols::ingest_guest(g, &summary, staging.dir(), &recording, opts)?;
-        tables.extend(t);
-        guest_stacks.push(stacks);
-        summary.warnings.extend(warnings);
+        let gi = ingest_symbols::ingest_guest(g, &summary, staging.dir(), &recording, opts, ids)?;
+        tables.extend(gi.tables);
+        guest_stacks.push((ids.stack_id, gi.stacks));
+        summary.warnings.extend(gi.warnings);
+        ids = gi.next;
     }
     if opts.symbolize {
         let (t, warnings) =
@@ -369,8 +434,14 @@ pub fn ingest_bytes(data: &[u8], source_name: &str, opts: &Options) -> Result<Re
     let (p, n) = w.close()?;
     all_tables.push(("ingest_report".into(), p, n));
 
-    let table_rows: Vec<(String, u64)> =
-        all_tables.iter().map(|(n, _, r)| (n.clone(), *r)).collect();
+    // One entry per table: the guest recordings' parts of a guest_* table add up.
+    let mut table_rows: Vec<(String, u64)> = Vec::new();
+    for (n, _, r) in &all_tables {
+        match table_rows.iter_mut().find(|(t, _)| t == n) {
+            Some((_, rows)) => *rows += r,
+            None => table_rows.push((n.clone(), *r)),
+        }
+    }
     staging.commit(&host, &recording, &table_rows)?;
     Ok(Report {
         recording,

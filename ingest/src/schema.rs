@@ -332,7 +332,7 @@ pub fn frames() -> TableDoc {
 pub fn guest_samples() -> TableDoc {
     let mut t = samples();
     t.name = "guest_samples";
-    t.row = "one PERF_RECORD_SAMPLE of a guest-side recording; `time_ns` is converted to the host perf clock, stack_id refers to guest_stacks";
+    t.row = "one PERF_RECORD_SAMPLE of a guest-side recording; `time_ns` is converted to the host perf clock, stack_id refers to guest_stacks; with several guest recordings, sample_idx, event_idx and stack_id continue from one recording to the next (keys within the recording)";
     t.columns.extend([
         col!(
             "vm_pid",

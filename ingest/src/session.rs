@@ -20,7 +20,7 @@ use crate::perf::records::{
 use crate::perf::tracing::{TracingData, parse_tracing_data};
 use crate::reader::RecordHandler;
 use crate::schema;
-use crate::table::{ColType, ColumnDef, TableWriter, partition_path};
+use crate::table::{ColType, ColumnDef, TableWriter, partition_part};
 use crate::threads::ThreadModel;
 
 /// One event (attr) of the recording.
@@ -150,6 +150,19 @@ impl GuestContext {
     }
 }
 
+/// Where a session's ids and files start. Several guest-side recordings of one ingest share the
+/// `guest_*` tables of one partition: the k-th writes part k of each, and its ids continue after
+/// those of the recordings before it, so (recording, sample_idx), (recording, event_idx) and
+/// (recording, stack_id) stay keys of those tables. Zero for the host.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct IdBase {
+    /// Parquet part number (`part-<part>.parquet`).
+    pub(crate) part: u32,
+    pub(crate) sample_idx: u64,
+    pub(crate) event_idx: u32,
+    pub(crate) stack_id: u32,
+}
+
 /// Where and how to write, decided by the caller.
 pub(crate) struct SessionConfig {
     pub(crate) root: PathBuf,
@@ -162,6 +175,8 @@ pub(crate) struct SessionConfig {
     pub(crate) guest: Option<GuestContext>,
     /// VM names given by the user: (VMM pid or process name, display name).
     pub(crate) vm_specs: Vec<(String, String)>,
+    /// First part number and ids.
+    pub(crate) ids: IdBase,
 }
 
 /// Column indices of `samples`, looked up once.
@@ -258,11 +273,12 @@ impl Session {
     pub(crate) fn new(cfg: SessionConfig) -> Self {
         let prefix = cfg.prefix;
         let part = |t: &str| {
-            partition_path(
+            partition_part(
                 &cfg.root,
                 &format!("{prefix}{t}"),
                 &cfg.host,
                 &cfg.recording,
+                cfg.ids.part,
             )
         };
         let sdoc = if cfg.guest.is_some() {
@@ -272,6 +288,19 @@ impl Session {
         };
         let sample_cols = SampleCols {
             idx: SAMPLE_COLS.map(|n| sdoc.index(n).unwrap_or(usize::MAX)),
+        };
+        // The host's exits stream to their table as they finish (guest recordings have no
+        // KVM model tables).
+        let kvm = if cfg.guest.is_none() {
+            KvmModel::streaming(partition_part(
+                &cfg.root,
+                "exits",
+                &cfg.host,
+                &cfg.recording,
+                cfg.ids.part,
+            ))
+        } else {
+            KvmModel::default()
         };
         Session {
             samples: TableWriter::new(
@@ -308,7 +337,7 @@ impl Session {
             spaces: AddressSpaces::default(),
             stacks: StackInterner::default(),
             time_conv: None,
-            kvm: KvmModel::default(),
+            kvm,
             tp_tables: BTreeMap::new(),
             tp_by_event: HashMap::new(),
             comm_buf: String::new(),
@@ -328,11 +357,17 @@ impl Session {
 
     /// The file of `table` (prefixed for guest recordings).
     pub(crate) fn part(&self, table: &str) -> PathBuf {
-        partition_path(
+        self.part_of(&self.table_name(table))
+    }
+
+    /// The file of an already prefixed table name.
+    fn part_of(&self, table: &str) -> PathBuf {
+        partition_part(
             &self.cfg.root,
-            &self.table_name(table),
+            table,
             &self.cfg.host,
             &self.cfg.recording,
+            self.cfg.ids.part,
         )
     }
 
@@ -544,7 +579,7 @@ impl Session {
             ),
             ("kvmtrace.print_fmt".to_string(), format.print_fmt.clone()),
         ];
-        let path = partition_path(&self.cfg.root, table, &self.cfg.host, &self.cfg.recording);
+        let path = self.part_of(table);
         TpTable {
             writer: TableWriter::new(table, path, &defs, meta),
             format,
@@ -863,7 +898,7 @@ impl Session {
             return Ok(());
         };
         let mode = CpuMode::from_misc(misc);
-        let idx = self.sample_idx;
+        let idx = self.cfg.ids.sample_idx + self.sample_idx;
         self.sample_idx += 1;
         if let Some(t) = s.time {
             self.first_time = Some(self.first_time.map_or(t, |f| f.min(t)));
@@ -982,11 +1017,11 @@ impl Session {
         w.i32(c[4], s.tid);
         w.str(c[5], Some(&comm));
         w.str(c[6], Some(&name));
-        w.u32(c[7], Some(ev_idx as u32));
+        w.u32(c[7], Some(self.cfg.ids.event_idx + ev_idx as u32));
         w.u64(c[8], period);
         w.u64(c[9], s.ip);
         w.str(c[10], Some(mode.as_str()));
-        w.u32(c[11], stack_id);
+        w.u32(c[11], stack_id.map(|id| self.cfg.ids.stack_id + id));
         w.u64(c[12], s.addr);
         w.u64(c[13], s.id);
         w.u64(c[14], s.stream_id);
@@ -1054,7 +1089,7 @@ impl Session {
             Vec::new(),
         );
         for (id, e) in self.stacks.stacks.iter().enumerate() {
-            w.u32(0, Some(id as u32));
+            w.u32(0, Some(self.cfg.ids.stack_id + id as u32));
             w.i32(1, Some(e.pid));
             w.list_u64(2, Some(&mut e.frames.iter().map(|f| f.addr)));
             let modes: Vec<&str> = e.frames.iter().map(|f| f.mode.as_str()).collect();
@@ -1070,7 +1105,7 @@ impl Session {
             Vec::new(),
         );
         for (i, e) in self.events.iter().enumerate() {
-            w.u32(0, Some(i as u32));
+            w.u32(0, Some(self.cfg.ids.event_idx + i as u32));
             w.str(1, e.name.as_deref());
             w.u32(2, Some(e.attr.type_));
             w.u64(3, Some(e.attr.config));
@@ -1136,8 +1171,9 @@ impl Session {
                 .collect();
             self.vms = names.iter().map(|(p, n)| (*p, n.clone())).collect();
             self.tsc = tsc;
+            let part = self.cfg.ids.part;
             for (name, path, rows) in kvm.close(
-                &|t: &str| partition_path(&root, t, &self.cfg.host, &self.cfg.recording),
+                &|t: &str| partition_part(&root, t, &self.cfg.host, &self.cfg.recording, part),
                 &names,
             )? {
                 out.push((name, path, rows));
@@ -1157,6 +1193,7 @@ impl Session {
         let stacks = std::mem::take(&mut self.stacks.stacks);
         let summary = SessionSummary {
             n_samples: self.sample_idx,
+            n_events: self.events.len() as u32,
             first_time: self.first_time,
             last_time: self.last_time,
             warnings: self.warnings,
@@ -1182,6 +1219,8 @@ pub(crate) struct SessionSummary {
     pub(crate) warnings: Vec<Warning>,
     pub(crate) warning_counts: HashMap<WarningKind, u64>,
     pub(crate) features: Features,
+    /// Rows written to `events`.
+    pub(crate) n_events: u32,
     /// Every interned stack with its mapped frames, for symbolisation.
     pub(crate) stacks: Vec<StackEntry>,
     /// The recording's TIME_CONV, for guest clock conversion.

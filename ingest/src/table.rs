@@ -413,10 +413,18 @@ impl TableWriter {
     }
 }
 
-/// The file name of a table partition inside a dataset.
+/// The first (usually the only) file of a table partition inside a dataset.
 pub fn partition_path(root: &Path, table: &str, host: &str, recording: &str) -> PathBuf {
+    partition_part(root, table, host, recording, 0)
+}
+
+/// File `part` of a table partition: `<table>/host=H/recording=R/part-<part>.parquet`. A
+/// partition holds several parts when several writers fill one table of one recording (the
+/// k-th `--guest-data` recording writes part k of every `guest_*` table); readers take every
+/// `*.parquet` file of the directory.
+pub fn partition_part(root: &Path, table: &str, host: &str, recording: &str, part: u32) -> PathBuf {
     root.join(table)
         .join(format!("host={host}"))
         .join(format!("recording={recording}"))
-        .join("part-0.parquet")
+        .join(format!("part-{part}.parquet"))
 }

@@ -71,6 +71,148 @@ fn synth_small_folded_equals_ground_truth() {
     assert_eq!(r.match_rate(), Some(1.0));
 }
 
+/// A two-VM scenario generated at test time (seed 1, 2 vCPUs each, 0.2 s), ingested with both
+/// guest recordings and bundles: (tempdir holding the generator's output, dataset, truth.json).
+fn synth_two_vms() -> &'static (tempfile::TempDir, Dataset, serde_json::Value) {
+    static DS: OnceLock<(tempfile::TempDir, Dataset, serde_json::Value)> = OnceLock::new();
+    DS.get_or_init(|| {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let d = tmp.path().join("synth");
+        let mut s = kvmtrace_synth::Options::default();
+        s.out_dir = d.clone();
+        s.vms = 2;
+        s.vcpus = 2;
+        s.seconds = 0.2;
+        s.seed = 1;
+        kvmtrace_synth::run(&s).expect("synth");
+        let truth: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("truth.json")).expect("truth"))
+                .expect("json");
+        let mut o = kvmtrace_ingest::Options::default();
+        o.output = tmp.path().join("ds");
+        for vm in truth["vms"].as_array().expect("vms") {
+            let name = vm["name"].as_str().expect("name");
+            let pid = vm["pid"].as_i64().expect("pid");
+            o.guest_data.push(
+                format!(
+                    "{pid}={},name={name}",
+                    d.join(format!("{name}.perf.data")).display()
+                )
+                .parse()
+                .expect("guest data"),
+            );
+            o.guest_symbols
+                .push((pid.to_string(), d.join(format!("{name}.bundle"))));
+        }
+        o.kallsyms = Some(d.join("host.kallsyms"));
+        o.symfs = Some(d.join("host-root"));
+        kvmtrace_ingest::run(&d.join("host.perf.data"), &o).expect("ingest two VMs");
+        let ds = Dataset::open(&o.output).expect("open");
+        (tmp, ds, truth)
+    })
+}
+
+#[test]
+fn two_guest_recordings_keep_every_guest_sample() {
+    let (_, ds, truth) = synth_two_vms();
+    let vms = truth["vms"].as_array().expect("vms");
+    assert_eq!(vms.len(), 2);
+    let got = kvmtrace_analyze::sql::query(
+        ds,
+        "SELECT vm, count(sample_idx) AS n, count(DISTINCT sample_idx) AS n_idx \
+         FROM guest_samples GROUP BY vm ORDER BY vm",
+    )
+    .expect("guest_samples by vm");
+    let names: Vec<String> = got
+        .column("vm")
+        .expect("vm")
+        .str()
+        .expect("str")
+        .iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect();
+    let want_names: Vec<&str> = vms
+        .iter()
+        .map(|v| v["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, want_names);
+    let count = |c: &str| -> Vec<u64> {
+        let col = got
+            .column(c)
+            .expect(c)
+            .cast(&polars::prelude::DataType::UInt64);
+        col.expect("u64")
+            .u64()
+            .expect("u64")
+            .into_no_null_iter()
+            .collect()
+    };
+    let want: Vec<u64> = vms
+        .iter()
+        .map(|v| v["guest_samples"].as_u64().expect("guest_samples"))
+        .collect();
+    assert_eq!(count("n"), want, "guest_samples per VM");
+    // The manifest (`kvmtrace info`) counts both guests' rows, once per table.
+    let info = kvmtrace_analyze::info::info(ds).expect("info");
+    let tables = &info.recordings[0].tables;
+    let rows: Vec<u64> = tables
+        .iter()
+        .filter(|(t, _)| t == "guest_samples")
+        .map(|(_, n)| *n)
+        .collect();
+    assert_eq!(rows, vec![want.iter().sum::<u64>()]);
+    // sample_idx and stack_id stay keys within the recording across the two guests.
+    let keys = kvmtrace_analyze::sql::query(
+        ds,
+        "SELECT count(sample_idx) AS n, count(DISTINCT sample_idx) AS n_idx FROM guest_samples",
+    )
+    .expect("sample keys");
+    assert_eq!(
+        keys.column("n").expect("n").get(0).ok(),
+        keys.column("n_idx").expect("n").get(0).ok()
+    );
+    let keys = kvmtrace_analyze::sql::query(
+        ds,
+        "SELECT count(stack_id) AS n, count(DISTINCT stack_id) AS n_id FROM guest_stacks",
+    )
+    .expect("stack keys");
+    assert_eq!(
+        keys.column("n").expect("n").get(0).ok(),
+        keys.column("n_id").expect("n").get(0).ok()
+    );
+}
+
+#[test]
+fn two_guest_recordings_folded_equals_ground_truth() {
+    let (tmp, ds, truth) = synth_two_vms();
+    let want = std::fs::read_to_string(tmp.path().join("synth/folded.txt")).expect("folded.txt");
+    for threads in [1, 2] {
+        let f = flame::fold(ds, &opts(threads)).expect("fold");
+        let got = folded_text(&f);
+        if got != want {
+            let only = |a: &str, b: &str| -> Vec<String> {
+                let b: std::collections::HashSet<&str> = b.lines().collect();
+                a.lines()
+                    .filter(|l| !b.contains(l))
+                    .take(5)
+                    .map(str::to_string)
+                    .collect()
+            };
+            panic!(
+                "{threads} threads: folded stacks differ from the generator's folded.txt\n\
+                 first lines only kvmtrace has: {:#?}\nfirst lines only folded.txt has: {:#?}",
+                only(&got, &want),
+                only(&want, &got)
+            );
+        }
+        let t = &truth["samples"];
+        let r = &f.report;
+        assert_eq!(r.n_samples, t["host_total"].as_u64().expect("n"));
+        assert_eq!(r.n_guest_mode, t["guest_mode"].as_u64().expect("n"));
+        assert_eq!(r.match_rate(), Some(1.0));
+    }
+}
+
 #[test]
 fn one_and_two_threads_give_identical_bytes() {
     let ds = synth_small();

@@ -11,7 +11,8 @@ use crate::{EXIT_OK, EXIT_WARNINGS};
 ///
 /// Writes DATASET/<table>/host=H/recording=R/part-0.parquet for every table of docs/schema.md
 /// (samples, stacks, events, threads, mmaps, build_ids, meta, lost, ingest_report, one table per
-/// tracepoint such as kvm__kvm_exit, and the KVM model: vms, vcpus, exits, tsc_offsets).
+/// tracepoint such as kvm__kvm_exit, and the KVM model: vms, vcpus, exits, tsc_offsets); the
+/// k-th --guest-data recording writes part-<k>.parquet of the guest_* tables.
 /// Open them with polars (`pl.scan_parquet("DATASET/samples")`), DuckDB or Spark.
 #[derive(clap::Args)]
 pub(crate) struct Args {

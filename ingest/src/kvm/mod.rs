@@ -87,24 +87,61 @@ struct ThreadState {
     /// PVM: details seen since the last exit, for the next one.
     pending: ExitRow,
     pending_any: bool,
-    /// PVM: index in `exits` of the thread's last KVM_EXIT_IO without a port: the kvm_pio of
-    /// a port read fires when the VMM completes it, after the userspace exit.
-    io_exit_awaiting_pio: Option<usize>,
+    /// PVM: key in `done` of the thread's last KVM_EXIT_IO without a port: the kvm_pio of a
+    /// port read fires when the VMM completes it, after the userspace exit.
+    io_exit_awaiting_pio: Option<ExitKey>,
 }
 
+/// Where a finished exit sits until it is written: the recording order of the event that
+/// started it (sample_idx), then creation order.
+type ExitKey = (u64, u64);
+
+/// Finished exits are written once no exit can come before them any more, every this many.
+const FLUSH_EVERY: usize = 1 << 16;
+
+/// Finished exits whose vCPU is not known yet wait for it, up to this many buffered exits.
+const HOLD_UNKNOWN_VCPU: usize = 1 << 20;
+
 /// The KVM model. Feed it records in processing order; [`KvmModel::close`] writes the tables.
-#[derive(Debug, Default)]
+///
+/// Exits are streamed: a finished exit waits in `done` only until every exit still open (or
+/// pending, or awaiting its port) started after it, then goes to the `exits` table in recording
+/// order. Memory is bounded by the exits in flight, not by the recording's length.
+#[derive(Default)]
 pub struct KvmModel {
     threads: HashMap<i32, ThreadState>,
     /// Process names (pid == tid COMMs).
     process_comm: HashMap<i32, String>,
-    exits: Vec<ExitRow>,
+    /// Finished exits not written yet.
+    done: BTreeMap<ExitKey, ExitRow>,
+    /// The `exits` table file; without one, every exit waits for [`KvmModel::close`].
+    exits_path: Option<PathBuf>,
+    exits_out: Option<TableWriter>,
+    /// Exits written (the next exit_idx).
+    n_written: u64,
+    /// Try writing every this many finished exits (FLUSH_EVERY; tests use less).
+    flush_every: usize,
+    /// sample_idx of the event being processed: no exit created from now on comes before it.
+    now_idx: u64,
+    /// The first write error, returned by [`KvmModel::close`].
+    write_error: Option<Error>,
     n_exits: u64,
     n_kvm_exit_events: u64,
     tsc_offsets: Vec<(i32, i32, u32, u64, u64, Option<u64>)>,
     /// Names evaluated through the recording's print fmt, by (event, field, value, isa): the
     /// print fmt is evaluated once per distinct value, not per event.
     names: HashMap<(&'static str, u64, u64), Option<String>>,
+}
+
+impl std::fmt::Debug for KvmModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvmModel")
+            .field("threads", &self.threads.len())
+            .field("buffered_exits", &self.done.len())
+            .field("written_exits", &self.n_written)
+            .field("exits_path", &self.exits_path)
+            .finish_non_exhaustive()
+    }
 }
 
 fn field_u64(f: &EventFormat, raw: &[u8], big: bool, name: &str) -> Option<u64> {
@@ -168,6 +205,91 @@ impl KvmModel {
             pid,
             ..Default::default()
         })
+    }
+
+    /// A model that streams its `exits` table to `path` while records come.
+    pub fn streaming(path: PathBuf) -> Self {
+        KvmModel {
+            exits_path: Some(path),
+            flush_every: FLUSH_EVERY,
+            ..Default::default()
+        }
+    }
+
+    /// A finished exit.
+    fn push_exit(&mut self, row: ExitRow) {
+        self.done.insert((row.sample_idx, row.exit_idx), row);
+        if self.flush_every > 0
+            && self.done.len().is_multiple_of(self.flush_every)
+            && self.exits_path.is_some()
+        {
+            let mark = self.watermark();
+            if let Err(e) = self.write_done(mark) {
+                self.write_error.get_or_insert(e);
+            }
+        }
+    }
+
+    /// No exit not yet finished can sort before this sample_idx.
+    fn watermark(&self) -> u64 {
+        let mut mark = self.now_idx;
+        for t in self.threads.values() {
+            if let Some(o) = &t.open {
+                mark = mark.min(o.sample_idx);
+            }
+            if t.pending_any {
+                mark = mark.min(t.pending.sample_idx);
+            }
+            if let Some((idx, _)) = t.io_exit_awaiting_pio {
+                mark = mark.min(idx);
+            }
+        }
+        if self.done.len() < HOLD_UNKNOWN_VCPU
+            && let Some(((idx, _), _)) = self.done.iter().find(|(_, r)| {
+                r.vcpu.is_none()
+                    && self
+                        .threads
+                        .get(&r.tid)
+                        .is_none_or(|t| t.vcpu_from_events.or(t.vcpu_from_name).is_none())
+            })
+        {
+            mark = mark.min(*idx);
+        }
+        mark
+    }
+
+    /// Writes the finished exits that started before `mark`, in order.
+    fn write_done(&mut self, mark: u64) -> Result<(), Error> {
+        while let Some(entry) = self.done.first_entry() {
+            if entry.key().0 >= mark {
+                break;
+            }
+            let mut r = entry.remove();
+            // The vCPU of rows emitted before the thread's vCPU was known.
+            if r.vcpu.is_none()
+                && let Some(t) = self.threads.get(&r.tid)
+            {
+                r.vcpu = t.vcpu_from_events.or(t.vcpu_from_name);
+            }
+            r.exit_idx = self.n_written;
+            self.n_written += 1;
+            let w = match &mut self.exits_out {
+                Some(w) => w,
+                None => {
+                    let Some(path) = self.exits_path.clone() else {
+                        return Err(Error::Invalid("exits: no output path".into()));
+                    };
+                    self.exits_out.insert(TableWriter::new(
+                        "exits",
+                        path,
+                        &exits_doc().defs(),
+                        Vec::new(),
+                    ))
+                }
+            };
+            write_exit(w, &r)?;
+        }
+        Ok(())
     }
 
     /// The VMM pids of every VM (processes with a vCPU thread).
@@ -238,6 +360,7 @@ impl KvmModel {
         let (Some(pid), Some(tid)) = (pid, tid) else {
             return;
         };
+        self.now_idx = idx;
         let vcpu_field = field_u64(f, raw, big, "vcpu_id").map(|v| v as u32);
         {
             let t = self.thread(pid, tid);
@@ -288,7 +411,7 @@ impl KvmModel {
                 row.perf_kvm_counted = t.seen_entry;
                 if let Some(prev) = t.open.replace(row) {
                     // An exit without its entry (lost events): keep it, open-ended.
-                    self.exits.push(prev);
+                    self.push_exit(prev);
                 }
             }
             "kvm_entry" => {
@@ -300,7 +423,7 @@ impl KvmModel {
                         // userspace_time_ns holds the kvm_userspace_exit time until the entry.
                         row.userspace_time_ns = Some(ts.saturating_sub(u));
                     }
-                    self.exits.push(row);
+                    self.push_exit(row);
                 }
             }
             "kvm_userspace_exit" => {
@@ -331,9 +454,9 @@ impl KvmModel {
                     row.userspace_reason = name;
                     let awaits_pio =
                         errno >= 0 && reason == Some(KVM_EXIT_IO) && row.pio_port.is_none();
-                    self.exits.push(row);
-                    let n = self.exits.len();
-                    self.thread(pid, tid).io_exit_awaiting_pio = awaits_pio.then(|| n - 1);
+                    let key = (row.sample_idx, row.exit_idx);
+                    self.push_exit(row);
+                    self.thread(pid, tid).io_exit_awaiting_pio = awaits_pio.then_some(key);
                 }
             }
             "kvm_pio" => {
@@ -349,7 +472,7 @@ impl KvmModel {
                 });
                 if let (Some(i), Some(false)) = (awaiting, write) {
                     // A port read completing: it belongs to the KVM_EXIT_IO just before.
-                    if let Some(row) = self.exits.get_mut(i) {
+                    if let Some(row) = self.done.get_mut(&i) {
                         row.pio_port = port;
                         row.pio_size = size;
                         row.pio_write = write;
@@ -413,7 +536,7 @@ impl KvmModel {
                         }
                         .to_string(),
                     );
-                    self.exits.push(row);
+                    self.push_exit(row);
                 }
             }
             "kvm_emulate_insn" => {
@@ -545,7 +668,7 @@ impl KvmModel {
         row.mmio_gpa = p.mmio_gpa;
         row.mmio_len = p.mmio_len;
         row.mmio_type = p.mmio_type;
-        self.exits.push(row);
+        self.push_exit(row);
     }
 
     fn sched_switch(&mut self, f: &EventFormat, raw: &[u8], big: bool, time: Option<u64>) {
@@ -570,31 +693,35 @@ impl KvmModel {
         part: &dyn Fn(&str) -> PathBuf,
         names: &HashMap<i32, String>,
     ) -> Result<Vec<(String, PathBuf, u64)>, Error> {
+        if let Some(e) = self.write_error.take() {
+            return Err(e);
+        }
         // Exits still open at the end are kept with a null entry time.
-        let mut open: Vec<ExitRow> = self
+        let open: Vec<ExitRow> = self
             .threads
             .values_mut()
             .filter_map(|t| t.open.take())
             .collect();
-        self.exits.append(&mut open);
-        let unclaimed: Vec<(i32, i32)> =
+        for r in open {
+            self.push_exit(r);
+        }
+        let mut unclaimed: Vec<(i32, i32)> =
             self.threads.iter().map(|(tid, t)| (t.pid, *tid)).collect();
+        unclaimed.sort_unstable();
         for (pid, tid) in unclaimed {
             self.flush_pending_io(pid, tid);
         }
-        // Recording order of the event that started each exit.
-        self.exits.sort_by_key(|r| (r.sample_idx, r.exit_idx));
-        for (i, r) in self.exits.iter_mut().enumerate() {
-            r.exit_idx = i as u64;
+        if let Some(e) = self.write_error.take() {
+            return Err(e);
         }
-        // Fill the vCPU of rows emitted before the thread's vCPU was known.
-        for r in &mut self.exits {
-            if r.vcpu.is_none()
-                && let Some(t) = self.threads.get(&r.tid)
-            {
-                r.vcpu = t.vcpu_from_events.or(t.vcpu_from_name);
-            }
+        // The rest, in recording order of the event that started each exit.
+        if self.exits_path.is_none() {
+            self.exits_path = Some(part("exits"));
         }
+        for t in self.threads.values_mut() {
+            t.io_exit_awaiting_pio = None;
+        }
+        self.write_done(u64::MAX)?;
         let mut out = Vec::new();
         // vCPUs: threads that emitted vCPU events or carry a vCPU name of their own.
         let mut vcpus: BTreeMap<(i32, i32), &ThreadState> = BTreeMap::new();
@@ -680,62 +807,10 @@ impl KvmModel {
         let (p, n) = w.close()?;
         out.push(("vms".to_string(), p, n));
 
-        let doc = exits_doc();
-        let mut w = TableWriter::new("exits", part("exits"), &doc.defs(), Vec::new());
-        for r in &self.exits {
-            let duration = match (r.exit_time_ns, r.entry_time_ns) {
-                (Some(a), Some(b)) if b >= a => Some(b - a),
-                _ => None,
-            };
-            let userspace_ns = if r.entry_time_ns.is_some() && r.source == "kvm_exit" {
-                r.userspace_time_ns.filter(|_| r.userspace_reason.is_some())
-            } else {
-                None
-            };
-            w.u64(0, Some(r.exit_idx));
-            w.i32(1, Some(r.vm_pid));
-            w.u32(2, r.vcpu);
-            w.i32(3, Some(r.tid));
-            w.u32(4, r.cpu);
-            w.u64(5, r.exit_time_ns);
-            w.u64(6, r.entry_time_ns);
-            w.u64(7, duration);
-            w.u64(8, r.reason);
-            w.str(9, r.reason_name.as_deref());
-            w.str(10, r.isa);
-            w.u64(11, r.flags);
-            w.str(12, r.flag_names.as_deref());
-            w.u64(13, r.guest_rip);
-            w.u64(14, r.info1);
-            w.u64(15, r.info2);
-            w.u64(16, r.intr_info);
-            w.u64(17, r.error_code);
-            w.str(18, Some(r.source));
-            w.str(19, r.userspace_reason.as_deref());
-            w.u64(20, userspace_ns);
-            w.u64(21, r.pio_port);
-            w.u64(22, r.pio_size);
-            w.bool(23, r.pio_write);
-            w.u64(24, r.mmio_gpa);
-            w.u64(25, r.mmio_len);
-            w.str(26, r.mmio_type.as_deref());
-            w.u64(27, r.msr_index);
-            w.bool(28, r.msr_write);
-            w.u64(
-                29,
-                if r.source == "kvm_exit" && r.entry_time_ns.is_some() {
-                    Some(r.sched_out_ns.unwrap_or(0))
-                } else {
-                    None
-                },
-            );
-            w.u64(30, r.wakeup_ns);
-            w.bool(31, r.wakeup_waited);
-            w.bool(32, r.wakeup_valid);
-            w.u64(33, Some(r.sample_idx));
-            w.bool(34, Some(r.perf_kvm_counted && duration.is_some()));
-            w.end_row()?;
-        }
+        let w = match self.exits_out.take() {
+            Some(w) => w,
+            None => TableWriter::new("exits", part("exits"), &exits_doc().defs(), Vec::new()),
+        };
         let (p, n) = w.close()?;
         out.push(("exits".to_string(), p, n));
 
@@ -754,6 +829,63 @@ impl KvmModel {
         out.push(("tsc_offsets".to_string(), p, n));
         Ok(out)
     }
+}
+
+/// One row of the `exits` table.
+fn write_exit(w: &mut TableWriter, r: &ExitRow) -> Result<(), Error> {
+    let duration = match (r.exit_time_ns, r.entry_time_ns) {
+        (Some(a), Some(b)) if b >= a => Some(b - a),
+        _ => None,
+    };
+    let userspace_ns = if r.entry_time_ns.is_some() && r.source == "kvm_exit" {
+        r.userspace_time_ns.filter(|_| r.userspace_reason.is_some())
+    } else {
+        None
+    };
+    w.u64(0, Some(r.exit_idx));
+    w.i32(1, Some(r.vm_pid));
+    w.u32(2, r.vcpu);
+    w.i32(3, Some(r.tid));
+    w.u32(4, r.cpu);
+    w.u64(5, r.exit_time_ns);
+    w.u64(6, r.entry_time_ns);
+    w.u64(7, duration);
+    w.u64(8, r.reason);
+    w.str(9, r.reason_name.as_deref());
+    w.str(10, r.isa);
+    w.u64(11, r.flags);
+    w.str(12, r.flag_names.as_deref());
+    w.u64(13, r.guest_rip);
+    w.u64(14, r.info1);
+    w.u64(15, r.info2);
+    w.u64(16, r.intr_info);
+    w.u64(17, r.error_code);
+    w.str(18, Some(r.source));
+    w.str(19, r.userspace_reason.as_deref());
+    w.u64(20, userspace_ns);
+    w.u64(21, r.pio_port);
+    w.u64(22, r.pio_size);
+    w.bool(23, r.pio_write);
+    w.u64(24, r.mmio_gpa);
+    w.u64(25, r.mmio_len);
+    w.str(26, r.mmio_type.as_deref());
+    w.u64(27, r.msr_index);
+    w.bool(28, r.msr_write);
+    w.u64(
+        29,
+        if r.source == "kvm_exit" && r.entry_time_ns.is_some() {
+            Some(r.sched_out_ns.unwrap_or(0))
+        } else {
+            None
+        },
+    );
+    w.u64(30, r.wakeup_ns);
+    w.bool(31, r.wakeup_waited);
+    w.bool(32, r.wakeup_valid);
+    w.u64(33, Some(r.sample_idx));
+    w.bool(34, Some(r.perf_kvm_counted && duration.is_some()));
+    w.end_row()?;
+    Ok(())
 }
 
 macro_rules! col {
