@@ -935,7 +935,8 @@ fn fold_samples(
             return;
         }
         let own_ref = own_id.map(StackRef::Host);
-        if pl == placement::GUEST_MODE {
+        // Guest mode: guest frames only; else the exit (if any) and the host stack.
+        let (guest, exit, host) = if pl == placement::GUEST_MODE {
             let candidate =
                 guest_stack[i].and_then(|g| guest_stacks.get(&(rec[i], g)).map(|s| (g, s)));
             let valid = candidate.filter(|(_, g)| {
@@ -960,32 +961,22 @@ fn fold_samples(
                     own_ref
                 }
             };
-            add_key(
-                acc,
-                LineKey::Vm {
-                    rec: rec[i],
-                    vm: vm[i],
-                    vcpu: vcpu[i],
-                    guest: chosen,
-                    exit: None,
-                    host: None,
-                },
-                w,
-            );
-            return;
-        }
-        let exit = reason[i]
-            .filter(|_| exit_idx[i].is_some())
-            .map(|r| (guest_rip[i], r));
+            (chosen, None, None)
+        } else {
+            let exit = reason[i]
+                .filter(|_| exit_idx[i].is_some())
+                .map(|r| (guest_rip[i], r));
+            (None, exit, own_id)
+        };
         add_key(
             acc,
             LineKey::Vm {
                 rec: rec[i],
                 vm: vm[i],
                 vcpu: vcpu[i],
-                guest: None,
+                guest,
                 exit,
-                host: own_id,
+                host,
             },
             w,
         );

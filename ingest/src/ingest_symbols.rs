@@ -263,7 +263,7 @@ pub(crate) fn write_frames(
         }
         let mut names: Vec<String> = host.vms.iter().map(|(_, n)| n.clone()).collect();
         for st in host.stacks.iter().flat_map(|s| s.frames.iter()) {
-            if let Space::GuestKernel(vm) | Space::GuestUser(vm) = &st.space {
+            if let Space::GuestKernel(vm) | Space::GuestUser(vm) = &st.origin.space {
                 names.push(vm.to_string());
             }
         }
@@ -301,28 +301,32 @@ pub(crate) fn write_frames(
     let mut writers: HashMap<&str, TableWriter> = HashMap::new();
     for (table, id_base, stacks) in sets {
         let mut queries: Vec<FrameQuery> = Vec::new();
-        let mut index: HashMap<FrameQuery, usize> = HashMap::new();
+        // Origins are interned by the session: the same origin is the same allocation, so
+        // (origin pointer, address, offset) is a cheap key for "the same query".
+        let mut index: HashMap<(usize, u64, Option<u64>), usize, foldhash::fast::FixedState> =
+            HashMap::default();
         let mut refs: Vec<Vec<usize>> = Vec::with_capacity(stacks.len());
         for st in stacks {
             let mut r = Vec::with_capacity(st.frames.len());
             for f in &st.frames {
-                let space = match &f.space {
-                    Space::HostKernel => AddrSpace::HostKernel,
-                    Space::HostUser => AddrSpace::HostUser,
-                    Space::GuestKernel(vm) => AddrSpace::GuestKernel { vm: vm.to_string() },
-                    Space::GuestUser(vm) => AddrSpace::GuestUser { vm: vm.to_string() },
-                };
-                let kernel = matches!(space, AddrSpace::HostKernel | AddrSpace::GuestKernel { .. });
-                let q = FrameQuery {
-                    space,
-                    dso: f.dso.as_deref().unwrap_or("").to_string(),
-                    build_id: f.build_id.as_deref().map(<[u8]>::to_vec),
-                    addr: f.addr,
-                    file_offset: if kernel { None } else { f.dso_offset },
-                };
+                let o = &f.origin;
+                let kernel = matches!(o.space, Space::HostKernel | Space::GuestKernel(_));
+                let file_offset = if kernel { None } else { f.dso_offset };
+                let key = (Arc::as_ptr(o) as usize, f.addr, file_offset);
                 let n = index.len();
-                let i = *index.entry(q.clone()).or_insert_with(|| {
-                    queries.push(q);
+                let i = *index.entry(key).or_insert_with(|| {
+                    queries.push(FrameQuery {
+                        space: match &o.space {
+                            Space::HostKernel => AddrSpace::HostKernel,
+                            Space::HostUser => AddrSpace::HostUser,
+                            Space::GuestKernel(vm) => AddrSpace::GuestKernel { vm: vm.to_string() },
+                            Space::GuestUser(vm) => AddrSpace::GuestUser { vm: vm.to_string() },
+                        },
+                        dso: o.dso.as_deref().unwrap_or("").to_string(),
+                        build_id: o.build_id.as_deref().map(<[u8]>::to_vec),
+                        addr: f.addr,
+                        file_offset,
+                    });
                     n
                 });
                 r.push(i);
@@ -359,7 +363,7 @@ pub(crate) fn write_frames(
                     let dso = level
                         .map(|l| l.dso.as_str())
                         .filter(|d| !d.is_empty())
-                        .or(f.dso.as_deref());
+                        .or(f.origin.dso.as_deref());
                     let symbol = level.and_then(|l| l.symbol.as_deref());
                     let name = match (symbol, dso) {
                         (Some(s), _) => s.to_string(),

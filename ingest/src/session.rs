@@ -3,7 +3,7 @@
 //! writes every table.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -62,17 +62,47 @@ pub(crate) enum Space {
     GuestUser(Arc<str>),
 }
 
-/// One callchain position, mapped to its dso as perf would at the sample's time.
+/// Where a frame's code comes from: its address space and dso. Interned per session (one
+/// allocation per distinct origin, shared by every frame from it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct FrameOrigin {
+    pub(crate) space: Space,
+    pub(crate) dso: Option<Arc<str>>,
+    pub(crate) build_id: Option<Arc<[u8]>>,
+}
+
+/// One callchain position, mapped to its dso as perf would at the sample's time. 40 bytes:
+/// a 100 MB `-g` recording has millions of them until the frames table is written.
 #[derive(Debug, Clone)]
 pub(crate) struct FrameInfo {
     pub(crate) addr: u64,
     pub(crate) mode: CpuMode,
-    pub(crate) space: Space,
-    pub(crate) dso: Option<Arc<str>>,
     /// `map__map_ip` for user frames; the address itself for kernel frames.
     pub(crate) dso_offset: Option<u64>,
-    pub(crate) build_id: Option<Arc<[u8]>>,
+    pub(crate) origin: Arc<FrameOrigin>,
 }
+
+/// Interned [`FrameOrigin`]s, and the perf dso names of kernel maps.
+#[derive(Default)]
+struct Origins {
+    all: FastMap<FrameOrigin, Arc<FrameOrigin>>,
+    /// (guest machine, map file name) → the dso name perf prints for it.
+    kernel_dso: FastMap<(bool, Arc<str>), Arc<str>>,
+}
+
+impl Origins {
+    fn get(&mut self, o: FrameOrigin) -> Arc<FrameOrigin> {
+        if let Some(a) = self.all.get(&o) {
+            return Arc::clone(a);
+        }
+        let a = Arc::new(o.clone());
+        self.all.insert(o, Arc::clone(&a));
+        a
+    }
+}
+
+/// foldhash on hot maps whose keys come from our own parsing (callchain hashes, dso names).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
 /// One interned stack.
 pub(crate) struct StackEntry {
@@ -85,27 +115,25 @@ pub(crate) struct StackEntry {
 /// Callchain interning: (sample cpumode, address-space owner, raw callchain) → stack id.
 #[derive(Default)]
 struct StackInterner {
-    by_hash: HashMap<u64, Vec<u32>>,
+    /// Hash → the last stack with that hash; `same_hash[id]` chains to the one before.
+    by_hash: FastMap<u64, u32>,
+    same_hash: Vec<u32>,
     stacks: Vec<StackEntry>,
 }
 
 impl StackInterner {
     /// The id of this stack, and whether it is new (then the caller fills its frames).
     fn intern(&mut self, mode: CpuMode, pid: i32, raw: &[u8]) -> (u32, bool) {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        mode.hash(&mut h);
-        pid.hash(&mut h);
-        raw.hash(&mut h);
-        let key = h.finish();
-        let ids = self.by_hash.entry(key).or_default();
-        for &id in ids.iter() {
-            if let Some(e) = self.stacks.get(id as usize)
-                && e.mode == mode
-                && e.pid == pid
-                && e.raw == raw
-            {
+        use std::hash::BuildHasher;
+        let key = foldhash::fast::FixedState::default().hash_one((mode, pid, raw));
+        let head = self.by_hash.get(&key).copied();
+        let mut at = head;
+        while let Some(id) = at {
+            let e = &self.stacks[id as usize];
+            if e.mode == mode && e.pid == pid && e.raw == raw {
                 return (id, false);
             }
+            at = Some(self.same_hash[id as usize]).filter(|&n| n != u32::MAX);
         }
         let id = self.stacks.len() as u32;
         self.stacks.push(StackEntry {
@@ -114,7 +142,8 @@ impl StackInterner {
             raw: raw.to_vec(),
             frames: Vec::new(),
         });
-        ids.push(id);
+        self.same_hash.push(head.unwrap_or(u32::MAX));
+        self.by_hash.insert(key, id);
         (id, true)
     }
 }
@@ -236,6 +265,7 @@ pub(crate) struct Session {
     threads: ThreadModel,
     spaces: AddressSpaces,
     stacks: StackInterner,
+    origins: Origins,
     /// PERF_RECORD_TIME_CONV: (time_shift, time_mult, time_zero, time_cycles, time_mask, cap_short).
     pub(crate) time_conv: Option<TimeConv>,
     pub(crate) kvm: KvmModel,
@@ -336,6 +366,7 @@ impl Session {
             threads: ThreadModel::new(),
             spaces: AddressSpaces::default(),
             stacks: StackInterner::default(),
+            origins: Origins::default(),
             time_conv: None,
             kvm,
             tp_tables: BTreeMap::new(),
@@ -409,48 +440,37 @@ impl Session {
                 (None, _) if kernel => (Space::HostKernel, false),
                 (None, _) => (Space::HostUser, false),
             };
-            let info = if kernel {
+            let guest_kernel_of_host = guest_vm.is_none() && matches!(space, Space::GuestKernel(_));
+            let (dso, dso_offset, build_id) = if kernel {
                 let dso = match self.spaces.find(machine_guest, -1, addr) {
-                    Some(map) => kernel_dso_name(&map.filename),
-                    None if matches!(space, Space::GuestKernel(_)) && guest_vm.is_none() => {
-                        "[guest.kernel.kallsyms]".to_string()
+                    Some(map) => {
+                        let key = (machine_guest, Arc::clone(&map.filename));
+                        match self.origins.kernel_dso.get(&key) {
+                            Some(d) => Arc::clone(d),
+                            None => {
+                                let d: Arc<str> = Arc::from(kernel_dso_name(&map.filename));
+                                self.origins.kernel_dso.insert(key, Arc::clone(&d));
+                                d
+                            }
+                        }
                     }
-                    None => "[kernel.kallsyms]".to_string(),
+                    None if guest_kernel_of_host => Arc::from("[guest.kernel.kallsyms]"),
+                    None => Arc::from("[kernel.kallsyms]"),
                 };
-                let dso = if guest_vm.is_none()
-                    && matches!(space, Space::GuestKernel(_))
-                    && dso == "[kernel.kallsyms]"
-                {
-                    "[guest.kernel.kallsyms]".to_string()
+                let dso = if guest_kernel_of_host && &*dso == "[kernel.kallsyms]" {
+                    Arc::from("[guest.kernel.kallsyms]")
                 } else {
                     dso
                 };
-                FrameInfo {
-                    addr,
-                    mode: m,
-                    space,
-                    dso: Some(Arc::from(dso.as_str())),
-                    dso_offset: Some(addr),
-                    build_id: None,
-                }
+                (Some(dso), Some(addr), None)
             } else {
                 match self.spaces.find(machine_guest, pid, addr) {
-                    Some(map) => FrameInfo {
-                        addr,
-                        mode: m,
-                        space,
-                        dso: Some(map.filename.clone()),
-                        dso_offset: Some(map.map_ip(addr)),
-                        build_id: map.build_id.clone(),
-                    },
-                    None => FrameInfo {
-                        addr,
-                        mode: m,
-                        space,
-                        dso: None,
-                        dso_offset: None,
-                        build_id: None,
-                    },
+                    Some(map) => (
+                        Some(map.filename.clone()),
+                        Some(map.map_ip(addr)),
+                        map.build_id.clone(),
+                    ),
+                    None => (None, None, None),
                 }
             };
             let mode_out = match (&guest_vm, m) {
@@ -459,8 +479,14 @@ impl Session {
                 _ => m,
             };
             out.push(FrameInfo {
+                addr,
                 mode: mode_out,
-                ..info
+                dso_offset,
+                origin: self.origins.get(FrameOrigin {
+                    space,
+                    dso,
+                    build_id,
+                }),
             });
         }
         out

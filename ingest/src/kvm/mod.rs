@@ -86,6 +86,8 @@ struct ThreadState {
     sched_out_at: Option<u64>,
     /// PVM: details seen since the last exit, for the next one.
     pending: ExitRow,
+    /// `pending` holds a kvm_pio/kvm_mmio that may become an exit of its own, at
+    /// `pending.sample_idx`.
     pending_any: bool,
     /// PVM: key in `done` of the thread's last KVM_EXIT_IO without a port: the kvm_pio of a
     /// port read fires when the VMM completes it, after the userspace exit.
@@ -313,6 +315,26 @@ impl KvmModel {
             .collect()
     }
 
+    /// The vCPU thread `tid` has now.
+    fn vcpu_of(&self, tid: i32) -> Option<u32> {
+        let t = self.threads.get(&tid)?;
+        t.vcpu_from_events.or(t.vcpu_from_name)
+    }
+
+    /// Before the vCPU of thread `tid` changes (rename, reused tid, events disagreeing with its
+    /// name): its buffered exits made while its vCPU was unknown take the vCPU it has now, the
+    /// one they were written with if they were written already.
+    fn settle_vcpu(&mut self, tid: i32) {
+        let Some(v) = self.vcpu_of(tid) else {
+            return;
+        };
+        for r in self.done.values_mut() {
+            if r.tid == tid && r.vcpu.is_none() {
+                r.vcpu = Some(v);
+            }
+        }
+    }
+
     /// A COMM record (not a FORK inheritance).
     pub fn on_comm(&mut self, pid: i32, tid: i32, comm: &str, _time: Option<u64>) {
         if pid == tid {
@@ -320,6 +342,10 @@ impl KvmModel {
         }
         let n = vcpu_from_comm(comm);
         if n.is_some() || self.threads.contains_key(&tid) {
+            let events = self.threads.get(&tid).and_then(|t| t.vcpu_from_events);
+            if self.vcpu_of(tid).is_some_and(|v| Some(v) != events.or(n)) {
+                self.settle_vcpu(tid);
+            }
             let t = self.thread(pid, tid);
             t.pid = pid;
             t.vcpu_from_name = n;
@@ -328,6 +354,7 @@ impl KvmModel {
 
     /// A FORK record: the child inherits nothing vCPU-like.
     pub fn on_fork(&mut self, pid: i32, tid: i32, _ppid: i32, _ptid: i32, _time: u64) {
+        self.settle_vcpu(tid);
         if let Some(t) = self.threads.get_mut(&tid) {
             // A reused tid starts over.
             *t = ThreadState {
@@ -362,6 +389,12 @@ impl KvmModel {
         };
         self.now_idx = idx;
         let vcpu_field = field_u64(f, raw, big, "vcpu_id").map(|v| v as u32);
+        if let Some(v) = vcpu_field
+            && f.name != "kvm_write_tsc_offset"
+            && self.vcpu_of(tid).is_some_and(|old| old != v)
+        {
+            self.settle_vcpu(tid);
+        }
         {
             let t = self.thread(pid, tid);
             t.pid = pid;
@@ -544,8 +577,9 @@ impl KvmModel {
                 let has_open = self.threads.get(&tid).is_some_and(|t| t.open.is_some());
                 let t = self.thread(pid, tid);
                 if !has_open {
+                    // Not `pending_any`: a guest RIP alone makes no row of its own (the next
+                    // exit, made later, takes it), so it must not hold the watermark back.
                     t.pending.guest_rip = rip;
-                    t.pending_any = true;
                 }
             }
             "kvm_vcpu_wakeup" => {
@@ -696,6 +730,9 @@ impl KvmModel {
         if let Some(e) = self.write_error.take() {
             return Err(e);
         }
+        // No more writes before the end: the open exits taken out of their threads below no
+        // longer hold the watermark back.
+        self.flush_every = 0;
         // Exits still open at the end are kept with a null entry time.
         let open: Vec<ExitRow> = self
             .threads
@@ -1158,4 +1195,698 @@ fn tsc_doc() -> TableDoc {
 /// The KVM tables' documentation.
 pub fn tables() -> Vec<TableDoc> {
     vec![vms_doc(), vcpus_doc(), exits_doc(), tsc_doc()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perf::format::parse_event_format;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Int32Type, UInt32Type, UInt64Type};
+    use arrow::record_batch::RecordBatch;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::path::Path;
+
+    // /sys/kernel/tracing/events/kvm/*/format of the Linux 6.18 host of the tracefmt fixtures.
+    const KVM_EXIT: &str = include_str!("../../tests/data/tracefmt/kvm_exit.format");
+    const KVM_ENTRY: &str = include_str!("../../tests/data/tracefmt/kvm_entry.format");
+    const KVM_USERSPACE_EXIT: &str =
+        include_str!("../../tests/data/tracefmt/kvm_userspace_exit.format");
+    const KVM_PIO: &str = include_str!("../../tests/data/tracefmt/kvm_pio.format");
+    const KVM_EMULATE_INSN: &str =
+        include_str!("../../tests/data/tracefmt/kvm_emulate_insn.format");
+
+    struct Formats {
+        exit: EventFormat,
+        entry: EventFormat,
+        uexit: EventFormat,
+        pio: EventFormat,
+        emulate: EventFormat,
+    }
+
+    /// A payload of `f` with `common_type`, `common_pid` and `values` at their format offsets.
+    fn payload(f: &EventFormat, tid: i32, values: &[(&str, u64)]) -> Vec<u8> {
+        let len = f
+            .common_fields
+            .iter()
+            .chain(&f.fields)
+            .map(|x| x.offset + x.size)
+            .max()
+            .unwrap_or(0);
+        let mut raw = vec![0u8; len];
+        let common = [("common_type", f.id), ("common_pid", tid as u32 as u64)];
+        for (name, v) in common.iter().chain(values) {
+            let fld = f.field(name).unwrap_or_else(|| panic!("no field {name}"));
+            assert!(fld.size <= 8);
+            raw[fld.offset..fld.offset + fld.size].copy_from_slice(&v.to_le_bytes()[..fld.size]);
+        }
+        raw
+    }
+
+    enum Kind {
+        Comm(&'static str),
+        /// A FORK record giving the event's tid to a new thread.
+        Fork,
+        Exit {
+            reason: u64,
+            rip: u64,
+        },
+        Entry,
+        Uexit {
+            reason: u64,
+        },
+        Pio {
+            write: bool,
+            port: u64,
+        },
+        Emulate {
+            rip: u64,
+        },
+    }
+
+    struct Ev {
+        time: u64,
+        seq: usize,
+        pid: i32,
+        tid: i32,
+        vcpu: u32,
+        kind: Kind,
+        /// The exit (index in the wanted list) this event starts.
+        starts: Option<usize>,
+    }
+
+    /// One exit as the scenario defines it.
+    #[derive(Debug, Clone)]
+    struct Want {
+        pid: i32,
+        tid: i32,
+        vcpu: u32,
+        exit_ns: u64,
+        entry_ns: Option<u64>,
+        reason: Option<u64>,
+        reason_name: &'static str,
+        source: &'static str,
+        port: Option<u64>,
+        sample_idx: u64,
+    }
+
+    struct Scenario {
+        events: Vec<Ev>,
+        wants: Vec<Want>,
+    }
+
+    impl Scenario {
+        fn ev(&mut self, time: u64, pid: i32, tid: i32, vcpu: u32, kind: Kind) -> &mut Ev {
+            let seq = self.events.len();
+            self.events.push(Ev {
+                time,
+                seq,
+                pid,
+                tid,
+                vcpu,
+                kind,
+                starts: None,
+            });
+            self.events.last_mut().unwrap_or_else(|| unreachable!())
+        }
+
+        fn want(&mut self, w: Want) -> usize {
+            self.wants.push(w);
+            self.wants.len() - 1
+        }
+
+        /// Recording order: by time (COMM and FORK records are not samples); the exits in the
+        /// order of the samples that start them.
+        fn finish(mut self) -> Self {
+            self.events.sort_by_key(|e| (e.time, e.seq));
+            let mut idx = 0u64;
+            for e in &self.events {
+                if matches!(e.kind, Kind::Comm(_) | Kind::Fork) {
+                    continue;
+                }
+                if let Some(w) = e.starts {
+                    self.wants[w].sample_idx = idx;
+                }
+                idx += 1;
+            }
+            self.wants.sort_by_key(|w| w.sample_idx);
+            self
+        }
+    }
+
+    /// xorshift64: a reproducible scenario without a rand dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn range(&mut self, lo: u64, hi: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            lo + self.0 % (hi - lo)
+        }
+    }
+
+    /// kvm_exit/kvm_entry exits of one VMX vCPU thread from `start`; exit `long` is a 2.5 ms
+    /// HLT, the last one stays open when `open_at_end`. Returns the time after the last exit.
+    #[allow(clippy::too_many_arguments)]
+    fn vmx_thread(
+        s: &mut Scenario,
+        rng: &mut Rng,
+        pid: i32,
+        tid: i32,
+        vcpu: u32,
+        start: u64,
+        n: usize,
+        long: Option<usize>,
+        open_at_end: bool,
+    ) -> u64 {
+        const REASONS: [(u64, &str, u64, u64); 4] = [
+            (1, "EXTERNAL_INTERRUPT", 400, 3_000),
+            (48, "EPT_VIOLATION", 1_000, 8_000),
+            (30, "IO_INSTRUCTION", 5_000, 40_000),
+            (32, "MSR_WRITE", 300, 1_500),
+        ];
+        let mut t = start;
+        for k in 0..n {
+            let (reason, name, dur) = if long == Some(k) {
+                (12, "HLT", 2_500_000)
+            } else {
+                let (r, name, lo, hi) = REASONS[rng.range(0, REASONS.len() as u64) as usize];
+                (r, name, rng.range(lo, hi))
+            };
+            let open = open_at_end && k + 1 == n;
+            let port = (reason == 30).then_some(0x3f8);
+            let w = s.want(Want {
+                pid,
+                tid,
+                vcpu,
+                exit_ns: t,
+                entry_ns: (!open).then_some(t + dur),
+                reason: Some(reason),
+                reason_name: name,
+                source: "kvm_exit",
+                port,
+                sample_idx: 0,
+            });
+            let rip = 0xffff_ffff_8100_0000 + rng.range(0, 0x10_0000);
+            s.ev(t, pid, tid, vcpu, Kind::Exit { reason, rip }).starts = Some(w);
+            if let Some(port) = port {
+                // Attached to the open exit.
+                s.ev(t + 150, pid, tid, vcpu, Kind::Pio { write: true, port });
+            }
+            if !open {
+                s.ev(t + dur, pid, tid, vcpu, Kind::Entry);
+            }
+            t += dur + rng.range(200, 5_000);
+        }
+        t
+    }
+
+    /// A PVM vCPU thread (no kvm_exit/kvm_entry): kvm_userspace_exit and kvm_pio only, in a
+    /// cycle of port read (the kvm_pio comes when the VMM completes it, 20 µs after the
+    /// userspace exit), two port accesses handled in the kernel (exits of their own), a port
+    /// write (kvm_pio before the userspace exit) and an MMIO userspace exit. Its vCPU (thread
+    /// name) becomes known only after its first `named_after` exits.
+    fn pvm_thread(
+        s: &mut Scenario,
+        rng: &mut Rng,
+        (pid, tid, vcpu): (i32, i32, u32),
+        start: u64,
+        n: usize,
+        named_after: usize,
+    ) {
+        let mut t = start;
+        for k in 0..n {
+            if k == named_after {
+                s.ev(t, pid, tid, vcpu, Kind::Comm("CPU 1/KVM"));
+                t += 100;
+            }
+            let mut want = Want {
+                pid,
+                tid,
+                vcpu,
+                exit_ns: t,
+                entry_ns: None,
+                reason: Some(KVM_EXIT_IO),
+                reason_name: "KVM_EXIT_IO",
+                source: "kvm_userspace_exit",
+                port: None,
+                sample_idx: 0,
+            };
+            match k % 5 {
+                0 => {
+                    want.port = Some(0x71);
+                    let w = s.want(want);
+                    s.ev(
+                        t,
+                        pid,
+                        tid,
+                        vcpu,
+                        Kind::Uexit {
+                            reason: KVM_EXIT_IO,
+                        },
+                    )
+                    .starts = Some(w);
+                    t += 20_000;
+                    let port = 0x71;
+                    s.ev(t, pid, tid, vcpu, Kind::Pio { write: false, port });
+                }
+                1 | 2 => {
+                    let port = if k % 5 == 1 { 0x80 } else { 0x61 };
+                    want.reason = None;
+                    want.reason_name = "pio";
+                    want.source = "kvm_pio";
+                    want.port = Some(port);
+                    let w = s.want(want);
+                    s.ev(t, pid, tid, vcpu, Kind::Pio { write: true, port })
+                        .starts = Some(w);
+                }
+                3 => {
+                    let port = 0x3f8;
+                    s.ev(t, pid, tid, vcpu, Kind::Pio { write: true, port });
+                    t += 800;
+                    want.exit_ns = t;
+                    want.port = Some(port);
+                    let w = s.want(want);
+                    s.ev(
+                        t,
+                        pid,
+                        tid,
+                        vcpu,
+                        Kind::Uexit {
+                            reason: KVM_EXIT_IO,
+                        },
+                    )
+                    .starts = Some(w);
+                }
+                _ => {
+                    want.reason = Some(6);
+                    want.reason_name = "KVM_EXIT_MMIO";
+                    let w = s.want(want);
+                    s.ev(t, pid, tid, vcpu, Kind::Uexit { reason: 6 }).starts = Some(w);
+                }
+            }
+            t += rng.range(2_000, 15_000);
+        }
+    }
+
+    /// Two VMs. VM 1000: vCPU 0 sits in a 2.5 ms HLT while vCPU 2 and VM 2000's vCPU 0 exit
+    /// hundreds of times, then keeps exiting to the end; vCPU 1 ends inside an exit. VM 2000:
+    /// vCPU 0 exits during the HLT, pauses, comes back and ends inside an exit; vCPU 1 is a PVM
+    /// thread (after the HLT) named only after its first exits, ending with an unclaimed kvm_pio.
+    fn scenario() -> Scenario {
+        let mut s = Scenario {
+            events: Vec::new(),
+            wants: Vec::new(),
+        };
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for (pid, tid, comm) in [
+            (1000, 1000, "qemu-system-x86"),
+            (1000, 1001, "CPU 0/KVM"),
+            (1000, 1002, "CPU 1/KVM"),
+            (1000, 1003, "CPU 2/KVM"),
+            (2000, 2000, "qemu-system-x86"),
+            (2000, 2001, "CPU 0/KVM"),
+        ] {
+            s.ev(0, pid, tid, 0, Kind::Comm(comm));
+        }
+        let us = 1_000;
+        let t0 = 1_000_000;
+        // (pid, tid, vcpu, start, exits, the long HLT, open at the end)
+        let vmx = [
+            (1000, 1001, 0, t0, 200, Some(3), false),
+            (1000, 1003, 2, t0 + 2_222, 150, None, false),
+            (2000, 2001, 0, t0 + 3_333, 90, None, false),
+            (1000, 1002, 1, t0 + 2_800 * us, 115, None, true),
+            (2000, 2001, 0, t0 + 3_600 * us, 40, None, true),
+        ];
+        for (pid, tid, vcpu, start, n, long, open) in vmx {
+            vmx_thread(&mut s, &mut rng, pid, tid, vcpu, start, n, long, open);
+        }
+        let pvm = (2000, 2002, 1);
+        pvm_thread(&mut s, &mut rng, pvm, t0 + 2_600 * us, 5 * 24 + 2, 7);
+
+        // The scenario has what it claims.
+        let hlt = s.wants.iter().find(|w| w.reason_name == "HLT").cloned();
+        let hlt = hlt.expect("a HLT");
+        let hlt_end = hlt.entry_ns.expect("HLT entry");
+        let during_hlt = s
+            .wants
+            .iter()
+            .filter(|w| w.exit_ns > hlt.exit_ns && w.exit_ns < hlt_end);
+        let during_hlt = during_hlt.count();
+        assert!(during_hlt >= 200, "{during_hlt} exits during the HLT");
+        let mut pvm: Vec<u64> = s
+            .wants
+            .iter()
+            .filter(|w| w.tid == 2002)
+            .map(|w| w.exit_ns)
+            .collect();
+        pvm.sort_unstable();
+        let open: Vec<u64> = s
+            .wants
+            .iter()
+            .filter(|w| w.entry_ns.is_none() && w.source == "kvm_exit")
+            .map(|w| w.exit_ns)
+            .collect();
+        let last_open = open.iter().copied().max().unwrap_or(0);
+        let last_vmx = s
+            .wants
+            .iter()
+            .filter(|w| w.source == "kvm_exit")
+            .map(|w| w.exit_ns);
+        let last_vmx = last_vmx.max().unwrap_or(0);
+        assert!(
+            open.len() == 2
+                && pvm[0] > hlt_end
+                && open.iter().all(|&o| o > pvm[80] && o < pvm[pvm.len() - 1])
+                && last_vmx > last_open,
+            "HLT to {hlt_end}, PVM {}..{}, open at end {open:?}, last kvm_exit {last_vmx}",
+            pvm[0],
+            pvm[pvm.len() - 1]
+        );
+
+        s.finish()
+    }
+
+    /// Feeds the scenario to a model (streaming with `flush_every`, or `KvmModel::default()`
+    /// writing everything at close) and reads its `exits` table back. Also returns the exits
+    /// written before close and the most exits buffered at once.
+    fn run(
+        s: &Scenario,
+        f: &Formats,
+        flush_every: Option<usize>,
+        dir: &Path,
+    ) -> (RecordBatch, u64, usize) {
+        let mut m = match flush_every {
+            Some(n) => {
+                let mut m = KvmModel::streaming(dir.join("exits.parquet"));
+                m.flush_every = n;
+                m
+            }
+            None => KvmModel::default(),
+        };
+        let mut idx = 0u64;
+        let mut max_buffered = 0;
+        for e in &s.events {
+            let (fmt, raw) = match e.kind {
+                Kind::Comm(comm) => {
+                    m.on_comm(e.pid, e.tid, comm, Some(e.time));
+                    continue;
+                }
+                Kind::Fork => {
+                    m.on_fork(e.pid, e.tid, e.pid, e.pid, e.time);
+                    continue;
+                }
+                Kind::Exit { reason, rip } => (
+                    &f.exit,
+                    payload(
+                        &f.exit,
+                        e.tid,
+                        &[
+                            ("exit_reason", reason),
+                            ("guest_rip", rip),
+                            ("isa", ISA_VMX),
+                            ("info1", 0x181),
+                            ("vcpu_id", u64::from(e.vcpu)),
+                        ],
+                    ),
+                ),
+                Kind::Entry => (
+                    &f.entry,
+                    payload(&f.entry, e.tid, &[("vcpu_id", u64::from(e.vcpu))]),
+                ),
+                Kind::Uexit { reason } => (
+                    &f.uexit,
+                    payload(&f.uexit, e.tid, &[("reason", reason), ("errno", 0)]),
+                ),
+                Kind::Pio { write, port } => (
+                    &f.pio,
+                    payload(
+                        &f.pio,
+                        e.tid,
+                        &[
+                            ("rw", u64::from(write)),
+                            ("port", port),
+                            ("size", 1),
+                            ("count", 1),
+                        ],
+                    ),
+                ),
+                Kind::Emulate { rip } => (
+                    &f.emulate,
+                    payload(&f.emulate, e.tid, &[("rip", rip), ("len", 3)]),
+                ),
+            };
+            let cpu = Some((e.tid % 8) as u32);
+            m.on_tracepoint(
+                fmt,
+                &raw,
+                false,
+                idx,
+                Some(e.time),
+                cpu,
+                Some(e.pid),
+                Some(e.tid),
+            );
+            idx += 1;
+            max_buffered = max_buffered.max(m.done.len());
+        }
+        assert!(m.write_error.is_none());
+        let written_before_close = m.n_written;
+        let part = |name: &str| dir.join(format!("{name}.parquet"));
+        let out = m.close(&part, &HashMap::new()).expect("close");
+        let (_, path, rows) = out
+            .iter()
+            .find(|(name, _, _)| name == "exits")
+            .expect("exits table");
+        assert_eq!(*rows, s.wants.len() as u64);
+        let file = std::fs::File::open(path).expect("open exits");
+        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet")
+            .build()
+            .expect("reader")
+            .map(|b| b.expect("batch"))
+            .collect();
+        let schema = batches.first().expect("a batch").schema();
+        let table = arrow::compute::concat_batches(&schema, &batches).expect("concat");
+        (table, written_before_close, max_buffered)
+    }
+
+    fn u64s(b: &RecordBatch, name: &str) -> Vec<Option<u64>> {
+        let c = b.column_by_name(name).expect(name);
+        (0..c.len())
+            .map(|i| {
+                c.is_valid(i).then(|| match c.data_type() {
+                    arrow::datatypes::DataType::UInt64 => c.as_primitive::<UInt64Type>().value(i),
+                    arrow::datatypes::DataType::UInt32 => {
+                        u64::from(c.as_primitive::<UInt32Type>().value(i))
+                    }
+                    arrow::datatypes::DataType::Int32 => {
+                        c.as_primitive::<Int32Type>().value(i) as u64
+                    }
+                    t => panic!("{name}: {t}"),
+                })
+            })
+            .collect()
+    }
+
+    fn strs(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
+        let c = b.column_by_name(name).expect(name).as_string::<i32>();
+        (0..c.len())
+            .map(|i| c.is_valid(i).then(|| c.value(i).to_string()))
+            .collect()
+    }
+
+    fn formats() -> Formats {
+        Formats {
+            exit: parse_event_format("kvm", KVM_EXIT).expect("kvm_exit"),
+            entry: parse_event_format("kvm", KVM_ENTRY).expect("kvm_entry"),
+            uexit: parse_event_format("kvm", KVM_USERSPACE_EXIT).expect("kvm_userspace_exit"),
+            pio: parse_event_format("kvm", KVM_PIO).expect("kvm_pio"),
+            emulate: parse_event_format("kvm", KVM_EMULATE_INSN).expect("kvm_emulate_insn"),
+        }
+    }
+
+    /// The flush settings compared: every exit, every 7, production, and none before close
+    /// (`KvmModel::default()`, the reference).
+    const FLUSHES: [Option<usize>; 4] = [Some(1), Some(7), Some(FLUSH_EVERY), None];
+
+    /// Runs `s` with every setting of [`FLUSHES`]; checks the tables are identical, in
+    /// recording order, and hold exactly the scenario's exits. Returns the table and, per
+    /// setting, the exits written before close and the most buffered at once.
+    fn check(s: &Scenario) -> (RecordBatch, Vec<(Option<usize>, u64, usize)>) {
+        let formats = formats();
+        let mut tables = Vec::new();
+        let mut stats = Vec::new();
+        for flush_every in FLUSHES {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (t, written, buffered) = run(s, &formats, flush_every, dir.path());
+            tables.push((flush_every, t));
+            stats.push((flush_every, written, buffered));
+        }
+        let (_, reference) = &tables[tables.len() - 1];
+        for (flush_every, t) in &tables {
+            let order = u64s(t, "sample_idx");
+            let unordered = order.windows(2).position(|p| p[0] >= p[1]);
+            assert_eq!(
+                unordered,
+                None,
+                "flush_every {flush_every:?}: rows out of recording order: {:?}",
+                unordered.map(|i| &order[i.saturating_sub(2)..(i + 3).min(order.len())])
+            );
+            assert_eq!(t.schema(), reference.schema());
+            for (field, (a, b)) in t
+                .schema()
+                .fields()
+                .iter()
+                .zip(t.columns().iter().zip(reference.columns()))
+            {
+                let first_diff = (0..a.len().max(b.len()))
+                    .find(|&i| i >= a.len() || i >= b.len() || a.slice(i, 1) != b.slice(i, 1));
+                assert_eq!(
+                    first_diff,
+                    None,
+                    "flush_every {flush_every:?}: column {} differs from the table written at close",
+                    field.name()
+                );
+            }
+            assert_eq!(t, reference, "flush_every {flush_every:?}");
+        }
+
+        // Against the scenario's own exits, in recording order.
+        let b = reference;
+        assert_eq!(b.num_rows(), s.wants.len());
+        let exit_idx = u64s(b, "exit_idx");
+        let sample_idx = u64s(b, "sample_idx");
+        let (vm_pid, tid, vcpu) = (u64s(b, "vm_pid"), u64s(b, "tid"), u64s(b, "vcpu"));
+        let (exit_ns, entry_ns) = (u64s(b, "exit_time_ns"), u64s(b, "entry_time_ns"));
+        let (duration, reason) = (u64s(b, "duration_ns"), u64s(b, "reason"));
+        let (reason_name, source) = (strs(b, "reason_name"), strs(b, "source"));
+        let port = u64s(b, "pio_port");
+        for (i, w) in s.wants.iter().enumerate() {
+            let ctx = format!("row {i}: {w:?}");
+            assert_eq!(exit_idx[i], Some(i as u64), "{ctx}");
+            assert_eq!(sample_idx[i], Some(w.sample_idx), "{ctx}");
+            assert_eq!(vm_pid[i], Some(w.pid as u64), "{ctx}");
+            assert_eq!(tid[i], Some(w.tid as u64), "{ctx}");
+            assert_eq!(vcpu[i], Some(u64::from(w.vcpu)), "{ctx}");
+            assert_eq!(exit_ns[i], Some(w.exit_ns), "{ctx}");
+            assert_eq!(entry_ns[i], w.entry_ns, "{ctx}");
+            assert_eq!(duration[i], w.entry_ns.map(|e| e - w.exit_ns), "{ctx}");
+            assert_eq!(reason[i], w.reason, "{ctx}");
+            assert_eq!(reason_name[i].as_deref(), Some(w.reason_name), "{ctx}");
+            assert_eq!(source[i].as_deref(), Some(w.source), "{ctx}");
+            assert_eq!(port[i], w.port, "{ctx}");
+        }
+        (b.clone(), stats)
+    }
+
+    /// The streamed `exits` table does not depend on how often finished exits are written:
+    /// out-of-order entries across threads (a 2.5 ms HLT spanning hundreds of exits), exits
+    /// open at the end on two threads, a PVM thread whose vCPU is named after its first exits,
+    /// port reads completed after their userspace exit and unclaimed port accesses.
+    #[test]
+    fn streamed_exits_do_not_depend_on_flush_every() {
+        let s = scenario();
+        assert!(s.wants.len() > 500, "{} exits", s.wants.len());
+        for (flush_every, written, buffered) in check(&s).1 {
+            match flush_every {
+                // The table was streamed, and the long HLT and the late vCPU name held it back.
+                Some(n) if n < s.wants.len() => {
+                    assert!(written > 0, "flush_every {n}: nothing written before close");
+                    assert!(
+                        buffered > 50,
+                        "flush_every {n}: at most {buffered} buffered"
+                    );
+                }
+                _ => assert_eq!(written, 0, "flush_every {flush_every:?}"),
+            }
+        }
+    }
+
+    /// Exits made before their thread's vCPU was known keep the vCPU the thread had, even when
+    /// the thread is renamed or its tid is reused (FORK) before they are written.
+    #[test]
+    fn buffered_exits_keep_the_vcpu_of_their_thread() {
+        let mut s = Scenario {
+            events: Vec::new(),
+            wants: Vec::new(),
+        };
+        // Two PVM threads of VM 3000, named after their first exits.
+        let mut t = 1_000;
+        for (tid, vcpu, comm, then, then_vcpu) in [
+            (3001, 0, "CPU 0/KVM", Kind::Fork, 0),
+            (3002, 1, "CPU 1/KVM", Kind::Comm("worker"), 1),
+            (3003, 2, "CPU 2/KVM", Kind::Entry, 5),
+        ] {
+            for k in 0..6 {
+                if k == 3 {
+                    s.ev(t, 3000, tid, vcpu, Kind::Comm(comm));
+                }
+                let w = s.want(Want {
+                    pid: 3000,
+                    tid,
+                    vcpu,
+                    exit_ns: t,
+                    entry_ns: None,
+                    reason: Some(6),
+                    reason_name: "KVM_EXIT_MMIO",
+                    source: "kvm_userspace_exit",
+                    port: None,
+                    sample_idx: 0,
+                });
+                s.ev(t, 3000, tid, vcpu, Kind::Uexit { reason: 6 }).starts = Some(w);
+                t += 1_000;
+            }
+            // The tid goes to another thread, the thread stops being a vCPU, or its events
+            // (kvm_entry's vcpu_id) disagree with its name.
+            s.ev(t, 3000, tid, then_vcpu, then);
+            t += 1_000;
+        }
+        check(&s.finish());
+    }
+
+    /// A PVM thread whose last event is a kvm_emulate_insn (no exit row made yet, nothing that
+    /// can come before the rows after it) does not keep the other threads' exits buffered.
+    #[test]
+    fn an_emulated_instruction_does_not_stall_streaming() {
+        let mut s = Scenario {
+            events: Vec::new(),
+            wants: Vec::new(),
+        };
+        let (pid, pvm, vmx) = (4000, 4001, 4002);
+        s.ev(0, pid, pvm, 0, Kind::Comm("CPU 0/KVM"));
+        s.ev(0, pid, vmx, 1, Kind::Comm("CPU 1/KVM"));
+        let rip = 0xffff_ffff_8123_4567;
+        s.ev(1_000, pid, pvm, 0, Kind::Emulate { rip });
+        let w = s.want(Want {
+            pid,
+            tid: pvm,
+            vcpu: 0,
+            exit_ns: 2_000,
+            entry_ns: None,
+            reason: Some(6),
+            reason_name: "KVM_EXIT_MMIO",
+            source: "kvm_userspace_exit",
+            port: None,
+            sample_idx: 0,
+        });
+        s.ev(2_000, pid, pvm, 0, Kind::Uexit { reason: 6 }).starts = Some(w);
+        // Emulated in the kernel; the vCPU then idles.
+        s.ev(3_000, pid, pvm, 0, Kind::Emulate { rip: rip + 3 });
+        let mut rng = Rng(7);
+        vmx_thread(&mut s, &mut rng, pid, vmx, 1, 4_000, 200, None, false);
+        let s = s.finish();
+        let (table, stats) = check(&s);
+        // The MMIO exit has the RIP of the instruction emulated before it.
+        assert_eq!(u64s(&table, "guest_rip")[0], Some(rip));
+        for (flush_every, written, buffered) in stats {
+            if flush_every == Some(1) {
+                assert!(
+                    buffered < 10,
+                    "{buffered} exits buffered, {written} written"
+                );
+            }
+        }
+    }
 }
