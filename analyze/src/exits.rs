@@ -737,6 +737,122 @@ fn aggregate(
     }))
 }
 
+/// The table of guest symbols resolved at ingest (docs/schema.md).
+const EXIT_SYMBOLS: &str = "exit_symbols";
+
+/// Adds the `guest_symbol` column: the guest function at `guest_rip`, from an explicit
+/// `--guest-kallsyms` (it overrides), else from the dataset's `exit_symbols` (resolved at ingest
+/// through the VM's guest symbols); an unresolved rip is shown as hex, an exit without a rip as
+/// `[no rip]`. Returns the frame and the notes saying which source named the rows.
+fn guest_symbols(
+    ds: &Dataset,
+    lf: LazyFrame,
+    opts: &Options,
+) -> Result<(LazyFrame, Vec<String>), Error> {
+    const T: &str = EXIT_SYMBOLS;
+    // The key: (host, recording, vm_pid, guest_rip); a row without a pid keys as -1.
+    let key_names = ["host", "recording", "_gs_pid", "guest_rip"];
+    let keys = || key_names.map(col);
+    let lf = lf.with_columns([
+        col("vm_pid")
+            .cast(DataType::Int32)
+            .fill_null(lit(-1i32))
+            .alias("_gs_pid"),
+        col("guest_rip").cast(DataType::UInt64),
+    ]);
+    let mut distinct = lf
+        .clone()
+        .select(keys())
+        .filter(col("guest_rip").is_not_null())
+        .unique_stable(None, UniqueKeepStrategy::First);
+    let from_dataset = opts.guest_kallsyms.is_none() && ds.has(T);
+    if from_dataset {
+        let syms = ds.scan(T)?.select([
+            col("host"),
+            col("recording"),
+            col("vm_pid").cast(DataType::Int32).alias("_gs_pid"),
+            col("guest_rip").cast(DataType::UInt64),
+            col("symbol"),
+        ]);
+        distinct = distinct.join(syms, keys(), keys(), JoinArgs::new(JoinType::Left));
+    } else {
+        distinct = distinct.with_columns([lit(Null {}).cast(DataType::String).alias("symbol")]);
+    }
+    let df = distinct.collect().map_err(pl(T))?;
+    let strs = |name: &str| -> Result<StringChunked, Error> {
+        Ok(df
+            .column(name)
+            .map_err(pl(T))?
+            .str()
+            .map_err(pl(T))?
+            .clone())
+    };
+    let (hosts, recs, syms) = (strs("host")?, strs("recording")?, strs("symbol")?);
+    let pids = df
+        .column("_gs_pid")
+        .map_err(pl(T))?
+        .i32()
+        .map_err(pl(T))?
+        .clone();
+    let rips = df
+        .column("guest_rip")
+        .map_err(pl(T))?
+        .u64()
+        .map_err(pl(T))?
+        .clone();
+    let mut unresolved = 0usize;
+    let mut names: Vec<String> = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        let rip = rips.get(i).unwrap_or(0);
+        let name = match &opts.guest_kallsyms {
+            Some(k) => k.lookup(rip).map(str::to_string),
+            None => syms.get(i).map(str::to_string),
+        };
+        names.push(name.unwrap_or_else(|| {
+            unresolved += 1;
+            format!("{rip:#x}")
+        }));
+    }
+    let map = DataFrame::new_infer_height(vec![
+        Column::new("host".into(), hosts),
+        Column::new("recording".into(), recs),
+        Column::new("_gs_pid".into(), pids),
+        Column::new("guest_rip".into(), rips),
+        Column::new("guest_symbol".into(), names),
+    ])
+    .map_err(pl(T))?;
+    let n = df.height();
+    let mut notes = Vec::new();
+    match (&opts.guest_kallsyms, ds.has(T)) {
+        (Some(_), true) => notes.push(
+            "guest symbols from --guest-kallsyms (it overrides the guest symbols resolved at ingest, exit_symbols)"
+                .into(),
+        ),
+        (Some(_), false) => notes.push("guest symbols from --guest-kallsyms".into()),
+        (None, true) if unresolved == n && n > 0 => notes.push(
+            "no guest symbols: none were given at ingest (--guest-symbols VM=BUNDLE, --guestkallsyms) nor here (--guest-kallsyms); guest code shown as raw guest_rip"
+                .into(),
+        ),
+        (None, true) => notes.push(
+            "guest symbols resolved at ingest through the VM's guest symbols (exit_symbols)"
+                .into(),
+        ),
+        (None, false) => notes.push(
+            "no guest symbols: the dataset has no exit_symbols (re-ingest with --guest-symbols VM=BUNDLE or --guestkallsyms) and no --guest-kallsyms was given; guest code shown as raw guest_rip"
+                .into(),
+        ),
+    }
+    if unresolved > 0 && unresolved < n {
+        notes.push(format!(
+            "{unresolved} of {n} distinct guest rips have no guest symbol (guest user space, or no symbols for that VM): shown as hex"
+        ));
+    }
+    let lf = lf
+        .join(map.lazy(), keys(), keys(), JoinArgs::new(JoinType::Left))
+        .with_columns([col("guest_symbol").fill_null(lit("[no rip]"))]);
+    Ok((lf, notes))
+}
+
 /// Computes the exit statistics of `ds`.
 pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
     let by: Vec<By> = if opts.by.is_empty() {
@@ -814,54 +930,16 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
         );
     }
 
-    // Guest symbols: resolve each distinct rip once, join the names in.
+    // Guest symbols: name each distinct (recording, VM, rip) once, join the names in.
     if by.contains(&By::GuestSymbol) {
-        let rips = lf
-            .clone()
-            .select([col("guest_rip").cast(DataType::UInt64)])
-            .unique_stable(None, UniqueKeepStrategy::First)
-            .collect()
-            .map_err(pl(EXITS))?;
-        let rip_col = rips
-            .column("guest_rip")
-            .map_err(pl(EXITS))?
-            .u64()
-            .map_err(pl(EXITS))?
-            .clone();
-        let mut addrs = Vec::new();
-        let mut names = Vec::new();
-        for r in rip_col.iter().flatten() {
-            addrs.push(r);
-            names.push(match &opts.guest_kallsyms {
-                Some(k) => k.lookup(r).unwrap_or("[unknown]").to_string(),
-                None => format!("{r:#x}"),
-            });
-        }
-        if opts.guest_kallsyms.is_none() {
-            notes.push(
-                "no guest symbols given (--guest-kallsyms): guest code shown as raw guest_rip"
-                    .into(),
-            );
-        }
+        let (l, n) = guest_symbols(ds, lf, opts)?;
+        lf = l;
+        notes.extend(n);
         if !durations_known && !opts.emulated {
             notes.push(
                 "guest_rip of a PVM exit is the rip of the last kvm_emulate_insn before it".into(),
             );
         }
-        let map = DataFrame::new_infer_height(vec![
-            Column::new("guest_rip".into(), addrs),
-            Column::new("guest_symbol".into(), names),
-        ])
-        .map_err(pl(EXITS))?;
-        lf = lf
-            .with_columns([col("guest_rip").cast(DataType::UInt64)])
-            .join(
-                map.lazy(),
-                [col("guest_rip")],
-                [col("guest_rip")],
-                JoinArgs::new(JoinType::Left),
-            )
-            .with_columns([col("guest_symbol").fill_null(lit("[no rip]"))]);
     }
     // Port, MSR and gpa rows only exist for exits that carry one.
     for (b, c, what) in [

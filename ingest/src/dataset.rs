@@ -9,7 +9,8 @@
 //! Hive-style partitions, so polars, DuckDB and Spark read `DATASET/<table>` directly and every
 //! row can be traced to its host and recording. A recording counts only once its manifest
 //! exists: the manifest is written last, by rename, so a killed ingest leaves either the old
-//! dataset or nothing visible. Without `--append` the whole dataset is built under a sibling
+//! dataset or nothing visible (appending a recording that is already there unpublishes it
+//! first: a kill then leaves it absent, never half replaced). Without `--append` the whole dataset is built under a sibling
 //! temporary directory and swapped in by rename. Whole `recording=` directories move, so every
 //! part of a partition is published together.
 
@@ -179,6 +180,16 @@ impl Staging {
         if !self.output.join("dataset.json").exists() {
             write_atomic(&self.output.join("dataset.json"), &dataset_json)?;
         }
+        // The same recording again: unpublish it first (one rename), so that a kill while its
+        // partitions are replaced leaves it absent, never a manifest over half-new data.
+        let manifest = self
+            .output
+            .join("recordings")
+            .join(format!("{recording}.json"));
+        if manifest.exists() {
+            let aside = self.dir.join("replaced-manifest.json");
+            std::fs::rename(&manifest, &aside).map_err(|e| io(&manifest, e))?;
+        }
         for (table, _) in tables {
             let src = self
                 .dir
@@ -196,13 +207,7 @@ impl Staging {
             }
             std::fs::rename(&src, &dst).map_err(|e| io(&src, e))?;
         }
-        write_atomic(
-            &self
-                .output
-                .join("recordings")
-                .join(format!("{recording}.json")),
-            &manifest_text,
-        )?;
+        write_atomic(&manifest, &manifest_text)?;
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())
     }

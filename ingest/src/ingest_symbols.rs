@@ -10,7 +10,9 @@ use crate::schema;
 use crate::session::{
     GuestContext, IdBase, Session, SessionConfig, SessionSummary, Space, StackEntry, WrittenTable,
 };
-use crate::symbols::{AddrSpace, Bundle, FrameQuery, SymbolizeOptions, Symbolizer};
+use crate::symbols::{
+    AddrSpace, Bundle, FrameQuery, GUEST_KERNEL_DSO, SymbolizeOptions, Symbolizer,
+};
 use crate::table::{TableWriter, partition_path};
 use crate::{GuestData, Options};
 
@@ -208,7 +210,9 @@ fn recorded_here(host: &SessionSummary) -> bool {
         && read("/proc/sys/kernel/osrelease").as_deref() == Some(r)
 }
 
-/// Resolves every frame of every stack and writes `frames` (and `guest_frames`).
+/// Resolves every frame of every stack and writes `frames` (and `guest_frames`), and every
+/// distinct guest RIP of the exits into `exit_symbols`, all through one [`Symbolizer`] (so the
+/// exits see the same guest symbols as the guest frames).
 /// `guest_stacks` holds each guest recording's stacks with the id of its first one.
 pub(crate) fn write_frames(
     host: &SessionSummary,
@@ -402,6 +406,84 @@ pub(crate) fn write_frames(
             out.push((n.to_string(), p, rows));
         }
     }
+    out.push(write_exit_symbols(&symbolizer, host, root, recording)?);
     let _ = std::fs::remove_dir_all(&default_dir);
     Ok((out, warnings))
+}
+
+/// Whether a guest address is in the kernel half of the address space (x86-64 and arm64 alike:
+/// the top bit of a canonical kernel address is set).
+fn is_guest_kernel_addr(addr: u64) -> bool {
+    addr >> 63 == 1
+}
+
+/// Writes `exit_symbols`: each distinct (VMM pid, guest RIP) of the exits and kvm_emulate_insn
+/// events, resolved through the VM's guest kernel symbols. A guest user address stays
+/// unresolved: nothing in an exit says which guest process (hence which mappings) ran.
+fn write_exit_symbols(
+    symbolizer: &Symbolizer,
+    host: &SessionSummary,
+    root: &Path,
+    recording: &str,
+) -> Result<WrittenTable, Error> {
+    let vm_names: HashMap<i32, &str> = host.vms.iter().map(|(p, n)| (*p, n.as_str())).collect();
+    let mut queries = Vec::new();
+    // Row → its query, when it has one.
+    let mut query_of: Vec<Option<usize>> = Vec::with_capacity(host.guest_rips.len());
+    for &(pid, rip) in &host.guest_rips {
+        match vm_names.get(&pid) {
+            Some(vm) if is_guest_kernel_addr(rip) => {
+                query_of.push(Some(queries.len()));
+                queries.push(FrameQuery {
+                    space: AddrSpace::GuestKernel { vm: vm.to_string() },
+                    dso: GUEST_KERNEL_DSO.to_string(),
+                    build_id: None,
+                    addr: rip,
+                    file_offset: None,
+                });
+            }
+            _ => query_of.push(None),
+        }
+    }
+    let resolved = symbolizer.resolve_all(&queries);
+    let doc = schema::exit_symbols();
+    let mut w = TableWriter::new(
+        doc.name,
+        partition_path(root, doc.name, "_pending", recording),
+        &doc.defs(),
+        Vec::new(),
+    );
+    for (&(pid, rip), q) in host.guest_rips.iter().zip(&query_of) {
+        // Innermost inline level first, the containing function last.
+        let levels = q
+            .and_then(|i| resolved.get(i))
+            .map_or(&[][..], Vec::as_slice);
+        let outer = levels.last();
+        let inner = levels.first();
+        let kernel = is_guest_kernel_addr(rip);
+        w.i32(0, Some(pid));
+        w.u64(1, Some(rip));
+        w.str(2, Some(if kernel { "guest_kernel" } else { "guest_user" }));
+        w.str(
+            3,
+            outer
+                .map(|l| l.dso.as_str())
+                .filter(|d| !d.is_empty())
+                .or(kernel.then_some(GUEST_KERNEL_DSO)),
+        );
+        let symbol = outer.and_then(|l| l.symbol.as_deref());
+        w.str(4, symbol);
+        w.u64(5, outer.filter(|l| l.symbol.is_some()).map(|l| l.offset));
+        w.str(
+            6,
+            inner
+                .filter(|l| l.inline_depth > 0)
+                .and_then(|l| l.symbol.as_deref()),
+        );
+        w.str(7, inner.and_then(|l| l.file.as_deref()));
+        w.u32(8, inner.and_then(|l| l.line));
+        w.end_row()?;
+    }
+    let (p, rows) = w.close()?;
+    Ok((doc.name.to_string(), p, rows))
 }

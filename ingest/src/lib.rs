@@ -30,7 +30,6 @@ mod ingest_symbols;
 mod session;
 mod threads;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -168,8 +167,11 @@ pub struct Report {
     pub warnings: Vec<Warning>,
     /// Warning counts by kind.
     pub warning_counts: Vec<(WarningKind, u64)>,
-    /// Bytes of input that could not be read (truncation, corruption).
+    /// Bytes of input that could not be read (truncation, corruption), including
+    /// `bytes_missing`.
     pub bytes_unread: u64,
+    /// Of those, bytes the file's header promises beyond its end (a truncated file).
+    pub bytes_missing: u64,
     /// Input size in bytes.
     pub input_bytes: u64,
 }
@@ -184,7 +186,7 @@ impl Report {
 /// Ingests `input` (a perf.data path, or `-` for a pipe-mode stream on stdin) into
 /// `opts.output`. The dataset is written under a temporary name and renamed when complete.
 pub fn run(input: &Path, opts: &Options) -> Result<Report, Error> {
-    let (bytes, name) = read_input(input)?;
+    let (bytes, name) = read_input(input, &opts.output)?;
     let release: Option<Release> = match &bytes {
         InputBytes::Owned(_) => None,
         InputBytes::Mapped(m) => {
@@ -213,24 +215,39 @@ type Release = Arc<dyn Fn(usize, usize) + Send + Sync>;
 /// Inputs are hashed and walked in steps of this many bytes, each released when passed.
 const RELEASE_STEP: usize = 64 << 20;
 
-fn read_input(input: &Path) -> Result<(InputBytes, String), Error> {
-    if input.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::Io {
-                path: Some(input.to_path_buf()),
-                offset: None,
-                source: e,
-            })?;
-        return Ok((InputBytes::Owned(buf), "-".to_string()));
-    }
-    let file = std::fs::File::open(input).map_err(|e| Error::Io {
-        path: Some(input.to_path_buf()),
-        offset: None,
-        source: e,
-    })?;
+/// The input's bytes. stdin is spooled to an unnamed temporary file beside the output (not
+/// into memory: a pipe-mode stream can be any size), then mapped like a file; the recording's
+/// id is the stream's SHA-256, known only once it has ended.
+fn read_input(input: &Path, output: &Path) -> Result<(InputBytes, String), Error> {
+    let (file, name) = if input.as_os_str() == "-" {
+        let io = |e| Error::Io {
+            path: Some(input.to_path_buf()),
+            offset: None,
+            source: e,
+        };
+        let dir = match output.parent() {
+            Some(d) if d.as_os_str().is_empty() => PathBuf::from("."),
+            Some(d) if d.is_dir() => d.to_path_buf(),
+            _ => std::env::temp_dir(),
+        };
+        let mut spool = tempfile::tempfile_in(&dir).map_err(|e| Error::Io {
+            path: Some(dir.clone()),
+            offset: None,
+            source: e,
+        })?;
+        let n = std::io::copy(&mut std::io::stdin().lock(), &mut spool).map_err(io)?;
+        if n == 0 {
+            return Ok((InputBytes::Owned(Vec::new()), "-".to_string()));
+        }
+        (spool, "-".to_string())
+    } else {
+        let file = std::fs::File::open(input).map_err(|e| Error::Io {
+            path: Some(input.to_path_buf()),
+            offset: None,
+            source: e,
+        })?;
+        (file, input.display().to_string())
+    };
     // SAFETY: the file is only read; a concurrent writer could change the bytes under us,
     // which the parser tolerates (every read is bounds-checked).
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::Io {
@@ -238,10 +255,7 @@ fn read_input(input: &Path) -> Result<(InputBytes, String), Error> {
         offset: None,
         source: e,
     })?;
-    Ok((
-        InputBytes::Mapped(Arc::new(map)),
-        input.display().to_string(),
-    ))
+    Ok((InputBytes::Mapped(Arc::new(map)), name))
 }
 
 enum InputBytes {
@@ -451,6 +465,7 @@ fn ingest_impl(
         warnings,
         warning_counts: counts.into_iter().collect(),
         bytes_unread,
+        bytes_missing: walk.bytes_missing,
         input_bytes: total,
     })
 }

@@ -44,8 +44,11 @@ pub struct WalkReport {
     pub warnings: Vec<Warning>,
     /// Total size of the input, when known.
     pub input_size: Option<u64>,
-    /// Bytes of records that could not be read (truncation or corruption stopped the walk).
+    /// Bytes of records that could not be read (truncation or corruption stopped the walk),
+    /// including `bytes_missing`.
     pub bytes_unread: u64,
+    /// Of those, bytes the header's data section promises beyond the end of the file.
+    pub bytes_missing: u64,
 }
 
 impl WalkReport {
@@ -470,8 +473,8 @@ pub fn walk_file<H: RecordHandler>(data: &[u8], handler: &mut H) -> Result<WalkR
         w.handler.on_progress(pos);
     }
     w.report.bytes_read = pos.min(file_len);
-    w.report.bytes_unread =
-        end.saturating_sub(pos) + hdr.data.end().saturating_sub(file_len).min(hdr.data.size);
+    w.report.bytes_missing = hdr.data.end().saturating_sub(file_len).min(hdr.data.size);
+    w.report.bytes_unread = end.saturating_sub(pos) + w.report.bytes_missing;
     if hdr.data.end() > file_len {
         let unread = w.report.bytes_unread;
         w.warn(

@@ -727,6 +727,68 @@ pub fn tracepoint_common() -> TableDoc {
     }
 }
 
+/// `exit_symbols`: the guest code at every distinct guest RIP of the exits, resolved at ingest
+/// through the VM's guest symbols.
+pub fn exit_symbols() -> TableDoc {
+    TableDoc {
+        name: "exit_symbols",
+        row: "one distinct (vm_pid, guest_rip) of `exits.guest_rip` and `kvm__kvm_emulate_insn.rip`, resolved at ingest through the VM's guest symbols (`--guest-symbols VM=BUNDLE`, or perf's `--guestkallsyms`/`--guestmodules`/`--guestvmlinux` for every VM without a bundle); join on (host, recording, vm_pid, guest_rip); not written when ingest does not symbolise",
+        columns: vec![
+            col!("vm_pid", I32, false, "-", "VMM process id (exits.vm_pid)"),
+            col!(
+                "guest_rip",
+                U64,
+                false,
+                "guest address",
+                "the guest RIP (exits.guest_rip; kvm__kvm_emulate_insn.rip)"
+            ),
+            col!(
+                "cpumode",
+                Str,
+                false,
+                "-",
+                "guest_kernel (upper half of the address space) or guest_user; a guest user address stays unresolved (an exit does not say which guest process ran)"
+            ),
+            col!(
+                "dso",
+                Str,
+                true,
+                "-",
+                "[guest.kernel.kallsyms] or the guest module's `[name]`; null for guest user addresses"
+            ),
+            col!(
+                "symbol",
+                Str,
+                true,
+                "-",
+                "guest function that contains the address (guest kallsyms, else the guest vmlinux symbol table); null when unresolved (guest user space, or no guest symbols given at ingest for the VM)"
+            ),
+            col!("sym_offset", U64, true, "bytes", "guest_rip - symbol start"),
+            col!(
+                "inline_symbol",
+                Str,
+                true,
+                "-",
+                "innermost function inlined at the address (DWARF of the guest vmlinux); null when none"
+            ),
+            col!(
+                "file",
+                Str,
+                true,
+                "-",
+                "source file of the innermost inline level (DWARF of the guest vmlinux)"
+            ),
+            col!(
+                "line",
+                U32,
+                true,
+                "-",
+                "source line of the innermost inline level (DWARF of the guest vmlinux)"
+            ),
+        ],
+    }
+}
+
 /// All fixed tables, in the order docs/schema.md lists them.
 pub fn tables() -> Vec<TableDoc> {
     vec![
@@ -745,6 +807,7 @@ pub fn tables() -> Vec<TableDoc> {
     ]
     .into_iter()
     .chain(crate::kvm::tables())
+    .chain([exit_symbols()])
     .collect()
 }
 

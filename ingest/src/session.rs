@@ -293,6 +293,8 @@ pub(crate) struct Session {
     vms: Vec<(i32, String)>,
     /// kvm_write_tsc_offset values: (vm pid, vcpu, next offset), known at close.
     tsc: Vec<(i32, u32, u64)>,
+    /// Distinct (VMM pid, guest RIP) of the KVM model, once it is closed.
+    guest_rips: Vec<(i32, u64)>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -383,6 +385,7 @@ impl Session {
             fatal: None,
             vms: Vec::new(),
             tsc: Vec::new(),
+            guest_rips: Vec::new(),
         }
     }
 
@@ -1198,12 +1201,12 @@ impl Session {
             self.vms = names.iter().map(|(p, n)| (*p, n.clone())).collect();
             self.tsc = tsc;
             let part = self.cfg.ids.part;
-            for (name, path, rows) in kvm.close(
+            let closed = kvm.close(
                 &|t: &str| partition_part(&root, t, &self.cfg.host, &self.cfg.recording, part),
                 &names,
-            )? {
-                out.push((name, path, rows));
-            }
+            )?;
+            out.extend(closed.tables);
+            self.guest_rips = closed.guest_rips;
         }
         let (sn, mn, ln) = (
             self.table_name("samples"),
@@ -1229,6 +1232,7 @@ impl Session {
             time_conv: self.time_conv,
             vms: std::mem::take(&mut self.vms),
             tsc_offsets: std::mem::take(&mut self.tsc),
+            guest_rips: std::mem::take(&mut self.guest_rips),
         };
         Ok((out, summary))
     }
@@ -1255,6 +1259,9 @@ pub(crate) struct SessionSummary {
     pub(crate) vms: Vec<(i32, String)>,
     /// kvm_write_tsc_offset: (VMM pid, vcpu, next offset).
     pub(crate) tsc_offsets: Vec<(i32, u32, u64)>,
+    /// Every distinct (VMM pid, guest RIP) of the exits and kvm_emulate_insn events, sorted:
+    /// resolved into `exit_symbols`.
+    pub(crate) guest_rips: Vec<(i32, u64)>,
 }
 
 fn push(out: &mut Vec<(String, PathBuf, u64)>, (path, rows): (PathBuf, u64), name: &str) {

@@ -48,7 +48,9 @@
 //! CPU); `events` (samples per host event); `exits` (total, open_at_end,
 //! open_by_reason, by_reason with count/total/min/max/mean/p50/p90/p99 in ns —
 //! percentile p = sorted\[floor(q (n-1))\], duration = kvm_entry.time −
-//! kvm_exit.time —, by_vm_vcpu, by_vm_vcpu_reason); `perf_kvm_stat`,
+//! kvm_exit.time —, by_vm_vcpu, by_vm_vcpu_reason, by_vm_guest_symbol: count
+//! and total_ns per VM and guest function at the exit's guest_rip, `guest_kernel` false for a
+//! guest user function); `perf_kvm_stat`,
 //! `perf_kvm_stat_ioport`, `perf_kvm_stat_mmio` (what `perf kvm stat report
 //! --event=vmexit|ioport|mmio` prints, as strings with 2 decimals); `samples`
 //! (host cpu-clock samples: host_total = guest_mode + in_exit_kernel +

@@ -273,6 +273,9 @@ pub(crate) struct Acc {
     pub(crate) durations: BTreeMap<u32, Vec<u64>>,
     pub(crate) by_vcpu: BTreeMap<(usize, u32), (u64, u64)>,
     pub(crate) by_vcpu_reason: BTreeMap<(usize, u32, u32), (u64, u64)>,
+    /// (vm, guest symbol at the exit's guest_rip, whether it is a guest kernel symbol) ->
+    /// (count, total ns) of the closed exits.
+    pub(crate) by_guest_symbol: BTreeMap<(usize, &'static str, bool), (u64, u64)>,
     pub(crate) open_at_end: u64,
     pub(crate) open_by_reason: BTreeMap<u32, u64>,
     pub(crate) folded: BTreeMap<String, u64>,
@@ -857,6 +860,14 @@ impl VcpuGen {
         let e = acc
             .by_vcpu_reason
             .entry((self.vm, self.vcpu, code))
+            .or_insert((0, 0));
+        e.0 += 1;
+        e.1 += dur;
+        // guest_rip lies in the leaf function of the template the vCPU ran.
+        let g = &sc.guest_stacks[usize::from(tpl_id)];
+        let e = acc
+            .by_guest_symbol
+            .entry((self.vm, g.leaf_name, g.leaf_is_kernel))
             .or_insert((0, 0));
         e.0 += 1;
         e.1 += dur;

@@ -175,6 +175,14 @@ pub(crate) fn write_truth(
                    "reason": code, "reason_name": reason_name(sc, *code), "count": n, "total_ns": t})
         })
         .collect();
+    let by_vm_guest_symbol: Vec<Value> = acc
+        .by_guest_symbol
+        .iter()
+        .map(|((vm, sym, kernel), (n, t))| {
+            json!({"vm": sc.vms[*vm].name, "vm_pid": sc.vms[*vm].pid, "guest_symbol": sym,
+                   "guest_kernel": kernel, "count": n, "total_ns": t})
+        })
+        .collect();
     let vms: Vec<Value> = sc
         .vms
         .iter()
@@ -232,6 +240,7 @@ pub(crate) fn write_truth(
             "by_reason": by_reason,
             "by_vm_vcpu": by_vm_vcpu,
             "by_vm_vcpu_reason": by_vm_vcpu_reason,
+            "by_vm_guest_symbol": by_vm_guest_symbol,
         },
         "perf_kvm_stat": {
             "event": "vmexit",

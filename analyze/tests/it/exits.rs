@@ -243,6 +243,91 @@ fn synth_svm_equals_truth_and_perf() {
     check_perf(&ds, &dir.path().join("rec/host.perf.data"));
 }
 
+/// Generates a scenario and ingests it with each VM's guest symbol bundle (`--guest-symbols
+/// PID=guest-N.bundle`): the guest functions of the exits, their counts and exit time, against
+/// the generator's truth (`exits.by_vm_guest_symbol`).
+fn synth_guest_symbols(isa: Isa, vms: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = kvmtrace_synth::Options::default();
+    o.out_dir = dir.path().join("rec");
+    o.vms = vms;
+    o.vcpus = 2;
+    o.seconds = 0.2;
+    o.isa = isa;
+    o.seed = 11;
+    kvmtrace_synth::run(&o).expect("synth");
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(o.out_dir.join("truth.json")).unwrap())
+            .unwrap();
+    let mut io = kvmtrace_ingest::Options::default();
+    io.output = dir.path().join("ds");
+    io.guest_symbols = truth["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["pid"].as_u64().unwrap().to_string(),
+                o.out_dir.join(v["bundle"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    kvmtrace_ingest::run(&o.out_dir.join("host.perf.data"), &io).expect("ingest");
+    let ds = Dataset::open(&io.output).expect("open dataset");
+
+    let r = exits::run(&ds, &opts(&[By::Vm, By::GuestSymbol], 2)).unwrap();
+    assert_eq!(
+        r,
+        exits::run(&ds, &opts(&[By::Vm, By::GuestSymbol], 1)).unwrap()
+    );
+    assert!(
+        r.notes.iter().any(|n| n.contains("resolved at ingest")),
+        "{:?}",
+        r.notes
+    );
+    // Guest kernel functions by name; guest user code (the exit does not say which guest
+    // process ran) stays a hex address: compared as one sum per VM.
+    let mut got: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for row in &r.rows {
+        let sym = s(&row.keys[1]);
+        assert_ne!(sym, "[no rip]", "every kvm_exit has a guest_rip");
+        let key = if sym.starts_with("0x") {
+            "[guest user]".to_string()
+        } else {
+            sym
+        };
+        let e = got.entry((s(&row.keys[0]), key)).or_default();
+        e.0 += row.count;
+        e.1 += row.total_ns.unwrap();
+    }
+    let mut want: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for t in truth["exits"]["by_vm_guest_symbol"].as_array().unwrap() {
+        let key = if t["guest_kernel"].as_bool().unwrap() {
+            t["guest_symbol"].as_str().unwrap().to_string()
+        } else {
+            "[guest user]".to_string()
+        };
+        let e = want
+            .entry((t["vm"].as_str().unwrap().to_string(), key))
+            .or_default();
+        e.0 += t["count"].as_u64().unwrap();
+        e.1 += t["total_ns"].as_u64().unwrap();
+    }
+    assert!(want.keys().any(|(_, k)| k != "[guest user]"));
+    assert_eq!(got, want, "per VM × guest symbol: (count, total_ns)");
+    assert_eq!(r.total.count, truth["exits"]["total"].as_u64().unwrap());
+}
+
+#[test]
+fn synth_vmx_guest_symbols_equal_truth() {
+    synth_guest_symbols(Isa::Vmx, 2);
+}
+
+#[test]
+fn synth_svm_guest_symbols_equal_truth() {
+    synth_guest_symbols(Isa::Svm, 1);
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -377,21 +462,25 @@ fn pvm_corpus_is_the_tested_one() {
 #[test]
 fn pvm_emulated_1vcpu() {
     pvm(PVM_FILES[0]);
+    pvm_guest_symbols(PVM_FILES[0]);
 }
 
 #[test]
 fn pvm_guest_host_4vcpu() {
     pvm(PVM_FILES[1]);
+    pvm_guest_symbols(PVM_FILES[1]);
 }
 
 #[test]
 fn pvm_stat_2vcpu() {
     pvm(PVM_FILES[2]);
+    pvm_guest_symbols(PVM_FILES[2]);
 }
 
 #[test]
 fn pvm_tp_2vcpu() {
     pvm(PVM_FILES[3]);
+    pvm_guest_symbols(PVM_FILES[3]);
 }
 
 /// Counts of one real PVM recording against its `*.counts.json` (made with perf script).
@@ -501,5 +590,135 @@ fn pvm(stem: &str) {
                 "{stem} guest symbols"
             );
         }
+        // No guest symbols at ingest nor here: guest code as raw addresses, and the note says so.
+        let g = exits::run(&ds, &opts(&[By::GuestSymbol], 1)).unwrap();
+        assert!(
+            g.rows.iter().all(|r| {
+                let k = s(&r.keys[0]);
+                k == "[no rip]" || k.starts_with("0x")
+            }),
+            "{stem}: {:?}",
+            g.rows
+        );
+        if g.rows.iter().any(|r| s(&r.keys[0]).starts_with("0x")) {
+            assert!(
+                g.notes
+                    .iter()
+                    .any(|n| n.contains("none were given at ingest")),
+                "{stem}: {:?}",
+                g.notes
+            );
+        }
     }
+}
+
+/// `--by guest-symbol` of a real PVM recording ingested with the guest's symbols (perf's
+/// `--guestkallsyms`/`--guestmodules`), none given to `exits`: the exits per guest function are
+/// what counts.json (perf script) and the guest program (README: which function makes which
+/// access) imply:
+/// - `do_port_io`: its OUT 0xe9, OUT 0x502 and IN 0x503; `guest_main`: the OUT 0x501 "done";
+///   `serial_puts` + `serial_put_hex`: every OUT 0x3f8 (counts.json does not split them);
+/// - `do_mmio`: every KVM_EXIT_MMIO; `do_halt`: every KVM_EXIT_HLT;
+/// - `pvm_register_vif`: its WRMSR 0x4b564d10; `do_msr_ops`: every other kvm_msr;
+/// - once the vCPU registered its VIF area, PVM runs it natively and every instruction KVM still
+///   emulates traps: for the functions entered only after that, exits = counts.json's
+///   `emulate_insn_by_guest_symbol` exactly (this splits the serial output too).
+///
+/// Without kvm_emulate_insn no exit has a guest rip: one `[no rip]` row.
+fn pvm_guest_symbols(stem: &str) {
+    let Some(dir) = corpus() else { return };
+    let want: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("{stem}.counts.json"))).unwrap(),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut io = kvmtrace_ingest::Options::default();
+    io.output = tmp.path().join("ds");
+    io.guest_kallsyms = Some(dir.join("guest.kallsyms"));
+    io.guest_modules = Some(dir.join("guest.modules"));
+    kvmtrace_ingest::run(&dir.join(format!("{stem}.data")), &io).expect("ingest");
+    let ds = Dataset::open(&io.output).expect("open dataset");
+    assert!(ds.has("exit_symbols"), "{stem}");
+
+    let r = exits::run(&ds, &opts(&[By::GuestSymbol], 2)).unwrap();
+    let got = counts(&r, |k| s(&k[0]));
+    let emulated = json_counts(&want["emulate_insn_by_guest_symbol"]);
+    if emulated.is_empty() {
+        assert_eq!(
+            got,
+            BTreeMap::from([("[no rip]".to_string(), r.total.count)]),
+            "{stem}"
+        );
+        return;
+    }
+    assert!(
+        r.notes.iter().any(|n| n.contains("resolved at ingest")),
+        "{stem}: {:?}",
+        r.notes
+    );
+    let pio = json_counts(&want["pio"]);
+    let port = |p: &str| -> u64 {
+        pio.iter()
+            .filter(|(k, _)| k.split_whitespace().nth(1) == Some(p))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let msr = json_counts(&want["msr"]);
+    let vif = msr.get("write 4b564d10").copied().unwrap_or(0);
+    let reasons = json_counts(&want["userspace_exit_reasons"]);
+    let reason = |r: &str| reasons.get(r).copied().unwrap_or(0);
+    let mut expect: BTreeMap<String, u64> = [
+        ("do_port_io", port("0xe9") + port("0x502") + port("0x503")),
+        ("guest_main", port("0x501")),
+        ("do_mmio", reason("KVM_EXIT_MMIO")),
+        ("do_halt", reason("KVM_EXIT_HLT")),
+        ("do_msr_ops", msr.values().sum::<u64>() - vif),
+        ("pvm_register_vif", vif),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(f, n)| (f.to_string(), n))
+    .collect();
+    let serial = ["serial_puts", "serial_put_hex"];
+    let mut rest = got.clone();
+    let n_serial: u64 = serial.iter().filter_map(|f| rest.remove(*f)).sum();
+    assert_eq!(n_serial, port("0x3f8"), "{stem}: serial output exits");
+    assert_eq!(rest, expect, "{stem}: exits per guest function");
+    if vif > 0 {
+        // Functions only entered after the VIF registration.
+        let before = ["startup_64", "guest_main", "pvm_register_vif"];
+        let after: BTreeMap<String, u64> = emulated
+            .iter()
+            .filter(|(f, _)| !before.contains(&f.as_str()))
+            .map(|(f, n)| (f.clone(), *n))
+            .collect();
+        let got_after: BTreeMap<String, u64> = got
+            .iter()
+            .filter(|(f, _)| !before.contains(&f.as_str()))
+            .map(|(f, n)| (f.clone(), *n))
+            .collect();
+        assert_eq!(got_after, after, "{stem}: exits = emulated instructions");
+        for f in serial {
+            expect.insert(f.to_string(), emulated[f]);
+        }
+        assert_eq!(got, expect, "{stem}: every function");
+    }
+    // kvm_emulate_insn's rips are in exit_symbols too: the emulated instructions per guest
+    // function without --guest-kallsyms equal counts.json.
+    let mut o = opts(&[By::GuestSymbol], 2);
+    o.emulated = true;
+    let e = exits::run(&ds, &o).unwrap();
+    assert_eq!(counts(&e, |k| s(&k[0])), emulated, "{stem}: emulated");
+    // An explicit --guest-kallsyms still overrides (same symbols here), and says so.
+    let mut o = opts(&[By::GuestSymbol], 1);
+    o.guest_kallsyms = Some(GuestKallsyms::parse(
+        &std::fs::read_to_string(dir.join("guest.kallsyms")).unwrap(),
+    ));
+    let k = exits::run(&ds, &o).unwrap();
+    assert_eq!(counts(&k, |k| s(&k[0])), got, "{stem}: --guest-kallsyms");
+    assert!(
+        k.notes.iter().any(|n| n.contains("overrides")),
+        "{stem}: {:?}",
+        k.notes
+    );
 }

@@ -9,4 +9,5 @@
 
 mod exits;
 mod flame;
+mod flame_kvm;
 mod sql;

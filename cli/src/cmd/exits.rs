@@ -25,9 +25,12 @@ EXAMPLES:
   kvmtrace exits ds --vm qemu-system-x86:3100 --vcpu 1 --time 4321.1,4321.3
   kvmtrace exits ds --by reason --histogram          # log2 latency buckets per reason
   kvmtrace exits ds --split                          # kernel / VMM round trip / sched out / halted
-  kvmtrace exits ds --by guest-symbol --guest-kallsyms guest.kallsyms
+  kvmtrace exits ds --by vm,guest-symbol --sort time # guest code causing exits, and their host time
+                                                     # (guest symbols given to ingest: --guest-symbols
+                                                     # VM=BUNDLE, --guestkallsyms)
+  kvmtrace exits ds --by guest-symbol --guest-kallsyms guest.kallsyms   # or name them now
   kvmtrace exits ds --by port --format csv           # port I/O exits; also --by msr, --by gpa
-  kvmtrace exits ds --emulated --by guest-symbol --guest-kallsyms guest.kallsyms   # PVM emulator
+  kvmtrace exits ds --emulated --by guest-symbol     # instructions the PVM emulator ran, per function
   kvmtrace exits ds --perf-compat --event ioport     # byte for byte what
                                                      # `perf kvm -i FILE stat report --event=ioport` prints";
 
@@ -64,7 +67,8 @@ pub(crate) struct Args {
     /// Split exit time into kernel, VMM round trip, scheduled out and halted.
     #[arg(long)]
     split: bool,
-    /// Guest /proc/kallsyms (or `nm -n` output) for --by guest-symbol.
+    /// Guest /proc/kallsyms (or `nm -n` output) for --by guest-symbol; overrides the guest
+    /// symbols resolved at ingest (the dataset's exit_symbols).
     #[arg(long, value_name = "FILE")]
     guest_kallsyms: Option<PathBuf>,
     /// Count every kvm_emulate_insn (instructions KVM emulated: PVM) instead of exits.

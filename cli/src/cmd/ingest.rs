@@ -16,7 +16,8 @@ use crate::{EXIT_OK, EXIT_WARNINGS};
 /// Open them with polars (`pl.scan_parquet("DATASET/samples")`), DuckDB or Spark.
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The perf.data to read; `-` reads a pipe-mode stream (`perf record -o -`) from stdin.
+    /// The perf.data to read; `-` reads a pipe-mode stream (`perf record -o -`) from stdin,
+    /// spooled to an unnamed temporary file beside the output (memory stays bounded).
     input: PathBuf,
     /// The dataset directory to write (replaced atomically unless --append).
     #[arg(short, long, default_value = "kvmtrace.dataset")]
@@ -123,10 +124,18 @@ pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
             .iter()
             .map(|(k, n)| format!("{n} {}", k.as_str()))
             .collect();
+        let in_file = report.bytes_unread.saturating_sub(report.bytes_missing);
+        let missing = if report.bytes_missing > 0 {
+            format!(
+                ", and the file ends {} bytes before its header says its data does",
+                report.bytes_missing
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "kvmtrace: warning: finished with skipped data ({}); {} of {} input bytes could not be read",
+            "kvmtrace: warning: finished with skipped data ({}); {in_file} of {} input bytes could not be read{missing}",
             counts.join(", "),
-            report.bytes_unread,
             report.input_bytes
         );
         return Ok(EXIT_WARNINGS);

@@ -18,7 +18,7 @@
 
 pub mod reasons;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use crate::error::Error;
@@ -133,6 +133,19 @@ pub struct KvmModel {
     /// Names evaluated through the recording's print fmt, by (event, field, value, isa): the
     /// print fmt is evaluated once per distinct value, not per event.
     names: HashMap<(&'static str, u64, u64), Option<String>>,
+    /// Every distinct (VMM pid, guest RIP) of the exits written and of the kvm_emulate_insn
+    /// events, for `exit_symbols` (grows with the distinct guest code addresses, not the exits).
+    guest_rips: HashSet<(i32, u64), foldhash::fast::FixedState>,
+}
+
+/// What [`KvmModel::close`] wrote and collected.
+#[derive(Debug)]
+pub struct KvmTables {
+    /// (table, file, rows) of `vms`, `vcpus`, `exits` and `tsc_offsets`.
+    pub tables: Vec<(String, PathBuf, u64)>,
+    /// Every distinct (VMM pid, guest RIP) of `exits.guest_rip` and of kvm_emulate_insn's rip,
+    /// sorted.
+    pub guest_rips: Vec<(i32, u64)>,
 }
 
 impl std::fmt::Debug for KvmModel {
@@ -275,6 +288,9 @@ impl KvmModel {
             }
             r.exit_idx = self.n_written;
             self.n_written += 1;
+            if let Some(rip) = r.guest_rip {
+                self.guest_rips.insert((r.vm_pid, rip));
+            }
             let w = match &mut self.exits_out {
                 Some(w) => w,
                 None => {
@@ -574,6 +590,9 @@ impl KvmModel {
             }
             "kvm_emulate_insn" => {
                 let rip = field_u64(f, raw, big, "rip");
+                if let Some(r) = rip {
+                    self.guest_rips.insert((pid, r));
+                }
                 let has_open = self.threads.get(&tid).is_some_and(|t| t.open.is_some());
                 let t = self.thread(pid, tid);
                 if !has_open {
@@ -721,12 +740,13 @@ impl KvmModel {
         }
     }
 
-    /// Writes `vms`, `vcpus` and `exits`. `part` maps a table name to its file.
+    /// Writes `vms`, `vcpus`, `exits` and `tsc_offsets`, and hands over the distinct guest RIPs.
+    /// `part` maps a table name to its file.
     pub fn close(
         mut self,
         part: &dyn Fn(&str) -> PathBuf,
         names: &HashMap<i32, String>,
-    ) -> Result<Vec<(String, PathBuf, u64)>, Error> {
+    ) -> Result<KvmTables, Error> {
         if let Some(e) = self.write_error.take() {
             return Err(e);
         }
@@ -864,7 +884,13 @@ impl KvmModel {
         }
         let (p, n) = w.close()?;
         out.push(("tsc_offsets".to_string(), p, n));
-        Ok(out)
+        let mut guest_rips: Vec<(i32, u64)> =
+            std::mem::take(&mut self.guest_rips).into_iter().collect();
+        guest_rips.sort_unstable();
+        Ok(KvmTables {
+            tables: out,
+            guest_rips,
+        })
     }
 }
 
@@ -1654,7 +1680,8 @@ mod tests {
         assert!(m.write_error.is_none());
         let written_before_close = m.n_written;
         let part = |name: &str| dir.join(format!("{name}.parquet"));
-        let out = m.close(&part, &HashMap::new()).expect("close");
+        let closed = m.close(&part, &HashMap::new()).expect("close");
+        let out = &closed.tables;
         let (_, path, rows) = out
             .iter()
             .find(|(name, _, _)| name == "exits")
@@ -1669,6 +1696,20 @@ mod tests {
             .collect();
         let schema = batches.first().expect("a batch").schema();
         let table = arrow::compute::concat_batches(&schema, &batches).expect("concat");
+        // The guest RIPs handed over for exit_symbols: those of the exits written and of every
+        // kvm_emulate_insn, each once, sorted.
+        let mut rips: Vec<(i32, u64)> = u64s(&table, "vm_pid")
+            .into_iter()
+            .zip(u64s(&table, "guest_rip"))
+            .filter_map(|(p, r)| Some((p? as i32, r?)))
+            .chain(s.events.iter().filter_map(|e| match e.kind {
+                Kind::Emulate { rip } => Some((e.pid, rip)),
+                _ => None,
+            }))
+            .collect();
+        rips.sort_unstable();
+        rips.dedup();
+        assert_eq!(closed.guest_rips, rips);
         (table, written_before_close, max_buffered)
     }
 

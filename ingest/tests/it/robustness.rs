@@ -190,6 +190,16 @@ fn check_cut(
                 "{name} cut at {cut}: bytes_unread {}",
                 report.bytes_unread
             );
+            // What the file lacks is told apart from what it holds but could not be read.
+            assert_eq!(
+                report.bytes_missing,
+                data_end - cut as u64,
+                "{name} cut at {cut}: bytes_missing"
+            );
+            assert!(
+                report.bytes_unread - report.bytes_missing <= cut as u64,
+                "{name} cut at {cut}: more unread bytes than the file holds"
+            );
             assert!(
                 !truncated.is_empty(),
                 "{name} cut at {cut}: no truncation warning: {:?}",

@@ -673,6 +673,158 @@ fn kvm_guest_samples_resolve_like_perf() {
     spot_check_lines(&ds_elf, &kvm.join("guest.elf"));
 }
 
+/// The guest RIPs of a real PVM recording's exits, resolved at ingest through guest.elf
+/// (`--guestvmlinux`, DWARF) and guest.kallsyms: every distinct (vm_pid, rip) of `exits` and
+/// `kvm__kvm_emulate_insn` has exactly one `exit_symbols` row, and binutils
+/// `addr2line -f -i -e guest.elf` names the same containing function, innermost inlined function,
+/// file and line.
+#[test]
+fn kvm_exit_rips_resolve_like_addr2line() {
+    let Some(corpus) = corpus() else { return };
+    let kvm = corpus.join("kvm");
+    let data = kvm.join("kvm-emulated-1vcpu.data");
+    let elf = kvm.join("guest.elf");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ds = tmp.path().join("ds");
+    let mut opts = kvmtrace_ingest::Options::default();
+    opts.output = ds.clone();
+    opts.threads = 2;
+    opts.guest_kallsyms = Some(kvm.join("guest.kallsyms"));
+    opts.guest_modules = Some(kvm.join("guest.modules"));
+    opts.guest_vmlinux = Some(elf.clone());
+    kvmtrace_ingest::run(&data, &opts).unwrap_or_else(|e| panic!("{}: {e}", data.display()));
+
+    let mut rips: std::collections::BTreeSet<(u64, u64)> = Default::default();
+    let exits = read_table(&ds, "exits");
+    for (p, r) in col_u64(&exits, "vm_pid")
+        .into_iter()
+        .zip(col_u64(&exits, "guest_rip"))
+    {
+        if let (Some(p), Some(r)) = (p, r) {
+            rips.insert((p, r));
+        }
+    }
+    let emu = read_table(&ds, "kvm__kvm_emulate_insn");
+    for (p, r) in col_u64(&emu, "pid").into_iter().zip(col_u64(&emu, "rip")) {
+        if let (Some(p), Some(r)) = (p, r) {
+            rips.insert((p, r));
+        }
+    }
+    let t = read_table(&ds, "exit_symbols");
+    let (pid, rip, mode, sym, off, inl, file, line) = (
+        col_u64(&t, "vm_pid"),
+        col_u64(&t, "guest_rip"),
+        col_str(&t, "cpumode"),
+        col_str(&t, "symbol"),
+        col_u64(&t, "sym_offset"),
+        col_str(&t, "inline_symbol"),
+        col_str(&t, "file"),
+        col_u64(&t, "line"),
+    );
+    let keys: Vec<(u64, u64)> = pid
+        .iter()
+        .zip(&rip)
+        .map(|(p, r)| (p.expect("vm_pid"), r.expect("guest_rip")))
+        .collect();
+    assert_eq!(
+        keys,
+        rips.iter().copied().collect::<Vec<_>>(),
+        "exit_symbols: one row per distinct (vm_pid, guest_rip), sorted"
+    );
+    assert!(mode.iter().all(|m| m.as_deref() == Some("guest_kernel")));
+    assert!(
+        sym.iter().all(Option::is_some),
+        "every guest kernel rip resolves"
+    );
+    // sym_offset against guest.kallsyms (nm -n): rip - start of the named symbol.
+    let kallsyms = std::fs::read_to_string(kvm.join("guest.kallsyms")).expect("kallsyms");
+    let starts: HashMap<&str, u64> = kallsyms
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let a = u64::from_str_radix(it.next()?, 16).ok()?;
+            let _ty = it.next()?;
+            Some((it.next()?, a))
+        })
+        .collect();
+    for i in 0..keys.len() {
+        let s = sym[i].as_deref().unwrap_or("");
+        assert_eq!(
+            off[i],
+            starts.get(s).map(|a| keys[i].1 - a),
+            "{:#x} {s}",
+            keys[i].1
+        );
+    }
+
+    // addr2line -f -i -a: the address, then (function, file:line) per level, innermost first.
+    let input: String = keys.iter().map(|(_, r)| format!("{r:#x}\n")).collect();
+    let Ok(mut child) = std::process::Command::new("addr2line")
+        .args(["-f", "-i", "-a", "-e"])
+        .arg(&elf)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "addr2line is required when CI=true"
+        );
+        eprintln!("skipping the addr2line comparison: addr2line not found");
+        return;
+    };
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write addresses");
+    }
+    let out = child.wait_with_output().expect("addr2line runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut groups: Vec<Vec<(String, String)>> = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(l) = lines.next() {
+        assert!(l.starts_with("0x"), "addr2line: unexpected line {l:?}");
+        let mut levels = Vec::new();
+        while let Some(f) = lines.next_if(|n| !n.starts_with("0x")) {
+            let at = lines.next().expect("file:line");
+            levels.push((f.to_string(), at.to_string()));
+        }
+        groups.push(levels);
+    }
+    assert_eq!(groups.len(), keys.len(), "one addr2line answer per address");
+    let base = |f: &str| f.rsplit('/').next().unwrap_or(f).to_string();
+    let mut n_inlined = 0;
+    for (i, levels) in groups.iter().enumerate() {
+        let a = keys[i].1;
+        let (inner_fn, inner_at) = levels.first().expect("a level");
+        let (outer_fn, _) = levels.last().expect("a level");
+        if outer_fn != "??" {
+            assert_eq!(
+                sym[i].as_deref(),
+                Some(outer_fn.as_str()),
+                "{a:#x} function"
+            );
+        }
+        let want_inl = (levels.len() > 1).then(|| inner_fn.clone());
+        n_inlined += usize::from(want_inl.is_some());
+        assert_eq!(inl[i], want_inl, "{a:#x} inlined function");
+        // `file:line` or `file:line (discriminator n)`; `??:0` / `??:?` when unknown.
+        let (f, l) = inner_at
+            .split_whitespace()
+            .next()
+            .and_then(|x| x.rsplit_once(':'))
+            .expect("file:line");
+        let want = (f != "??").then(|| (base(f), l.parse::<u64>().ok()));
+        let got = file[i].as_deref().map(|f| (base(f), line[i]));
+        assert_eq!(got, want, "{a:#x} file:line ({inner_at})");
+    }
+    eprintln!(
+        "exit_symbols: {} guest rips agree with addr2line ({n_inlined} inside inlined code)",
+        keys.len()
+    );
+    assert!(n_inlined > 0, "the corpus has exits inside inlined code");
+}
+
 /// symbol → number of guest-kernel-mode samples whose leaf frame (outermost inline level) has it.
 fn guest_leaf_counts(ds: &Path) -> BTreeMap<String, u64> {
     let frames = read_table(ds, "frames");

@@ -1,0 +1,438 @@
+//! Combined flame graphs of the real PVM host+guest recording
+//! (`$KVMTRACE_CORPUS/kvm/kvm-guest-host-4vcpu.data`) against what perf made of the same file:
+//! its `*.counts.json` and `perf script` outputs (`*.script-guest.txt` with `--guestkallsyms`,
+//! `*.script.txt` with the host callchains), never against kvmtrace's own output.
+//!
+//! Guest-mode samples there carry no callchain (only the leaf, the guest RIP, as on every x86
+//! host), so each guest line is `VM <vm>;vCPU <n>;<guest function>`. The recording is ingested
+//! once (about 1 s in a debug build) with the corpus' guest symbols, as `perf kvm
+//! --guestkallsyms=guest.kallsyms --guestmodules=guest.modules` reads it, and without host
+//! symbols (`--kallsyms /dev/null`, an empty `--symfs`): the recording host's kernel and libc are
+//! not in the corpus, so host frames stay `[<dso basename>]` on any machine.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use kvmtrace_analyze::Dataset;
+use kvmtrace_analyze::flame::{self, Folded, Scope};
+use serde_json::Value;
+
+const STEM: &str = "kvm-guest-host-4vcpu";
+
+/// `$KVMTRACE_CORPUS/kvm`, or None (skip); a failure under CI=true.
+fn corpus_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("KVMTRACE_CORPUS")
+        .map(|p| PathBuf::from(p).join("kvm"))
+        .filter(|d| d.join(format!("{STEM}.data")).exists());
+    if dir.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "KVMTRACE_CORPUS/kvm/{STEM}.data is required when CI=true"
+        );
+        eprintln!("skipping {STEM}: set KVMTRACE_CORPUS=/work/shared/testdata");
+    }
+    dir
+}
+
+/// The corpus directory, the recording ingested once, and its counts.json.
+struct Corpus {
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+    ds: Dataset,
+    counts: Value,
+}
+
+fn corpus() -> Option<&'static Corpus> {
+    static C: OnceLock<Option<Corpus>> = OnceLock::new();
+    C.get_or_init(|| {
+        let dir = corpus_dir()?;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let symfs = tmp.path().join("empty-symfs");
+        std::fs::create_dir(&symfs).expect("symfs");
+        let mut o = kvmtrace_ingest::Options::default();
+        o.output = tmp.path().join("ds");
+        o.guest_kallsyms = Some(dir.join("guest.kallsyms"));
+        o.guest_modules = Some(dir.join("guest.modules"));
+        o.kallsyms = Some("/dev/null".into());
+        o.symfs = Some(symfs);
+        kvmtrace_ingest::run(&dir.join(format!("{STEM}.data")), &o).expect("ingest");
+        let ds = Dataset::open(&o.output).expect("open dataset");
+        let counts: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{STEM}.counts.json"))).expect("counts"),
+        )
+        .expect("counts.json");
+        Some(Corpus {
+            dir,
+            _tmp: tmp,
+            ds,
+            counts,
+        })
+    })
+    .as_ref()
+}
+
+fn fold(ds: &Dataset, scope: Scope) -> Folded {
+    let mut o = flame::Options::default();
+    o.scope = scope;
+    o.threads = 2;
+    flame::fold(ds, &o).expect("fold")
+}
+
+fn json_u64s(v: &Value) -> BTreeMap<String, u64> {
+    v.as_object()
+        .expect("object")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().expect("count")))
+        .collect()
+}
+
+/// vCPU thread id → vCPU index, from counts.json's `vcpu_thread_tids` (`CPU <n>/KVM`: tid).
+fn vcpu_of_tid(counts: &Value) -> BTreeMap<u32, u32> {
+    json_u64s(&counts["vcpu_thread_tids"])
+        .into_iter()
+        .map(|(name, tid)| {
+            let n = name
+                .strip_prefix("CPU ")
+                .and_then(|s| s.strip_suffix("/KVM"))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("vCPU thread name {name:?}"));
+            (u32::try_from(tid).expect("tid"), n)
+        })
+        .collect()
+}
+
+/// One sample header line of `perf script`: (comm, pid, tid, cpumode letter, event, rest of the
+/// line after the event). Frame lines (tab-indented) and blank lines are None.
+struct ScriptLine<'a> {
+    comm: String,
+    pid: Option<u32>,
+    tid: u32,
+    mode: Option<&'a str>,
+    event: &'a str,
+    rest: Vec<&'a str>,
+}
+
+fn script_line(line: &str) -> Option<ScriptLine<'_>> {
+    if line.is_empty() || line.starts_with('\t') {
+        return None;
+    }
+    let t: Vec<&str> = line.split_whitespace().collect();
+    // `[001]`: the CPU; the token before it is `pid/tid` (or `tid`), the comm before that.
+    let cpu = t.iter().position(|s| {
+        s.len() > 2
+            && s.starts_with('[')
+            && s.ends_with(']')
+            && s[1..s.len() - 1].bytes().all(|b| b.is_ascii_digit())
+    })?;
+    let (pid, tid) = match t[cpu - 1].split_once('/') {
+        Some((p, t)) => (Some(p.parse().ok()?), t.parse().ok()?),
+        None => (None, t[cpu - 1].parse().ok()?),
+    };
+    let mut k = cpu + 1;
+    // `-F …,misc` prints the cpumode letter (`K`, `U`, `G`) after the CPU.
+    let mode = (t[k].len() == 1).then(|| t[k]);
+    if mode.is_some() {
+        k += 1;
+    }
+    // Then the time (`6469.532858:`), the period when printed, and `event:`.
+    let ev = (k + 1..t.len()).find(|&i| t[i].ends_with(':'))?;
+    Some(ScriptLine {
+        comm: t[..cpu - 1].join(" "),
+        pid,
+        tid,
+        mode,
+        event: t[ev].trim_end_matches(':'),
+        rest: t[ev + 1..].to_vec(),
+    })
+}
+
+/// The dso of a `perf script` callchain line (`\t<addr> <sym>+<off> (<dso>)`), parentheses inside
+/// the dso (`/memfd:x (deleted)`) included.
+fn frame_dso(line: &str) -> &str {
+    let s = line
+        .trim_end()
+        .strip_suffix(')')
+        .expect("frame line ends with (dso)");
+    let mut depth = 0;
+    for (i, c) in s.char_indices().rev() {
+        match c {
+            ')' => depth += 1,
+            '(' if depth == 0 => return &s[i + 1..],
+            '(' => depth -= 1,
+            _ => {}
+        }
+    }
+    panic!("no dso in frame line {line:?}")
+}
+
+/// The VM frame perf's output implies: `VM <comm>:<pid>` (the dataset's default VM name), the
+/// VMM being the process of the guest-mode samples and its comm the last one perf printed for
+/// its main thread.
+fn want_vm(dir: &std::path::Path) -> (u32, String) {
+    let text = std::fs::read_to_string(dir.join(format!("{STEM}.script-guest.txt")))
+        .expect("script-guest");
+    let mut pid = None;
+    for l in text.lines().filter_map(script_line) {
+        if l.mode == Some("G") {
+            assert!(pid.is_none() || pid == l.pid, "one VMM process");
+            pid = l.pid;
+        }
+    }
+    let pid = pid.expect("guest-mode samples");
+    let comm = text
+        .lines()
+        .filter_map(script_line)
+        .rfind(|l| l.pid == Some(pid) && l.tid == pid)
+        .expect("VMM main thread")
+        .comm;
+    (pid, format!("VM {comm}:{pid}"))
+}
+
+/// Guest-mode samples per (vCPU thread, guest function) in `*.script-guest.txt` (perf script
+/// --guestkallsyms -G -F comm,pid,tid,cpu,time,event,misc,period,ip,sym,symoff,dso,trace).
+fn perf_guest_samples(dir: &std::path::Path) -> BTreeMap<(u32, String), u64> {
+    let text = std::fs::read_to_string(dir.join(format!("{STEM}.script-guest.txt")))
+        .expect("script-guest");
+    let mut out = BTreeMap::new();
+    for l in text.lines().filter_map(script_line) {
+        if l.mode != Some("G") || l.event != "cpu-clock" {
+            continue;
+        }
+        // `<ip> <sym>+0x<off> ([guest.kernel.kallsyms])`
+        let sym = l.rest.get(1).expect("sym");
+        let sym = sym.rsplit_once("+0x").map_or(*sym, |(s, _)| s);
+        *out.entry((l.tid, sym.to_string())).or_default() += 1;
+    }
+    out
+}
+
+#[test]
+fn pvm_guest_only_counts_per_vcpu_and_function_equal_perf() {
+    let Some(c) = corpus() else { return };
+    let (_, vm) = want_vm(&c.dir);
+    let vcpus = vcpu_of_tid(&c.counts);
+
+    // The reference: perf's guest samples per vCPU and function; summed over the vCPUs they
+    // are counts.json's `guest_samples_by_symbol`, per vCPU its `guest_samples_by_thread`.
+    let perf = perf_guest_samples(&c.dir);
+    let mut by_symbol: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_tid: BTreeMap<u32, u64> = BTreeMap::new();
+    for ((tid, sym), n) in &perf {
+        *by_symbol.entry(sym.clone()).or_default() += n;
+        *by_tid.entry(*tid).or_default() += n;
+    }
+    assert_eq!(
+        by_symbol,
+        json_u64s(&c.counts["guest_samples_by_symbol"]),
+        "script-guest.txt against counts.json"
+    );
+    let by_thread: BTreeMap<u32, u64> = json_u64s(&c.counts["guest_samples_by_thread"])
+        .into_iter()
+        .map(|(k, n)| {
+            let tid = k
+                .strip_prefix("guest:")
+                .and_then(|s| s.split(' ').next())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("thread key {k:?}"));
+            (tid, n)
+        })
+        .collect();
+    assert_eq!(by_tid, by_thread, "script-guest.txt against counts.json");
+    let want: BTreeMap<(u32, String), u64> = perf
+        .into_iter()
+        .map(|((tid, sym), n)| {
+            let v = *vcpus
+                .get(&tid)
+                .unwrap_or_else(|| panic!("guest sample of tid {tid}, not a vCPU thread"));
+            ((v, sym), n)
+        })
+        .collect();
+
+    let f = fold(&c.ds, Scope::GuestOnly);
+    let mut got: BTreeMap<(u32, String), u64> = BTreeMap::new();
+    for s in &f.stacks {
+        let frames: Vec<&str> = s.stack.split(';').collect();
+        assert_eq!(frames[0], vm, "{}", s.stack);
+        let v: u32 = frames[1]
+            .strip_prefix("vCPU ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no vCPU frame: {}", s.stack));
+        // No guest callchain: the guest part is the leaf function alone.
+        assert_eq!(frames.len(), 3, "{}", s.stack);
+        assert_eq!((s.layout.n_header, s.layout.n_guest), (2, 1), "{}", s.stack);
+        *got.entry((v, frames[2].to_string())).or_default() += s.count;
+    }
+    if got != want {
+        let diff: Vec<String> = want
+            .keys()
+            .chain(got.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|k| got.get(*k) != want.get(*k))
+            .map(|k| {
+                format!(
+                    "vCPU {} {}: perf {:?}, kvmtrace {:?}",
+                    k.0,
+                    k.1,
+                    want.get(k),
+                    got.get(k)
+                )
+            })
+            .collect();
+        panic!("guest samples per vCPU and function differ:\n{diff:#?}");
+    }
+    let guest_mode = c.counts["cpu_clock_by_mode"]["guest-kernel"]
+        .as_u64()
+        .expect("guest-kernel");
+    assert_eq!(f.report.n_samples, guest_mode);
+    assert_eq!(f.report.n_guest_mode, guest_mode);
+    assert_eq!(f.count_name, "samples");
+}
+
+/// Host-mode `cpu-clock` samples of the vCPU threads in `*.script.txt` (perf script, default
+/// fields, host callchains), as the folded line kvmtrace writes for an unsymbolized stack:
+/// (vCPU, frames root first, each `[<dso basename>]` or `[unknown]`).
+fn perf_vcpu_host_stacks(
+    dir: &std::path::Path,
+    vcpus: &BTreeMap<u32, u32>,
+) -> BTreeMap<(u32, String), u64> {
+    let text = std::fs::read_to_string(dir.join(format!("{STEM}.script.txt"))).expect("script");
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(l) = script_line(line) else { continue };
+        let mut frames = Vec::new();
+        while let Some(f) = lines.next_if(|f| f.starts_with('\t')) {
+            let dso = frame_dso(f);
+            frames.push(if dso == "[unknown]" {
+                "[unknown]".to_string()
+            } else {
+                format!("[{}]", dso.rsplit('/').next().unwrap_or(dso))
+            });
+        }
+        let Some(&v) = vcpus.get(&l.tid) else {
+            continue;
+        };
+        if l.event != "cpu-clock" {
+            continue;
+        }
+        frames.reverse();
+        *out.entry((v, frames.join(";"))).or_default() += 1;
+    }
+    out
+}
+
+#[test]
+fn pvm_host_frames_of_vcpu_threads_under_their_vm() {
+    let Some(c) = corpus() else { return };
+    let (_, vm) = want_vm(&c.dir);
+    let vcpus = vcpu_of_tid(&c.counts);
+    let all = fold(&c.ds, Scope::All);
+    let guest_only = fold(&c.ds, Scope::GuestOnly);
+
+    // Guest-mode lines of the whole-system graph are the guest-only graph.
+    let guest_lines: Vec<(&str, u64)> = all
+        .stacks
+        .iter()
+        .filter(|s| s.layout.n_guest > 0 && s.layout.n_exit == 0)
+        .map(|s| (s.stack.as_str(), s.count))
+        .collect();
+    let want_guest: Vec<(&str, u64)> = guest_only
+        .stacks
+        .iter()
+        .map(|s| (s.stack.as_str(), s.count))
+        .collect();
+    assert_eq!(guest_lines, want_guest);
+
+    // Every host-mode sample of a vCPU thread is under `VM <vm>;vCPU <n>` (after `<guest
+    // function>;[exit R]` when it fell inside an exit), its host frames those perf printed.
+    let mut got: BTreeMap<(u32, String), u64> = BTreeMap::new();
+    let mut kernel_frames: BTreeMap<u32, u64> = BTreeMap::new();
+    for s in all.stacks.iter().filter(|s| s.stack.starts_with("VM ")) {
+        let frames: Vec<&str> = s.stack.split(';').collect();
+        assert_eq!(frames[0], vm, "{}", s.stack);
+        if s.layout.n_guest > 0 && s.layout.n_exit == 0 {
+            continue;
+        }
+        let v: u32 = frames[1]
+            .strip_prefix("vCPU ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no vCPU frame: {}", s.stack));
+        let l = s.layout;
+        let host = &frames[(l.n_header + l.n_guest + l.n_exit) as usize..];
+        assert!(!host.is_empty() || l.n_exit > 0, "{}", s.stack);
+        if host.iter().any(|f| f.contains("kernel.kallsyms")) {
+            *kernel_frames.entry(v).or_default() += s.count;
+        }
+        *got.entry((v, host.join(";"))).or_default() += s.count;
+    }
+    let want = perf_vcpu_host_stacks(&c.dir, &vcpus);
+    if got != want {
+        let diff: Vec<String> = want
+            .keys()
+            .chain(got.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|k| got.get(*k) != want.get(*k))
+            .take(10)
+            .map(|k| {
+                format!(
+                    "vCPU {} {}: perf {:?}, kvmtrace {:?}",
+                    k.0,
+                    k.1,
+                    want.get(k),
+                    got.get(k)
+                )
+            })
+            .collect();
+        panic!("host stacks of the vCPU threads differ:\n{diff:#?}");
+    }
+    // Per vCPU that is counts.json's cpu-clock of its thread name less the guest-mode samples and
+    // the KVM worker thread that inherited `CPU 0/KVM` (not a vCPU: not under the VM).
+    let guest_by_thread = json_u64s(&c.counts["guest_samples_by_thread"]);
+    let others = json_u64s(&c.counts["other_tids_with_vcpu_comm"]);
+    for (tid, v) in &vcpus {
+        let name = format!("CPU {v}/KVM");
+        let host_total: u64 = got
+            .iter()
+            .filter(|((g, _), _)| g == v)
+            .map(|(_, n)| n)
+            .sum();
+        let worker: u64 = others
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{name} tid ")))
+            .map(|(_, n)| n)
+            .sum();
+        let thread = c.counts["events_by_thread"][&name]["cpu-clock"]
+            .as_u64()
+            .expect("cpu-clock of the thread");
+        assert_eq!(host_total, thread - worker, "{name} host samples");
+        assert!(
+            guest_by_thread.contains_key(&format!("guest:{tid} ({name})")),
+            "{name}"
+        );
+        assert!(
+            kernel_frames.get(v).copied().unwrap_or(0) > 0,
+            "no host kernel frames under {vm};vCPU {v}"
+        );
+    }
+    // The worker's samples are plain `<comm>;<frames>` lines of its inherited comm.
+    let mut worker_want: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, n) in &others {
+        let comm = k.split(" tid ").next().expect("comm");
+        *worker_want.entry(comm.replace(' ', "_")).or_default() += n;
+    }
+    for (comm, n) in worker_want {
+        let lines: u64 = all
+            .stacks
+            .iter()
+            .filter(|s| s.stack.starts_with(&format!("{comm};")))
+            .map(|s| s.count)
+            .sum();
+        assert_eq!(lines, n, "KVM worker thread {comm}");
+    }
+    let total = c.counts["events"]["cpu-clock"].as_u64().expect("cpu-clock");
+    assert_eq!(all.report.n_samples, total);
+    assert_eq!(all.report.n_no_stack, 0);
+}
