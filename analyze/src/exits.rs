@@ -421,10 +421,9 @@ fn base(ds: &Dataset, opts: &Options, with_vm: bool) -> Result<LazyFrame, Error>
                 hint: Some("re-ingest with a kvmtrace that builds the KVM model".into()),
             });
         }
-        ds.scan(EXITS)?.with_columns([col("reason_name").fill_null(
-            // A code without a name keeps its number.
-            lit("code ") + col("reason").cast(DataType::String).fill_null(lit("?")),
-        )])
+        // A code without a name gets `code N` in `run`, only when there is one: building
+        // that string for every row would cost more than the whole breakdown.
+        ds.scan(EXITS)?
     };
     if !with_vm {
         return Ok(lf.with_columns([
@@ -586,12 +585,15 @@ fn aggregate(
             .sum()
             .alias("halted"),
     ];
+    let t = crate::timing::phase("exits: group");
     let df = if keys.is_empty() {
         lf.select(aggs).collect().map_err(pl(EXITS))?
     } else {
         let k: Vec<Expr> = keys.iter().map(|k| k.expr.clone()).collect();
         lf.group_by(k).agg(aggs).collect().map_err(pl(EXITS))?
     };
+    drop(t);
+    let _t = crate::timing::phase("exits: statistics");
     let n = df.height();
     let get = |name: &str, i: usize| -> Result<AnyValue<'_>, Error> {
         df.column(name).and_then(|c| c.get(i)).map_err(pl(EXITS))
@@ -705,6 +707,9 @@ fn aggregate(
         (Some(x), Some(y)) => Some(x + y),
         (x, y) => x.or(y),
     };
+    // Each group's durations sorted in parallel; the total is then their merge (the stable
+    // sort finds the sorted runs: O(n log groups), not a fresh O(n log n) sort of every exit).
+    pool.install(|| pre.par_iter_mut().for_each(|g| g.durations.sort_unstable()));
     for g in &pre {
         all.count += g.count;
         all.n_dur += g.n_dur;
@@ -717,7 +722,7 @@ fn aggregate(
         all.durations.extend_from_slice(&g.durations);
     }
     // Sorted first: the group order polars returns must not change the float sums.
-    all.durations.sort_unstable();
+    all.durations.sort();
     if !all.durations.is_empty() {
         let n = all.durations.len() as f64;
         let mean = all.durations.iter().map(|&d| d as f64).sum::<f64>() / n;
@@ -865,6 +870,7 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
     let mut notes = Vec::new();
 
     // Sources, and exits still open at the end (no entry: no duration).
+    let t = crate::timing::phase("exits: sources");
     let src = lf
         .clone()
         .group_by([col("source")])
@@ -876,12 +882,17 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
                 .sum()
                 .cast(DataType::UInt64)
                 .alias("open"),
+            col("reason_name")
+                .null_count()
+                .cast(DataType::UInt64)
+                .alias("unnamed"),
         ])
         .sort(["source"], SortMultipleOptions::default())
         .collect()
         .map_err(pl(EXITS))?;
     let mut sources = Vec::new();
     let mut n_open_at_end = 0;
+    let mut n_unnamed = 0;
     for i in 0..src.height() {
         let s = src
             .column("source")
@@ -893,6 +904,11 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
             .and_then(|c| c.get(i))
             .map_err(pl(EXITS))?;
         n_open_at_end += any_u64(o).unwrap_or(0);
+        n_unnamed += src
+            .column("unnamed")
+            .and_then(|c| c.get(i))
+            .map(|v| any_u64(v).unwrap_or(0))
+            .map_err(pl(EXITS))?;
         let source = match s {
             AnyValue::String(s) => s.to_string(),
             AnyValue::StringOwned(s) => s.to_string(),
@@ -902,6 +918,11 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
             source,
             n_exits: any_u64(n).unwrap_or(0),
         });
+    }
+    if n_unnamed > 0 {
+        // A code without a name keeps its number.
+        lf = lf.with_columns([col("reason_name")
+            .fill_null(lit("code ") + col("reason").cast(DataType::String).fill_null(lit("?")))]);
     }
     let durations_known = sources.iter().any(|s| s.source == "kvm_exit");
     let pvm: Vec<&str> = sources
@@ -982,6 +1003,7 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
     }
 
     let keys = key_cols(&by);
+    drop(t);
     let (mut rows, mut total) = aggregate(lf, &keys, opts, &split_avail)?;
     if total.count == 0 {
         rows.clear();

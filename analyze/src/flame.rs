@@ -239,6 +239,25 @@ fn tidy_generic(func: &str) -> String {
     func
 }
 
+/// What inferno-collapse-perf makes of perf's `<ip> <symbol> (<dso>)` line when the dso has a
+/// space (`/tmp/x (deleted)`): it splits at the last space, so the start of the dso joins the
+/// function, which `tidy_generic` then cuts at its `(` (`[unknown] `). `None`: inferno cannot
+/// split the line and drops the frame.
+fn inferno_frame(symbol: Option<&str>, dso: &str) -> Option<String> {
+    let line = format!("{} ({dso})", symbol.unwrap_or("[unknown]"));
+    let (rest, module) = line.rsplit_once(' ')?;
+    let module = module.strip_prefix('(')?.strip_suffix(')')?;
+    let func = match rest.trim() {
+        "" => " ",
+        f => f,
+    };
+    Some(if func == "[unknown]" {
+        format!("[{}]", module.rsplit('/').next().unwrap_or(module))
+    } else {
+        func.to_string()
+    })
+}
+
 /// The names of one interned stack.
 #[derive(Debug, Clone, Default)]
 struct StackNames {
@@ -250,6 +269,32 @@ struct StackNames {
     leaf_symbol: Option<String>,
     /// Address of the leaf frame.
     leaf_addr: Option<u64>,
+    /// The least stack id of the recording with the same names (`folded` and `n`): lines are
+    /// keyed by it, so that stacks differing only in addresses fold into one key.
+    canon: u32,
+}
+
+/// Sets [`StackNames::canon`].
+fn canonicalize(stacks: &mut Stacks) {
+    // One hash per stack: each stack notes its group, each group its least id.
+    let mut group: FastMap<(u32, &str, u32), usize> =
+        FastMap::with_capacity_and_hasher(stacks.len(), Default::default());
+    let mut least: Vec<u32> = Vec::new();
+    let mut of: Vec<((u32, u32), usize)> = Vec::with_capacity(stacks.len());
+    for (&(r, s), e) in stacks.iter() {
+        let g = *group.entry((r, e.folded.as_str(), e.n)).or_insert_with(|| {
+            least.push(s);
+            least.len() - 1
+        });
+        least[g] = least[g].min(s);
+        of.push(((r, s), g));
+    }
+    drop(group);
+    for (k, g) in of {
+        if let Some(e) = stacks.get_mut(&k) {
+            e.canon = least[g];
+        }
+    }
 }
 
 /// Guest code addresses → names, for `guest_rip`.
@@ -304,6 +349,27 @@ fn strs<'a>(df: &'a DataFrame, table: &str, name: &str) -> Result<Vec<Option<&'a
         .collect())
 }
 
+/// The recording column as ids, one per row.
+fn recording_ids(df: &DataFrame, table: &str, recs: &mut Recordings) -> Result<Vec<u32>, Error> {
+    let mut last: Option<(&str, u32)> = None;
+    Ok(column(df, table, "recording")?
+        .str()
+        .map_err(pl(table))?
+        .iter()
+        .map(|r| {
+            let r = r.unwrap_or_default();
+            match last {
+                Some((l, id)) if l == r => id,
+                _ => {
+                    let id = recs.id(r);
+                    last = Some((r, id));
+                    id
+                }
+            }
+        })
+        .collect())
+}
+
 fn u64s(df: &DataFrame, table: &str, name: &str) -> Result<Vec<Option<u64>>, Error> {
     Ok(column(df, table, name)?
         .u64()
@@ -344,6 +410,7 @@ struct FrameRow<'a> {
     symbol: Option<&'a str>,
     sym_offset: Option<u64>,
     name: Option<&'a str>,
+    dso: Option<&'a str>,
 }
 
 /// Loads a frames table (`frames` or `guest_frames`) into names per (recording, stack_id), and
@@ -373,6 +440,7 @@ fn load_stacks(
         col("symbol"),
         col("sym_offset"),
         col("name"),
+        col("dso"),
     ]);
     let t = crate::timing::phase("flame: read frames");
     let df = lf.clone().collect().map_err(pl(table))?;
@@ -415,6 +483,7 @@ fn stacks_of_grouped(
     let mut symbol = str_iter("symbol")?;
     let mut sym_offset = u64_iter("sym_offset")?;
     let mut name = str_iter("name")?;
+    let mut dso = str_iter("dso")?;
 
     let mut b = StackBuilder::default();
     let mut last_rec: Option<(&str, u32)> = None;
@@ -434,12 +503,14 @@ fn stacks_of_grouped(
             symbol: symbol.next().flatten(),
             sym_offset: sym_offset.next().flatten(),
             name: name.next().flatten(),
+            dso: dso.next().flatten(),
         };
         let (Some(r), Some(s)) = (r, s) else {
             continue;
         };
         let r = match last_rec {
-            Some((l, id)) if l == r => id,
+            // The same bytes (a repeated view) before comparing them.
+            Some((l, id)) if (l.as_ptr() == r.as_ptr() && l.len() == r.len()) || l == r => id,
             _ => {
                 let id = recs.id(r);
                 last_rec = Some((r, id));
@@ -494,11 +565,26 @@ impl<'a> StackBuilder<'a> {
         let (r, _) = key;
         let mut e = StackNames::default();
         for f in group.iter() {
-            let raw = f.name.unwrap_or("[unknown]");
-            let name: &str = if raw.contains([';', '(']) {
-                self.tidied.entry(raw).or_insert_with(|| tidy_generic(raw))
-            } else {
-                raw
+            // inferno drops a line it cannot split: as a frame named "(…)".
+            let emulated = f
+                .dso
+                .filter(|d| d.contains(' '))
+                .map(|d| inferno_frame(f.symbol, d).unwrap_or_else(|| "(".to_string()));
+            let emulated_tidy;
+            let (raw, name): (&str, &str) = match &emulated {
+                Some(raw) => {
+                    emulated_tidy = tidy_generic(raw);
+                    (raw, &emulated_tidy)
+                }
+                None => {
+                    let raw = f.name.unwrap_or("[unknown]");
+                    let name: &str = if raw.contains([';', '(']) {
+                        self.tidied.entry(raw).or_insert_with(|| tidy_generic(raw))
+                    } else {
+                        raw
+                    };
+                    (raw, name)
+                }
             };
             // inferno-collapse-perf skips frames named like "(…)".
             if !raw.starts_with('(') {
@@ -738,6 +824,26 @@ fn finish(acc: Acc, report: FlameReport, count_name: &str) -> Folded {
     }
 }
 
+/// Sorts stacks bytewise and merges equal ones (weights summed; of differing layouts the least,
+/// so the result does not depend on the input order).
+fn sorted_merged(mut stacks: Vec<FoldedStack>) -> Vec<FoldedStack> {
+    let lkey = |l: &StackLayout| (l.n_header, l.n_guest, l.n_exit);
+    stacks.par_sort_unstable_by(|a, b| {
+        a.stack
+            .as_bytes()
+            .cmp(b.stack.as_bytes())
+            .then_with(|| lkey(&a.layout).cmp(&lkey(&b.layout)))
+    });
+    let mut out: Vec<FoldedStack> = Vec::with_capacity(stacks.len());
+    for s in stacks {
+        match out.last_mut() {
+            Some(last) if last.stack == s.stack => last.count += s.count,
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
 /// `VM <vm>;vCPU <n>` header.
 fn header(vm: Option<&str>, vcpu: Option<u32>) -> String {
     let vm = vm.unwrap_or("?");
@@ -770,8 +876,16 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
     let mut recs = Recordings::default();
     let mut rips = RipIndex::default();
     let t = crate::timing::phase("flame: load stacks");
-    let host_stacks = load_stacks(ds, "frames", &mut recs, &mut rips)?;
-    let guest_stacks = load_stacks(ds, "guest_frames", &mut recs, &mut rips)?;
+    let mut host_stacks = load_stacks(ds, "frames", &mut recs, &mut rips)?;
+    let mut guest_stacks = load_stacks(ds, "guest_frames", &mut recs, &mut rips)?;
+    drop(t);
+    let t = crate::timing::phase("flame: canonical stacks");
+    pool.install(|| {
+        rayon::join(
+            || canonicalize(&mut host_stacks),
+            || canonicalize(&mut guest_stacks),
+        )
+    });
     drop(t);
     if !ds.has("frames") && ds.has("samples") {
         return Err(Error::MissingTable {
@@ -829,40 +943,47 @@ fn fold_samples(
     drop(t);
     let _t = crate::timing::phase("flame: fold samples");
     const T: &str = "samples";
-    let rec: Vec<u32> = strs(&df, T, "recording")?
-        .into_iter()
-        .map(|r| recs.id(r.unwrap_or_default()))
-        .collect();
-    let time = u64s(&df, T, "time_ns")?;
-    let comm = strs(&df, T, "comm")?;
-    let period = u64s(&df, T, "period")?;
-    let ip = u64s(&df, T, "ip")?;
-    let stack_id = u32s(&df, T, "stack_id")?;
-    let vm_pid = i32s(&df, T, "vm_pid")?;
-    let vm = strs(&df, T, "vm")?;
-    let vcpu = u32s(&df, T, "vcpu")?;
-    let place = strs(&df, T, "placement")?;
-    let exit_idx = u64s(&df, T, "exit_idx")?;
-    let exit_time = u64s(&df, T, "exit_time_ns")?;
-    let entry_time = u64s(&df, T, "entry_time_ns")?;
-    let reason = strs(&df, T, "reason_name")?;
-    let guest_rip = u64s(&df, T, "guest_rip")?;
-    let guest_sample = u64s(&df, T, "guest_sample_idx")?;
-    let guest_stack = u32s(&df, T, "guest_stack_id")?;
-    let guest_ip = u64s(&df, T, "guest_ip")?;
+    // Columns are read by row index from the (rechunked) arrays: most are null without VMs and
+    // are only read for samples that need them.
+    let mut df = df;
+    df.rechunk_mut_par();
+    let rec = recording_ids(&df, T, recs)?;
+    let time = column(&df, T, "time_ns")?.u64().map_err(pl(T))?;
+    let comm = column(&df, T, "comm")?.str().map_err(pl(T))?;
+    let period = column(&df, T, "period")?.u64().map_err(pl(T))?;
+    let ip = column(&df, T, "ip")?.u64().map_err(pl(T))?;
+    let stack_id = column(&df, T, "stack_id")?.u32().map_err(pl(T))?;
+    let vm_pid = column(&df, T, "vm_pid")?.i32().map_err(pl(T))?;
+    let vm = column(&df, T, "vm")?.str().map_err(pl(T))?;
+    let vcpu = column(&df, T, "vcpu")?.u32().map_err(pl(T))?;
+    let place = column(&df, T, "placement")?.str().map_err(pl(T))?;
+    let cpumode = column(&df, T, "cpumode")?.str().map_err(pl(T))?;
+    let exit_idx = column(&df, T, "exit_idx")?.u64().map_err(pl(T))?;
+    let exit_time = column(&df, T, "exit_time_ns")?.u64().map_err(pl(T))?;
+    let entry_time = column(&df, T, "entry_time_ns")?.u64().map_err(pl(T))?;
+    let reason = column(&df, T, "reason_name")?.str().map_err(pl(T))?;
+    let guest_rip = column(&df, T, "guest_rip")?.u64().map_err(pl(T))?;
+    let guest_sample = column(&df, T, "guest_sample_idx")?.u64().map_err(pl(T))?;
+    let guest_stack = column(&df, T, "guest_stack_id")?.u32().map_err(pl(T))?;
+    let guest_ip = column(&df, T, "guest_ip")?.u64().map_err(pl(T))?;
 
     let selected: Vec<bool> = (0..df.height())
         .map(|i| {
-            let is_guest = place[i] == Some(placement::GUEST_MODE);
+            let is_guest = place.get(i) == Some(placement::GUEST_MODE);
             let scope_ok = match opts.scope {
                 Scope::All => true,
                 Scope::GuestOnly => is_guest,
-                Scope::HostOnly => !is_guest,
+                // Host mode only: not guest mode on a vCPU, nor a guest-mode sample perf could
+                // not place on one (perf script skips those).
+                Scope::HostOnly => {
+                    !is_guest && !cpumode.get(i).is_some_and(|m| m.starts_with("guest"))
+                }
             };
-            let vm_ok =
-                opts.vms.is_empty() || (vcpu[i].is_some() && vm_selected(opts, vm[i], vm_pid[i]));
-            let vcpu_ok = opts.vcpus.is_empty() || vcpu[i].is_some_and(|v| opts.vcpus.contains(&v));
-            let time_ok = opts.time.is_none_or(|r| r.contains(time[i]));
+            let vm_ok = opts.vms.is_empty()
+                || (vcpu.get(i).is_some() && vm_selected(opts, vm.get(i), vm_pid.get(i)));
+            let vcpu_ok =
+                opts.vcpus.is_empty() || vcpu.get(i).is_some_and(|v| opts.vcpus.contains(&v));
+            let time_ok = opts.time.is_none_or(|r| r.contains(time.get(i)));
             scope_ok && vm_ok && vcpu_ok && time_ok
         })
         .collect();
@@ -873,16 +994,19 @@ fn fold_samples(
     if weight == Weight::ExitTime {
         let mut n_in: HashMap<(u32, u64), u64> = HashMap::new();
         for i in 0..df.height() {
-            if let (true, Some(x)) = (selected[i], exit_idx[i]) {
+            if let (true, Some(x)) = (selected[i], exit_idx.get(i)) {
                 *n_in.entry((rec[i], x)).or_default() += 1;
             }
         }
         let mut seen: HashMap<(u32, u64), u64> = HashMap::new();
         exit_share = (0..df.height())
             .map(|i| {
-                let (true, Some(x), Some(a), Some(b)) =
-                    (selected[i], exit_idx[i], exit_time[i], entry_time[i])
-                else {
+                let (true, Some(x), Some(a), Some(b)) = (
+                    selected[i],
+                    exit_idx.get(i),
+                    exit_time.get(i),
+                    entry_time.get(i),
+                ) else {
                     return 0;
                 };
                 let n = n_in.get(&(rec[i], x)).copied().unwrap_or(1).max(1);
@@ -903,29 +1027,47 @@ fn fold_samples(
         if !selected[i] {
             return;
         }
-        let own_id = stack_id[i].filter(|&s| host_stacks.contains_key(&(rec[i], s)));
-        let own = own_id.and_then(|s| host_stacks.get(&(rec[i], s)));
+        let own_pair = stack_id
+            .get(i)
+            .and_then(|s| host_stacks.get(&(rec[i], s)).map(|o| (s, o)));
+        let own_id = own_pair.map(|(_, o)| o.canon);
+        let own = own_pair.map(|(_, o)| o);
         let w = match weight {
             Weight::Samples => 1,
-            Weight::Period => period[i].unwrap_or(1),
+            Weight::Period => period.get(i).unwrap_or(1),
             Weight::ExitTime => exit_share.get(i).copied().unwrap_or(0),
         };
         rep.n_samples += 1;
-        let pl = place[i].unwrap_or(placement::OTHER);
-        match pl {
-            placement::GUEST_MODE => rep.n_guest_mode += 1,
-            placement::IN_EXIT_KERNEL => rep.n_in_exit_kernel += 1,
-            placement::IN_EXIT_VMM => rep.n_in_exit_vmm += 1,
-            placement::VCPU_OUTSIDE_EXIT => rep.n_vcpu_outside_exit += 1,
-            _ => rep.n_other += 1,
-        }
-        if pl == placement::OTHER || host_only {
+        let pl = place.get(i).unwrap_or(placement::OTHER);
+        let other = match pl {
+            placement::GUEST_MODE => {
+                rep.n_guest_mode += 1;
+                false
+            }
+            placement::IN_EXIT_KERNEL => {
+                rep.n_in_exit_kernel += 1;
+                false
+            }
+            placement::IN_EXIT_VMM => {
+                rep.n_in_exit_vmm += 1;
+                false
+            }
+            placement::VCPU_OUTSIDE_EXIT => {
+                rep.n_vcpu_outside_exit += 1;
+                false
+            }
+            _ => {
+                rep.n_other += 1;
+                pl == placement::OTHER
+            }
+        };
+        if other || host_only {
             match (own_id, own) {
                 (Some(stack), Some(s)) if s.n > 0 => add_key(
                     acc,
                     LineKey::Plain {
                         rec: rec[i],
-                        comm: comm[i].unwrap_or(""),
+                        comm: comm.get(i).unwrap_or(""),
                         stack,
                     },
                     w,
@@ -937,15 +1079,16 @@ fn fold_samples(
         let own_ref = own_id.map(StackRef::Host);
         // Guest mode: guest frames only; else the exit (if any) and the host stack.
         let (guest, exit, host) = if pl == placement::GUEST_MODE {
-            let candidate =
-                guest_stack[i].and_then(|g| guest_stacks.get(&(rec[i], g)).map(|s| (g, s)));
+            let candidate = guest_stack
+                .get(i)
+                .and_then(|g| guest_stacks.get(&(rec[i], g)).map(|s| (s.canon, s)));
             let valid = candidate.filter(|(_, g)| {
-                (ip[i].is_some() && guest_ip[i] == ip[i])
+                (ip.get(i).is_some() && guest_ip.get(i) == ip.get(i))
                     || own
                         .and_then(|o| o.leaf_symbol.as_ref())
                         .is_some_and(|s| g.leaf_symbol.as_ref() == Some(s))
             });
-            let chosen = match (valid, guest_sample[i]) {
+            let chosen = match (valid, guest_sample.get(i)) {
                 (Some((g, _)), _) => {
                     rep.n_guest_matched += 1;
                     Some(StackRef::Guest(g))
@@ -963,17 +1106,18 @@ fn fold_samples(
             };
             (chosen, None, None)
         } else {
-            let exit = reason[i]
-                .filter(|_| exit_idx[i].is_some())
-                .map(|r| (guest_rip[i], r));
+            let exit = reason
+                .get(i)
+                .filter(|_| exit_idx.get(i).is_some())
+                .map(|r| (guest_rip.get(i), r));
             (None, exit, own_id)
         };
         add_key(
             acc,
             LineKey::Vm {
                 rec: rec[i],
-                vm: vm[i],
-                vcpu: vcpu[i],
+                vm: vm.get(i),
+                vcpu: vcpu.get(i),
                 guest,
                 exit,
                 host,
@@ -1011,18 +1155,22 @@ fn fold_samples(
         guest: guest_stacks,
         rips,
     };
-    let mut acc: Acc = pool.install(|| {
+    // Distinct keys can still make the same text (e.g. a guest stack without frames): lines are
+    // sorted and equal neighbours merged, instead of hashing every long line.
+    let mut acc: Vec<FoldedStack> = pool.install(|| {
         let keys: Vec<(LineKey<'_>, u64)> = keys.into_iter().collect();
         keys.into_par_iter()
             .with_min_len(1024)
-            .fold(Acc::default, |mut acc, (k, w)| {
-                let (line, layout) = lines.line(&k);
-                add(&mut acc, line, w, layout);
-                acc
+            .map(|(k, w)| {
+                let (stack, layout) = lines.line(&k);
+                FoldedStack {
+                    stack,
+                    count: w,
+                    baseline: None,
+                    layout,
+                }
             })
-            .reduce(Acc::default, |a, b| {
-                merge((a, FlameReport::default()), (b, FlameReport::default())).0
-            })
+            .collect()
     });
     if weight == Weight::ExitTime {
         // Exits in which no sample fell still count, under their reason alone.
@@ -1065,7 +1213,14 @@ fn fold_samples(
                 layout.n_guest = 1;
             }
             line.push_str(&format!(";[exit {}]", xreason[i].unwrap_or("?")));
-            add(&mut acc, line, d, layout);
+            if d > 0 {
+                acc.push(FoldedStack {
+                    stack: line,
+                    count: d,
+                    baseline: None,
+                    layout,
+                });
+            }
         }
     }
     let count_name = match weight {
@@ -1074,7 +1229,11 @@ fn fold_samples(
         Weight::ExitTime => "ns",
     };
     report.event = None;
-    Ok(finish(std::mem::take(&mut acc), report, count_name))
+    Ok(Folded {
+        stacks: pool.install(|| sorted_merged(acc)),
+        count_name: count_name.to_string(),
+        report,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -176,21 +176,17 @@ pub fn place_host_samples(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame,
     if let Some(ev) = &opts.event {
         samples = samples.filter(col("event").eq(lit(ev.as_str())));
     }
-    let has_vcpus = ds.has("vcpus");
-    let mut lf = if has_vcpus {
-        samples.join(
-            vcpu_threads(ds)?,
-            [col("recording"), col("tid")],
-            [col("recording"), col("vcpu_tid")],
-            JoinArgs::new(JoinType::Left),
-        )
-    } else {
-        samples.with_columns([
-            lit(NULL).cast(DataType::Int32).alias("vm_pid"),
-            lit(NULL).cast(DataType::UInt32).alias("vcpu"),
-            lit(NULL).cast(DataType::String).alias("vm"),
-        ])
-    };
+    if !(ds.has("vcpus") && has_vcpu_threads(ds)?) {
+        // No vCPU threads: every sample is placement OTHER, outside any exit and without a guest
+        // sample, so the exit and guest joins (and their sort by time) are skipped.
+        return no_vcpu_placement(samples);
+    }
+    let mut lf = samples.join(
+        vcpu_threads(ds)?,
+        [col("recording"), col("tid")],
+        [col("recording"), col("vcpu_tid")],
+        JoinArgs::new(JoinType::Left),
+    );
     // Null times cannot be placed; key 0 matches no exit and no guest sample.
     lf = lf.with_column(col("time_ns").fill_null(lit(0u64)).alias("time_key"));
     lf = sort_by(lf, &["time_key"]);
@@ -315,6 +311,57 @@ pub fn place_host_samples(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame,
     ]);
     lf.collect()
         .map_err(pl("samples, vcpus, exits, guest_samples"))
+}
+
+/// Whether `vcpus` names any vCPU thread.
+fn has_vcpu_threads(ds: &Dataset) -> Result<bool, Error> {
+    let df = ds
+        .scan("vcpus")?
+        .filter(col("vcpu").is_not_null())
+        .select([len().alias("n")])
+        .collect()
+        .map_err(pl("vcpus"))?;
+    let n = df
+        .column("n")
+        .and_then(|c| c.cast(&DataType::UInt64))
+        .map_err(pl("vcpus"))?;
+    Ok(n.u64().map_err(pl("vcpus"))?.get(0).unwrap_or(0) > 0)
+}
+
+/// [`place_host_samples`] of a dataset without vCPU threads: the same columns, all samples
+/// `other`.
+fn no_vcpu_placement(samples: LazyFrame) -> Result<DataFrame, Error> {
+    let null = |c: &str, dt: DataType| lit(NULL).cast(dt).alias(c);
+    sort_by(samples, &["recording", "sample_idx"])
+        .select([
+            col("recording"),
+            col("sample_idx"),
+            col("time_ns"),
+            col("pid"),
+            col("tid"),
+            col("comm"),
+            col("event"),
+            col("period"),
+            col("ip"),
+            col("cpumode"),
+            col("stack_id"),
+            null("vm_pid", DataType::Int32),
+            null("vm", DataType::String),
+            null("vcpu", DataType::UInt32),
+            lit(placement::OTHER).alias("placement"),
+            null("exit_idx", DataType::UInt64),
+            null("exit_time_ns", DataType::UInt64),
+            null("entry_time_ns", DataType::UInt64),
+            null("into_exit_ns", DataType::UInt64),
+            null("reason_name", DataType::String),
+            null("guest_rip", DataType::UInt64),
+            null("guest_sample_idx", DataType::UInt64),
+            null("guest_stack_id", DataType::UInt32),
+            null("guest_ip", DataType::UInt64),
+            null("guest_time_ns", DataType::UInt64),
+        ])
+        .collect()
+        .map_err(pl("samples"))
 }
 
 /// Places every guest-side sample: was its vCPU running, inside an exit, or scheduled out on the

@@ -72,6 +72,11 @@ impl AddressSpaces {
         }
     }
 
+    /// Whether `pid` (-1: the kernel) of this machine has any mapping.
+    pub(crate) fn has(&self, guest: bool, pid: i32) -> bool {
+        self.procs.get(&(guest, pid)).is_some_and(|m| !m.is_empty())
+    }
+
     /// The mapping of `pid` that contains `addr`.
     pub(crate) fn find(&self, guest: bool, pid: i32, addr: u64) -> Option<&Map> {
         let maps = self.procs.get(&(guest, pid))?;

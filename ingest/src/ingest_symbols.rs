@@ -127,11 +127,8 @@ pub(crate) fn ingest_guest(
             message: "the host recording has no TIME_CONV: guest times cannot be converted and are taken as host times".into(),
         });
     }
-    let data = std::fs::read(&g.path).map_err(|e| Error::Io {
-        path: Some(g.path.clone()),
-        offset: None,
-        source: e,
-    })?;
+    // Mapped, its pages released as the walk passes them: memory does not grow with the file.
+    let data = crate::map_file(&g.path)?;
     let cfg = SessionConfig {
         root: root.to_path_buf(),
         host: "_pending".to_string(),
@@ -149,6 +146,7 @@ pub(crate) fn ingest_guest(
         ids,
     };
     let mut sess = Session::new(cfg);
+    sess.progress = crate::progress_releasing(None, data.releaser(), data.len() as u64);
     let walk = crate::reader::walk_file(&data, &mut sess)?;
     sess.finish_records()?;
     if let Some(e) = sess.take_fatal() {

@@ -187,30 +187,54 @@ impl Report {
 /// `opts.output`. The dataset is written under a temporary name and renamed when complete.
 pub fn run(input: &Path, opts: &Options) -> Result<Report, Error> {
     let (bytes, name) = read_input(input, &opts.output)?;
-    let release: Option<Release> = match &bytes {
-        InputBytes::Owned(_) => None,
-        InputBytes::Mapped(m) => {
-            let m = Arc::clone(m);
-            Some(Arc::new(move |from: usize, to: usize| {
-                // SAFETY: a read-only shared file mapping: after MADV_DONTNEED a later read
-                // faults the same bytes back in from the page cache or the file, so no slice
-                // of it ever sees other contents.
-                let _ = unsafe {
-                    m.unchecked_advise_range(
-                        memmap2::UncheckedAdvice::DontNeed,
-                        from,
-                        to.saturating_sub(from),
-                    )
-                };
-            }))
-        }
-    };
+    let release = bytes.releaser();
     ingest_impl(&bytes, &name, opts, release)
+}
+
+/// A perf.data file, mapped (guest-side recordings are read this way too).
+pub(crate) fn map_file(path: &Path) -> Result<InputBytes, Error> {
+    let io = |e| Error::Io {
+        path: Some(path.to_path_buf()),
+        offset: None,
+        source: e,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    if file.metadata().map_err(io)?.len() == 0 {
+        return Ok(InputBytes::Owned(Vec::new()));
+    }
+    // SAFETY: as in read_input: only read, every read bounds-checked.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    Ok(InputBytes::Mapped(Arc::new(map)))
+}
+
+/// A session progress callback that reports to `progress` and releases the pages the walk
+/// has passed.
+pub(crate) fn progress_releasing(
+    progress: Option<std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>>,
+    release: Option<Release>,
+    total: u64,
+) -> Option<Box<dyn FnMut(u64) + Send>> {
+    if progress.is_none() && release.is_none() {
+        return None;
+    }
+    let mut released = 0usize;
+    Some(Box::new(move |done| {
+        if let Some(p) = &progress {
+            p(done, total);
+        }
+        if let Some(r) = &release {
+            let upto = usize::try_from(done).unwrap_or(usize::MAX) / RELEASE_STEP * RELEASE_STEP;
+            if upto > released {
+                r(released, upto);
+                released = upto;
+            }
+        }
+    }))
 }
 
 /// Drops the pages of `from..to` of a mapped input from the process (they stay in the page
 /// cache): a mapped perf.data would otherwise count in full in the resident set.
-type Release = Arc<dyn Fn(usize, usize) + Send + Sync>;
+pub(crate) type Release = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
 /// Inputs are hashed and walked in steps of this many bytes, each released when passed.
 const RELEASE_STEP: usize = 64 << 20;
@@ -258,9 +282,33 @@ fn read_input(input: &Path, output: &Path) -> Result<(InputBytes, String), Error
     Ok((InputBytes::Mapped(Arc::new(map)), name))
 }
 
-enum InputBytes {
+pub(crate) enum InputBytes {
     Owned(Vec<u8>),
     Mapped(Arc<memmap2::Mmap>),
+}
+
+impl InputBytes {
+    /// For a mapped input, what releases its pages.
+    pub(crate) fn releaser(&self) -> Option<Release> {
+        match self {
+            InputBytes::Owned(_) => None,
+            InputBytes::Mapped(m) => {
+                let m = Arc::clone(m);
+                Some(Arc::new(move |from: usize, to: usize| {
+                    // SAFETY: a read-only shared file mapping: after MADV_DONTNEED a later
+                    // read faults the same bytes back in from the page cache or the file, so
+                    // no slice of it ever sees other contents.
+                    let _ = unsafe {
+                        m.unchecked_advise_range(
+                            memmap2::UncheckedAdvice::DontNeed,
+                            from,
+                            to.saturating_sub(from),
+                        )
+                    };
+                }))
+            }
+        }
+    }
 }
 
 impl std::ops::Deref for InputBytes {
@@ -315,23 +363,7 @@ fn ingest_impl(
     };
     let mut sess = Session::new(cfg);
     let total = data.len() as u64;
-    let progress = opts.progress.clone();
-    if progress.is_some() || release.is_some() {
-        let mut released = 0usize;
-        sess.progress = Some(Box::new(move |done| {
-            if let Some(p) = &progress {
-                p(done, total);
-            }
-            if let Some(r) = &release {
-                let upto =
-                    usize::try_from(done).unwrap_or(usize::MAX) / RELEASE_STEP * RELEASE_STEP;
-                if upto > released {
-                    r(released, upto);
-                    released = upto;
-                }
-            }
-        }));
-    }
+    sess.progress = progress_releasing(opts.progress.clone(), release, total);
     let walk = reader::walk_file(data, &mut sess)?;
     sess.finish_records()?;
     let fatal = sess.take_fatal();

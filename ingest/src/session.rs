@@ -112,6 +112,13 @@ pub(crate) struct StackEntry {
     pub(crate) frames: Vec<FrameInfo>,
 }
 
+/// perf's `is_anon_memory`.
+fn is_anon_memory(filename: &str) -> bool {
+    filename == "//anon"
+        || filename.starts_with("/dev/zero")
+        || filename.starts_with("/anon_hugepage")
+}
+
 /// Callchain interning: (sample cpumode, address-space owner, raw callchain) → stack id.
 #[derive(Default)]
 struct StackInterner {
@@ -287,6 +294,8 @@ pub(crate) struct Session {
     /// Bytes consumed, for progress.
     pub(crate) progress: Option<Box<dyn FnMut(u64) + Send>>,
     pub(crate) build_ids_by_path: HashMap<String, String>,
+    /// Paths of the build-id table entries recorded in kernel mode (perf's module dsos).
+    kernel_build_id_paths: std::collections::HashSet<String>,
     /// The first error that must stop the ingest (a table could not be written).
     fatal: Option<Error>,
     /// VMs (pid, display name), known at close.
@@ -382,6 +391,7 @@ impl Session {
             warned: HashMap::new(),
             progress: None,
             build_ids_by_path: HashMap::new(),
+            kernel_build_id_paths: Default::default(),
             fatal: None,
             vms: Vec::new(),
             tsc: Vec::new(),
@@ -446,26 +456,40 @@ impl Session {
             let guest_kernel_of_host = guest_vm.is_none() && matches!(space, Space::GuestKernel(_));
             let (dso, dso_offset, build_id) = if kernel {
                 let dso = match self.spaces.find(machine_guest, -1, addr) {
-                    Some(map) => {
+                    Some(map) => Some({
                         let key = (machine_guest, Arc::clone(&map.filename));
                         match self.origins.kernel_dso.get(&key) {
                             Some(d) => Arc::clone(d),
                             None => {
-                                let d: Arc<str> = Arc::from(kernel_dso_name(&map.filename));
+                                // perf names a module by its path when the recording's build-id
+                                // table lists it in kernel mode (the dso was created from that
+                                // table), else `[module]`.
+                                let d: Arc<str> = if map.filename.starts_with('/')
+                                    && self.kernel_build_id_paths.contains(&*map.filename)
+                                {
+                                    Arc::clone(&map.filename)
+                                } else {
+                                    Arc::from(kernel_dso_name(&map.filename))
+                                };
                                 self.origins.kernel_dso.insert(key, Arc::clone(&d));
                                 d
                             }
                         }
+                    }),
+                    // Outside every kernel map of a machine that has some (e.g. the x86
+                    // cpu_entry_area): perf finds no map and prints [unknown].
+                    None if self.spaces.has(machine_guest, -1) => None,
+                    None if guest_kernel_of_host => Some(Arc::from("[guest.kernel.kallsyms]")),
+                    None => Some(Arc::from("[kernel.kallsyms]")),
+                };
+                let dso = dso.map(|d| {
+                    if guest_kernel_of_host && &*d == "[kernel.kallsyms]" {
+                        Arc::from("[guest.kernel.kallsyms]")
+                    } else {
+                        d
                     }
-                    None if guest_kernel_of_host => Arc::from("[guest.kernel.kallsyms]"),
-                    None => Arc::from("[kernel.kallsyms]"),
-                };
-                let dso = if guest_kernel_of_host && &*dso == "[kernel.kallsyms]" {
-                    Arc::from("[guest.kernel.kallsyms]")
-                } else {
-                    dso
-                };
-                (Some(dso), Some(addr), None)
+                });
+                (dso, Some(addr), None)
             } else {
                 match self.spaces.find(machine_guest, pid, addr) {
                     Some(map) => (
@@ -846,6 +870,12 @@ impl Session {
                         .or_else(|| self.build_ids_by_path.get(&m.filename).cloned());
                     let kernel =
                         matches!(mode, CpuMode::HostKernel | CpuMode::GuestKernel) || m.pid == -1;
+                    // perf's map__new: anonymous memory is a JIT's, named by its perf map.
+                    let filename: Arc<str> = if !kernel && is_anon_memory(&m.filename) {
+                        Arc::from(format!("/tmp/perf-{}.map", m.pid))
+                    } else {
+                        Arc::from(m.filename.as_str())
+                    };
                     self.spaces.mmap(
                         guest,
                         if kernel { -1 } else { m.pid },
@@ -853,7 +883,7 @@ impl Session {
                             start: m.start,
                             end: m.start.saturating_add(m.len),
                             pgoff: m.pgoff,
-                            filename: Arc::from(m.filename.as_str()),
+                            filename,
                             build_id: build_id
                                 .as_deref()
                                 .and_then(crate::symbols::parse_hex)
@@ -1409,6 +1439,12 @@ impl RecordHandler for Session {
             for b in &self.features.build_ids {
                 self.build_ids_by_path
                     .insert(b.filename.clone(), hex(&b.build_id));
+                if matches!(
+                    CpuMode::from_misc(b.misc),
+                    CpuMode::HostKernel | CpuMode::GuestKernel
+                ) {
+                    self.kernel_build_id_paths.insert(b.filename.clone());
+                }
             }
         }
         self.names_ready = false;

@@ -542,10 +542,12 @@ impl Symbolizer {
         let (symbol, dso_name) = match table {
             Some(t) if !t.addresses_restricted() => {
                 let hit = t.lookup(q.addr);
-                (
-                    hit.symbol.map(|s| (s.name.clone(), hit.offset)),
-                    hit.dso.to_owned(),
-                )
+                match hit.symbol {
+                    Some(s) => (Some((s.name.clone(), hit.offset)), hit.dso.to_owned()),
+                    // Not in this kallsyms (a module it does not list, or an empty file): the
+                    // recording's own kernel map names the dso, as perf's maps__find does.
+                    None => (None, q.dso.clone()),
+                }
             }
             _ => (None, q.dso.clone()),
         };
