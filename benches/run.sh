@@ -31,4 +31,19 @@ t perf_kvm_stat_report syn/host.perf.data sh -c 'perf kvm -i syn/host.perf.data 
 t kvmtrace_ingest syn/host.perf.data "$bin" ingest syn/host.perf.data -o synds --no-symbols
 t kvmtrace_exits_from_dataset syn/host.perf.data "$bin" exits synds
 t kvmtrace_exits_perf_compat syn/host.perf.data "$bin" exits synds --perf-compat
+# Large generated files (issue 4: 10 M exits, 6.2 GB; issue 6: the join), with BENCH_LARGE=1.
+if [ "${BENCH_LARGE:-0}" = 1 ]; then
+  [ -f syn10m/host.perf.data ] || "$bin" synth -o syn10m --vms 2 --vcpus 4 --seconds 157 --freq 100
+  t perf_kvm_stat_report syn10m/host.perf.data sh -c 'perf kvm -i syn10m/host.perf.data stat report'
+  t kvmtrace_ingest syn10m/host.perf.data "$bin" ingest syn10m/host.perf.data -o syn10mds --no-symbols
+  t kvmtrace_exits_from_dataset syn10m/host.perf.data "$bin" exits syn10mds
+  [ -f synjoin/host.perf.data ] || "$bin" synth -o synjoin --vms 2 --vcpus 4 --seconds 60 --freq 20000
+  t kvmtrace_ingest_guests synjoin "$bin" ingest synjoin/host.perf.data -o synjoinds \
+    --guest-data 3100=synjoin/guest-0.perf.data,name=guest-0 \
+    --guest-data 3200=synjoin/guest-1.perf.data,name=guest-1 \
+    --guest-symbols 3100=synjoin/guest-0.bundle --guest-symbols 3200=synjoin/guest-1.bundle \
+    --kallsyms synjoin/host.kallsyms --symfs synjoin/host-root
+  t kvmtrace_flame_join_2_threads synjoin env POLARS_MAX_THREADS=2 "$bin" -j 2 flame synjoinds --folded -o j2.folded
+  t kvmtrace_flame_join_1_thread synjoin env POLARS_MAX_THREADS=1 "$bin" -j 1 flame synjoinds --folded -o j1.folded
+fi
 echo "results: $csv"

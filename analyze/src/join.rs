@@ -150,6 +150,39 @@ fn exit_intervals(ds: &Dataset) -> Result<LazyFrame, Error> {
     Ok(sort_by(lf, &["exit_time_ns"]))
 }
 
+/// The `samples` columns [`place_host_samples`] keeps, first in its output.
+const SAMPLE_COLS: [&str; 11] = [
+    "recording",
+    "sample_idx",
+    "time_ns",
+    "pid",
+    "tid",
+    "comm",
+    "event",
+    "period",
+    "ip",
+    "cpumode",
+    "stack_id",
+];
+
+/// The columns [`place_host_samples`] adds, after [`SAMPLE_COLS`].
+const PLACEMENT_COLS: [&str; 14] = [
+    "vm_pid",
+    "vm",
+    "vcpu",
+    "placement",
+    "exit_idx",
+    "exit_time_ns",
+    "entry_time_ns",
+    "into_exit_ns",
+    "reason_name",
+    "guest_rip",
+    "guest_sample_idx",
+    "guest_stack_id",
+    "guest_ip",
+    "guest_time_ns",
+];
+
 /// Places every host sample (of `opts.event`) relative to its vCPU.
 ///
 /// Columns: `recording, sample_idx, time_ns, pid, tid, comm, event, period, ip, cpumode, stack_id`
@@ -160,19 +193,7 @@ fn exit_intervals(ds: &Dataset) -> Result<LazyFrame, Error> {
 /// tolerance, for guest-mode samples; null otherwise). Sorted by recording and sample_idx.
 /// Leaf validation of the guest match needs symbols and is done by the caller.
 pub fn place_host_samples(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame, Error> {
-    let mut samples = ds.scan("samples")?.select([
-        col("recording"),
-        col("sample_idx"),
-        col("time_ns"),
-        col("pid"),
-        col("tid"),
-        col("comm"),
-        col("event"),
-        col("period"),
-        col("ip"),
-        col("cpumode"),
-        col("stack_id"),
-    ]);
+    let mut samples = ds.scan("samples")?.select(SAMPLE_COLS.map(col));
     if let Some(ev) = &opts.event {
         samples = samples.filter(col("event").eq(lit(ev.as_str())));
     }
@@ -282,33 +303,13 @@ pub fn place_host_samples(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame,
         .then(lit(placement::IN_EXIT_KERNEL))
         .otherwise(lit(placement::VCPU_OUTSIDE_EXIT))
         .alias("placement");
-    let lf = sort_by(lf.with_column(placement), &["recording", "sample_idx"]).select([
-        col("recording"),
-        col("sample_idx"),
-        col("time_ns"),
-        col("pid"),
-        col("tid"),
-        col("comm"),
-        col("event"),
-        col("period"),
-        col("ip"),
-        col("cpumode"),
-        col("stack_id"),
-        col("vm_pid"),
-        col("vm"),
-        col("vcpu"),
-        col("placement"),
-        col("exit_idx"),
-        col("exit_time_ns"),
-        col("entry_time_ns"),
-        col("into_exit_ns"),
-        col("reason_name"),
-        col("guest_rip"),
-        col("guest_sample_idx"),
-        col("guest_stack_id"),
-        col("guest_ip"),
-        col("guest_time_ns"),
-    ]);
+    let lf = sort_by(lf.with_column(placement), &["recording", "sample_idx"]).select(
+        SAMPLE_COLS
+            .iter()
+            .chain(&PLACEMENT_COLS)
+            .map(|c| col(*c))
+            .collect::<Vec<_>>(),
+    );
     lf.collect()
         .map_err(pl("samples, vcpus, exits, guest_samples"))
 }
@@ -332,34 +333,30 @@ fn has_vcpu_threads(ds: &Dataset) -> Result<bool, Error> {
 /// `other`.
 fn no_vcpu_placement(samples: LazyFrame) -> Result<DataFrame, Error> {
     let null = |c: &str, dt: DataType| lit(NULL).cast(dt).alias(c);
+    let placed = [
+        null("vm_pid", DataType::Int32),
+        null("vm", DataType::String),
+        null("vcpu", DataType::UInt32),
+        lit(placement::OTHER).alias("placement"),
+        null("exit_idx", DataType::UInt64),
+        null("exit_time_ns", DataType::UInt64),
+        null("entry_time_ns", DataType::UInt64),
+        null("into_exit_ns", DataType::UInt64),
+        null("reason_name", DataType::String),
+        null("guest_rip", DataType::UInt64),
+        null("guest_sample_idx", DataType::UInt64),
+        null("guest_stack_id", DataType::UInt32),
+        null("guest_ip", DataType::UInt64),
+        null("guest_time_ns", DataType::UInt64),
+    ];
     sort_by(samples, &["recording", "sample_idx"])
-        .select([
-            col("recording"),
-            col("sample_idx"),
-            col("time_ns"),
-            col("pid"),
-            col("tid"),
-            col("comm"),
-            col("event"),
-            col("period"),
-            col("ip"),
-            col("cpumode"),
-            col("stack_id"),
-            null("vm_pid", DataType::Int32),
-            null("vm", DataType::String),
-            null("vcpu", DataType::UInt32),
-            lit(placement::OTHER).alias("placement"),
-            null("exit_idx", DataType::UInt64),
-            null("exit_time_ns", DataType::UInt64),
-            null("entry_time_ns", DataType::UInt64),
-            null("into_exit_ns", DataType::UInt64),
-            null("reason_name", DataType::String),
-            null("guest_rip", DataType::UInt64),
-            null("guest_sample_idx", DataType::UInt64),
-            null("guest_stack_id", DataType::UInt32),
-            null("guest_ip", DataType::UInt64),
-            null("guest_time_ns", DataType::UInt64),
-        ])
+        .select(
+            SAMPLE_COLS
+                .map(col)
+                .into_iter()
+                .chain(placed)
+                .collect::<Vec<_>>(),
+        )
         .collect()
         .map_err(pl("samples"))
 }
