@@ -179,21 +179,11 @@ impl Dataset {
         }
         let mut frames = Vec::with_capacity(files.len());
         for (path, rec) in files {
-            // Partition columns are added below from the manifest, not inferred from the path.
-            let args = ScanArgsParquet {
-                hive_options: HiveOptions {
-                    enabled: Some(false),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            let lf = LazyFrame::scan_parquet(PlRefPath::new(path.to_string_lossy().as_ref()), args)
-                .map_err(pl(table))?
-                .with_columns([
-                    lit(rec.host.as_str()).alias("host"),
-                    lit(rec.recording.as_str()).alias("recording"),
-                ]);
-            frames.push(lf);
+            // Partition columns are added from the manifest, not inferred from the path.
+            frames.push(scan_file(&path, table)?.with_columns([
+                lit(rec.host.as_str()).alias("host"),
+                lit(rec.recording.as_str()).alias("recording"),
+            ]));
         }
         if frames.len() == 1 {
             return Ok(frames.remove(0));
@@ -201,8 +191,30 @@ impl Dataset {
         concat(frames, UnionArgs::default()).map_err(pl(table))
     }
 
+    /// `table` per partition file, without `host`/`recording` columns: (recording id, frame).
+    /// For aggregations that would otherwise key every row by the recording's string.
+    pub fn scan_parts(&self, table: &str) -> Result<Vec<(String, LazyFrame)>, Error> {
+        self.files(table)
+            .into_iter()
+            .map(|(path, rec)| Ok((rec.recording.clone(), scan_file(&path, table)?)))
+            .collect()
+    }
+
     /// `table` collected into memory.
     pub fn load(&self, table: &str) -> Result<DataFrame, Error> {
         self.scan(table)?.collect().map_err(pl(table))
     }
+}
+
+/// One Parquet file of a table, hive partitioning off.
+fn scan_file(path: &Path, table: &str) -> Result<LazyFrame, Error> {
+    let args = ScanArgsParquet {
+        hive_options: HiveOptions {
+            enabled: Some(false),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    LazyFrame::scan_parquet(PlRefPath::new(path.to_string_lossy().as_ref()), args)
+        .map_err(pl(table))
 }

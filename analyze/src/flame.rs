@@ -619,49 +619,73 @@ impl<'a> StackBuilder<'a> {
 
 /// The first non-tracepoint event in sample order (inferno folds the first event it meets, and
 /// tracepoints are not profiles); the first event when all are tracepoints.
+///
+/// One small aggregation (the first sample of each event of each recording), not a sort of
+/// every sample.
 pub fn default_event(ds: &Dataset) -> Result<Option<String>, Error> {
-    let samples = ds.scan("samples")?.select([
-        col("recording"),
-        col("sample_idx"),
-        col("event"),
-        col("event_idx"),
-    ]);
-    let first = |lf: LazyFrame| -> Result<Option<String>, Error> {
-        let df = lf
-            .sort_by_exprs(
-                [col("recording"), col("sample_idx")],
-                SortMultipleOptions::default(),
-            )
-            .limit(1)
-            .select([col("event")])
-            .collect()
-            .map_err(pl("samples"))?;
-        Ok(strs(&df, "samples", "event")?
-            .first()
-            .copied()
-            .flatten()
-            .map(str::to_string))
-    };
+    // Per partition file: keyed by the event index alone.
+    let mut parts = Vec::new();
+    for (rec, lf) in ds.scan_parts("samples")? {
+        parts.push(
+            lf.group_by([col("event_idx")])
+                .agg([
+                    col("sample_idx").min().alias("first"),
+                    col("event").first().alias("event"),
+                ])
+                .with_column(lit(rec).alias("recording")),
+        );
+    }
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    let firsts = concat(parts, UnionArgs::default())
+        .map_err(pl("samples"))?
+        .collect()
+        .map_err(pl("samples"))?;
+    // (recording, event_idx) → perf_event_attr type.
+    let mut types: HashMap<(String, u32), u32> = HashMap::new();
     if ds.has("events") {
-        let events = ds.scan("events")?.select([
-            col("recording").alias("e_recording"),
-            col("event_idx").alias("e_event_idx"),
-            col("type").alias("e_type"),
-        ]);
-        let profiled = samples
-            .clone()
-            .join(
-                events,
-                [col("recording"), col("event_idx")],
-                [col("e_recording"), col("e_event_idx")],
-                JoinArgs::new(JoinType::Inner),
-            )
-            .filter(col("e_type").neq(lit(2u32)));
-        if let Some(e) = first(profiled)? {
-            return Ok(Some(e));
+        let ev = ds
+            .scan("events")?
+            .select([col("recording"), col("event_idx"), col("type")])
+            .collect()
+            .map_err(pl("events"))?;
+        let (r, i, t) = (
+            strs(&ev, "events", "recording")?,
+            u32s(&ev, "events", "event_idx")?,
+            u32s(&ev, "events", "type")?,
+        );
+        for k in 0..ev.height() {
+            if let (Some(r), Some(i), Some(t)) = (r[k], i[k], t[k]) {
+                types.insert((r.to_string(), i), t);
+            }
         }
     }
-    first(samples)
+    let rec = strs(&firsts, "samples", "recording")?;
+    let idx = u32s(&firsts, "samples", "event_idx")?;
+    let first = u64s(&firsts, "samples", "first")?;
+    let event = strs(&firsts, "samples", "event")?;
+    let mut any: Option<(&str, u64, Option<&str>)> = None;
+    let mut profiled: Option<(&str, u64, Option<&str>)> = None;
+    for k in 0..firsts.height() {
+        let (Some(r), Some(f)) = (rec[k], first[k]) else {
+            continue;
+        };
+        let cand = (r, f, event[k]);
+        let earlier = |best: &Option<(&str, u64, Option<&str>)>| {
+            best.is_none_or(|(br, bf, _)| (r, f) < (br, bf))
+        };
+        if earlier(&any) {
+            any = Some(cand);
+        }
+        let is_profile = idx[k]
+            .and_then(|i| types.get(&(r.to_string(), i)))
+            .is_some_and(|&t| t != 2);
+        if is_profile && earlier(&profiled) {
+            profiled = Some(cand);
+        }
+    }
+    Ok(profiled.or(any).and_then(|(_, _, e)| e.map(str::to_string)))
 }
 
 fn pool(threads: usize) -> Result<rayon::ThreadPool, Error> {
@@ -867,7 +891,10 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
     let pool = pool(opts.threads)?;
     let event = match &opts.event {
         Some(e) => Some(e.clone()),
-        None => default_event(ds)?,
+        None => {
+            let _t = crate::timing::phase("flame: default event");
+            default_event(ds)?
+        }
     };
     let jopts = JoinOptions {
         event: event.clone(),
@@ -910,6 +937,7 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
     };
     folded.report.event = event;
     if ds.has("guest_samples") && !opts.exits {
+        let _t = crate::timing::phase("flame: place guest samples");
         let placed = join::place_guest_samples(ds)?;
         for s in strs(&placed, "guest_samples", "state")?
             .into_iter()
