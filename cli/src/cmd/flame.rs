@@ -149,6 +149,19 @@ pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
             r.n_guest_unmatched
         );
     }
+    if !r.guest_states.is_empty() {
+        // Where each guest-side sample's vCPU was on the host at that instant (steal shows as
+        // scheduled_out).
+        let states: Vec<String> = r
+            .guest_states
+            .iter()
+            .map(|(state, n)| format!("{n} {state}"))
+            .collect();
+        eprintln!(
+            "kvmtrace: guest-side samples by vCPU state: {}",
+            states.join(", ")
+        );
+    }
     if let Some(base) = &args.diff {
         let base_ds = open(base, threads, &mut tmp)?;
         let baseline = flame::fold(&base_ds, &opts).context("folding the baseline")?;
