@@ -335,6 +335,20 @@ impl Recordings {
         let n = self.0.len() as u32;
         *self.0.entry(r.to_string()).or_insert(n)
     }
+
+    /// [`Recordings::id`] for a column of recording ids, which repeats one value per
+    /// partition: the previous row's answer when `r` is the same (a repeated view: same
+    /// pointer, else the same bytes).
+    fn id_after<'a>(&mut self, last: &mut Option<(&'a str, u32)>, r: &'a str) -> u32 {
+        match *last {
+            Some((l, id)) if (l.as_ptr() == r.as_ptr() && l.len() == r.len()) || l == r => id,
+            _ => {
+                let id = self.id(r);
+                *last = Some((r, id));
+                id
+            }
+        }
+    }
 }
 
 fn column<'a>(df: &'a DataFrame, table: &str, name: &str) -> Result<&'a Column, Error> {
@@ -356,17 +370,7 @@ fn recording_ids(df: &DataFrame, table: &str, recs: &mut Recordings) -> Result<V
         .str()
         .map_err(pl(table))?
         .iter()
-        .map(|r| {
-            let r = r.unwrap_or_default();
-            match last {
-                Some((l, id)) if l == r => id,
-                _ => {
-                    let id = recs.id(r);
-                    last = Some((r, id));
-                    id
-                }
-            }
-        })
+        .map(|r| recs.id_after(&mut last, r.unwrap_or_default()))
         .collect())
 }
 
@@ -508,15 +512,7 @@ fn stacks_of_grouped(
         let (Some(r), Some(s)) = (r, s) else {
             continue;
         };
-        let r = match last_rec {
-            // The same bytes (a repeated view) before comparing them.
-            Some((l, id)) if (l.as_ptr() == r.as_ptr() && l.len() == r.len()) || l == r => id,
-            _ => {
-                let id = recs.id(r);
-                last_rec = Some((r, id));
-                id
-            }
-        };
+        let r = recs.id_after(&mut last_rec, r);
         if current != Some((r, s)) {
             if let Some(k) = current {
                 // Grouped: a recording's rows together, its stacks in increasing order.

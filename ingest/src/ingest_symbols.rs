@@ -356,23 +356,24 @@ pub(crate) fn write_frames(
             for (frame_idx, (f, &qi)) in st.frames.iter().zip(r).enumerate() {
                 let res = resolved.get(qi).map(Vec::as_slice).unwrap_or(&[]);
                 // Outermost function first, then what is inlined into it.
-                let levels: Vec<_> = if res.is_empty() {
-                    vec![None]
-                } else {
-                    res.iter().rev().map(Some).collect()
-                };
-                for (depth, level) in levels.into_iter().enumerate() {
+                // An unresolved frame is one row without a level (no allocation per frame).
+                let levels = res
+                    .iter()
+                    .rev()
+                    .map(Some)
+                    .chain(res.is_empty().then_some(None));
+                for (depth, level) in levels.enumerate() {
                     let dso = level
                         .map(|l| l.dso.as_str())
                         .filter(|d| !d.is_empty())
                         .or(f.origin.dso.as_deref());
                     let symbol = level.and_then(|l| l.symbol.as_deref());
-                    let name = match (symbol, dso) {
-                        (Some(s), _) => s.to_string(),
+                    let name: std::borrow::Cow<'_, str> = match (symbol, dso) {
+                        (Some(s), _) => s.into(),
                         (None, Some(d)) if !d.is_empty() => {
-                            format!("[{}]", d.rsplit('/').next().unwrap_or(d))
+                            format!("[{}]", d.rsplit('/').next().unwrap_or(d)).into()
                         }
-                        _ => "[unknown]".to_string(),
+                        _ => "[unknown]".into(),
                     };
                     w.u32(0, Some(id_base + stack_id as u32));
                     w.u32(1, Some(frame_idx as u32));

@@ -45,6 +45,7 @@ impl TableDoc {
     }
 }
 
+/// A [`ColumnDoc`] in one line: name, type, nullable, unit, meaning.
 macro_rules! col {
     ($name:expr, $ty:ident, $null:expr, $unit:expr, $meaning:expr) => {
         ColumnDoc {
@@ -56,6 +57,7 @@ macro_rules! col {
         }
     };
 }
+pub(crate) use col;
 
 const NS: &str = "ns, host perf clock";
 

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 use crate::error::Error;
 use crate::perf::format::{EventFormat, FieldValue};
-use crate::schema::{ColumnDoc, TableDoc};
+use crate::schema::{ColumnDoc, TableDoc, col};
 use crate::table::{ColType, TableWriter};
 
 /// `KVM_EXIT_IO` of kvm_userspace_exit.
@@ -949,18 +949,6 @@ fn write_exit(w: &mut TableWriter, r: &ExitRow) -> Result<(), Error> {
     w.bool(34, Some(r.perf_kvm_counted && duration.is_some()));
     w.end_row()?;
     Ok(())
-}
-
-macro_rules! col {
-    ($name:expr, $ty:ident, $null:expr, $unit:expr, $meaning:expr) => {
-        ColumnDoc {
-            name: $name,
-            ty: ColType::$ty,
-            nullable: $null,
-            unit: $unit,
-            meaning: $meaning,
-        }
-    };
 }
 
 const NS: &str = "ns, host perf clock";
