@@ -249,21 +249,9 @@ pub fn place_host_samples(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame,
                 .otherwise(lit(NULL).cast(dt))
                 .alias(c)
         };
-        lf = lf.with_columns([
-            keep("exit_idx", DataType::UInt64),
-            keep("exit_time_ns", DataType::UInt64),
-            keep("entry_time_ns", DataType::UInt64),
-            keep("reason_name", DataType::String),
-            keep("guest_rip", DataType::UInt64),
-        ]);
+        lf = lf.with_columns(exit_cols().map(|(c, dt)| keep(c, dt)));
     } else {
-        lf = lf.with_columns([
-            lit(NULL).cast(DataType::UInt64).alias("exit_idx"),
-            lit(NULL).cast(DataType::UInt64).alias("exit_time_ns"),
-            lit(NULL).cast(DataType::UInt64).alias("entry_time_ns"),
-            lit(NULL).cast(DataType::String).alias("reason_name"),
-            lit(NULL).cast(DataType::UInt64).alias("guest_rip"),
-        ]);
+        lf = lf.with_columns(exit_cols().map(|(c, dt)| null_col(c, dt)));
     }
     lf = lf.with_column((col("time_key") - col("exit_time_ns")).alias("into_exit_ns"));
 
@@ -275,19 +263,9 @@ pub fn place_host_samples(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame,
                 .otherwise(lit(NULL).cast(dt))
                 .alias(c)
         };
-        lf = lf.with_columns([
-            keep("guest_time_ns", DataType::UInt64),
-            keep("guest_sample_idx", DataType::UInt64),
-            keep("guest_stack_id", DataType::UInt32),
-            keep("guest_ip", DataType::UInt64),
-        ]);
+        lf = lf.with_columns(guest_match_cols().map(|(c, dt)| keep(c, dt)));
     } else {
-        lf = lf.with_columns([
-            lit(NULL).cast(DataType::UInt64).alias("guest_time_ns"),
-            lit(NULL).cast(DataType::UInt64).alias("guest_sample_idx"),
-            lit(NULL).cast(DataType::UInt32).alias("guest_stack_id"),
-            lit(NULL).cast(DataType::UInt64).alias("guest_ip"),
-        ]);
+        lf = lf.with_columns(guest_match_cols().map(|(c, dt)| null_col(c, dt)));
     }
     let placement = when(col("vcpu").is_null())
         .then(lit(placement::OTHER))
@@ -303,15 +281,7 @@ pub fn place_host_samples(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame,
         .then(lit(placement::IN_EXIT_KERNEL))
         .otherwise(lit(placement::VCPU_OUTSIDE_EXIT))
         .alias("placement");
-    let lf = sort_by(lf.with_column(placement), &["recording", "sample_idx"]).select(
-        SAMPLE_COLS
-            .iter()
-            .chain(&PLACEMENT_COLS)
-            .map(|c| col(*c))
-            .collect::<Vec<_>>(),
-    );
-    lf.collect()
-        .map_err(pl("samples, vcpus, exits, guest_samples"))
+    placed_in_sample_order(lf.with_column(placement))
 }
 
 /// Whether `vcpus` names any vCPU thread.
@@ -332,33 +302,58 @@ fn has_vcpu_threads(ds: &Dataset) -> Result<bool, Error> {
 /// [`place_host_samples`] of a dataset without vCPU threads: the same columns, all samples
 /// `other`.
 fn no_vcpu_placement(samples: LazyFrame) -> Result<DataFrame, Error> {
-    let null = |c: &str, dt: DataType| lit(NULL).cast(dt).alias(c);
-    let placed = [
-        null("vm_pid", DataType::Int32),
-        null("vm", DataType::String),
-        null("vcpu", DataType::UInt32),
-        lit(placement::OTHER).alias("placement"),
-        null("exit_idx", DataType::UInt64),
-        null("exit_time_ns", DataType::UInt64),
-        null("entry_time_ns", DataType::UInt64),
-        null("into_exit_ns", DataType::UInt64),
-        null("reason_name", DataType::String),
-        null("guest_rip", DataType::UInt64),
-        null("guest_sample_idx", DataType::UInt64),
-        null("guest_stack_id", DataType::UInt32),
-        null("guest_ip", DataType::UInt64),
-        null("guest_time_ns", DataType::UInt64),
-    ];
-    sort_by(samples, &["recording", "sample_idx"])
+    let lf = samples
+        .with_columns([
+            null_col("vm_pid", DataType::Int32),
+            null_col("vm", DataType::String),
+            null_col("vcpu", DataType::UInt32),
+            lit(placement::OTHER).alias("placement"),
+            null_col("into_exit_ns", DataType::UInt64),
+        ])
+        .with_columns(exit_cols().map(|(c, dt)| null_col(c, dt)))
+        .with_columns(guest_match_cols().map(|(c, dt)| null_col(c, dt)));
+    placed_in_sample_order(lf)
+}
+
+/// The columns a host sample takes from the exit it fell in (null outside every exit).
+fn exit_cols() -> [(&'static str, DataType); 5] {
+    [
+        ("exit_idx", DataType::UInt64),
+        ("exit_time_ns", DataType::UInt64),
+        ("entry_time_ns", DataType::UInt64),
+        ("reason_name", DataType::String),
+        ("guest_rip", DataType::UInt64),
+    ]
+}
+
+/// The columns a guest-mode host sample takes from its nearest guest-side sample.
+fn guest_match_cols() -> [(&'static str, DataType); 4] {
+    [
+        ("guest_time_ns", DataType::UInt64),
+        ("guest_sample_idx", DataType::UInt64),
+        ("guest_stack_id", DataType::UInt32),
+        ("guest_ip", DataType::UInt64),
+    ]
+}
+
+/// A null column of type `dt`.
+fn null_col(name: &str, dt: DataType) -> Expr {
+    lit(NULL).cast(dt).alias(name)
+}
+
+/// [`place_host_samples`]'s output: [`SAMPLE_COLS`] then [`PLACEMENT_COLS`], by recording and
+/// sample_idx.
+fn placed_in_sample_order(lf: LazyFrame) -> Result<DataFrame, Error> {
+    sort_by(lf, &["recording", "sample_idx"])
         .select(
             SAMPLE_COLS
-                .map(col)
-                .into_iter()
-                .chain(placed)
+                .iter()
+                .chain(&PLACEMENT_COLS)
+                .map(|c| col(*c))
                 .collect::<Vec<_>>(),
         )
         .collect()
-        .map_err(pl("samples"))
+        .map_err(pl("samples, vcpus, exits, guest_samples"))
 }
 
 /// Places every guest-side sample: was its vCPU running, inside an exit, or scheduled out on the
