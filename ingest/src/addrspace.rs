@@ -77,6 +77,11 @@ impl AddressSpaces {
         self.procs.get(&(guest, pid)).is_some_and(|m| !m.is_empty())
     }
 
+    /// Every mapping of `pid`, by start address.
+    pub(crate) fn maps(&self, guest: bool, pid: i32) -> &[Map] {
+        self.procs.get(&(guest, pid)).map_or(&[], Vec::as_slice)
+    }
+
     /// The mapping of `pid` that contains `addr`.
     pub(crate) fn find(&self, guest: bool, pid: i32, addr: u64) -> Option<&Map> {
         let maps = self.procs.get(&(guest, pid))?;

@@ -144,6 +144,8 @@ pub(crate) fn ingest_guest(
         }),
         vm_specs: Vec::new(),
         ids,
+        // Guest binaries live in bundles: guest user stacks keep what the guest recorded.
+        unwind: None,
     };
     let mut sess = Session::new(cfg);
     sess.progress = crate::progress_releasing(None, data.releaser(), data.len() as u64);

@@ -29,6 +29,7 @@ mod addrspace;
 mod ingest_symbols;
 mod session;
 mod threads;
+mod unwind;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,6 +73,9 @@ pub struct Options {
     pub guest_modules: Option<PathBuf>,
     /// perf's `--guestvmlinux`.
     pub guest_vmlinux: Option<PathBuf>,
+    /// Unwind `--call-graph dwarf` user stacks by every module's CFI, even where perf would not
+    /// (see [`unwind`]'s perf rule; default false: stacks equal `perf script`'s).
+    pub exact_unwind: bool,
 }
 
 /// One guest-side recording: `VM=PATH[,tsc-offset=N][,tsc-scale=M][,name=NAME]`.
@@ -148,6 +152,7 @@ impl Default for Options {
             guest_kallsyms: None,
             guest_modules: None,
             guest_vmlinux: None,
+            exact_unwind: false,
         }
     }
 }
@@ -360,6 +365,15 @@ fn ingest_impl(
         guest: None,
         vm_specs: ingest_symbols::vm_specs(opts),
         ids: session::IdBase::default(),
+        unwind: opts.symbolize.then(|| unwind::UnwindConfig {
+            sysroot: opts.symfs.clone(),
+            debug_dirs: if opts.debug_dirs.is_empty() {
+                vec![PathBuf::from(symbols::DEFAULT_DEBUG_DIR)]
+            } else {
+                opts.debug_dirs.clone()
+            },
+            perf_compat: !opts.exact_unwind,
+        }),
     };
     let mut sess = Session::new(cfg);
     let total = data.len() as u64;

@@ -247,7 +247,7 @@ pub fn stacks() -> TableDoc {
                 ListU64,
                 false,
                 "address",
-                "callchain addresses, leaf first, context markers removed; the sample ip alone when the callchain has no address (or no callchain was recorded); LBR-stitched for --call-graph lbr as perf shows it"
+                "callchain addresses, leaf first, context markers removed; the sample ip alone when the callchain has no address (or no callchain was recorded); LBR-stitched for --call-graph lbr as perf shows it; for --call-graph dwarf the recorded kernel part then the user stack unwound from the sample's stack copy (ip, then return addresses - 1, as perf prints them)"
             ),
             col!(
                 "frame_modes",

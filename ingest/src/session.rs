@@ -22,6 +22,7 @@ use crate::reader::RecordHandler;
 use crate::schema;
 use crate::table::{ColType, ColumnDef, TableWriter, partition_part};
 use crate::threads::ThreadModel;
+use crate::unwind::{Arch, DwarfUnwinder, UnwindConfig, UserRegs};
 
 /// One event (attr) of the recording.
 #[derive(Debug, Clone)]
@@ -213,6 +214,9 @@ pub(crate) struct SessionConfig {
     pub(crate) vm_specs: Vec<(String, String)>,
     /// First part number and ids.
     pub(crate) ids: IdBase,
+    /// Unwind `--call-graph dwarf` user stacks of host processes with these binaries (None:
+    /// such samples keep their leaf only).
+    pub(crate) unwind: Option<UnwindConfig>,
 }
 
 /// Column indices of `samples`, looked up once.
@@ -304,6 +308,10 @@ pub(crate) struct Session {
     tsc: Vec<(i32, u32, u64)>,
     /// Distinct (VMM pid, guest RIP) of the KVM model, once it is closed.
     guest_rips: Vec<(i32, u64)>,
+    /// Made at the first sample with a user stack copy (needs the recording's arch).
+    unwinder: Option<DwarfUnwinder>,
+    /// Reused per sample: a callchain with unwound user frames.
+    unwound_buf: Vec<u8>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -396,6 +404,8 @@ impl Session {
             vms: Vec::new(),
             tsc: Vec::new(),
             guest_rips: Vec::new(),
+            unwinder: None,
+            unwound_buf: Vec::new(),
         }
     }
 
@@ -517,6 +527,71 @@ impl Session {
             });
         }
         out
+    }
+
+    /// For a sample with a user register set and stack copy but no user callchain (perf's
+    /// `--call-graph dwarf`), writes into `out` the recorded kernel part of its callchain, then
+    /// `PERF_CONTEXT_USER` and the user frames unwound from the copy. False when the sample is
+    /// not such a sample or unwinding is off.
+    fn unwind_user(
+        &mut self,
+        attr: &PerfEventAttr,
+        s: &Sample,
+        mode: CpuMode,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let (true, Some(regs), Some(stack)) =
+            (self.cfg.unwind.is_some(), s.user_regs, s.user_stack)
+        else {
+            return false;
+        };
+        if s.user_regs_abi.unwrap_or(0) == 0
+            || stack.is_empty()
+            || mode.is_guest()
+            || s.callchain.is_some_and(|raw| mode_has_user(mode, raw))
+        {
+            return false;
+        }
+        if self.unwinder.is_none() {
+            let arch = self
+                .features
+                .arch
+                .clone()
+                .unwrap_or_else(|| "x86_64".into());
+            match (Arch::from_uname(&arch), self.cfg.unwind.clone()) {
+                (Some(a), Some(cfg)) => self.unwinder = Some(DwarfUnwinder::new(a, cfg)),
+                _ => {
+                    self.warn(
+                        WarningKind::Symbols,
+                        None,
+                        format!("no DWARF unwinding for {arch}; user stacks keep their leaf frame"),
+                    );
+                    self.cfg.unwind = None;
+                    return false;
+                }
+            }
+        }
+        let Some(unwinder) = self.unwinder.as_mut() else {
+            return false;
+        };
+        let Some(regs) = UserRegs::parse(unwinder.arch(), attr.sample_regs_user, regs) else {
+            return false;
+        };
+        let Some(ips) = unwinder.unwind(&self.spaces, s.pid.unwrap_or(-1), regs, stack) else {
+            return false;
+        };
+        out.clear();
+        for ip in s.callchain.map(callchain_ips).into_iter().flatten() {
+            if ip == records::context::USER {
+                break;
+            }
+            out.extend_from_slice(&ip.to_le_bytes());
+        }
+        out.extend_from_slice(&records::context::USER.to_le_bytes());
+        for ip in ips {
+            out.extend_from_slice(&ip.to_le_bytes());
+        }
+        true
     }
 
     fn warn(&mut self, kind: WarningKind, offset: Option<u64>, message: String) {
@@ -972,7 +1047,10 @@ impl Session {
         // sample ip alone when the callchain holds no address.
         let stitched;
         let only_ip;
+        let mut unwound = std::mem::take(&mut self.unwound_buf);
         let chain: Option<&[u8]> = match (s.callchain, s.branch_stack.as_ref()) {
+            // --call-graph dwarf: the kernel part as recorded, then the unwound user stack.
+            _ if self.unwind_user(&attr, &s, mode, &mut unwound) => Some(&unwound),
             (Some(raw), Some(lbr)) if attr.branch_sample_type & BRANCH_CALL_STACK != 0 => {
                 stitched = lbr_callchain(raw, lbr);
                 Some(&stitched)
@@ -1003,6 +1081,7 @@ impl Session {
             }
             None => None,
         };
+        self.unwound_buf = unwound;
         if let Some(ev) = self.events.get_mut(ev_idx) {
             ev.n_samples += 1;
         }

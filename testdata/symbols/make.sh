@@ -11,18 +11,28 @@ gcc -g -O1 -fno-omit-frame-pointer -o cdemo "$here/src/cdemo.c"
 g++ -g -O2 -fno-omit-frame-pointer -no-pie -o cppinline "$here/src/cppinline.cpp"
 rustc -C debuginfo=2 -O -C force-frame-pointers=yes -C panic=abort -C codegen-units=1 \
     -o rustdemo "$here/src/rustdemo.rs"
+gcc -g -O1 -fomit-frame-pointer -o reexec "$here/src/reexec.c"
 for p in cdemo cppinline rustdemo; do
     perf record -N -q -e cpu-clock:u -F 4000 -g -o "$here/$p.fp.perf.data" "./$p" 0.3
 done
 perf record -N -q -e cpu-clock:u -F 4000 --call-graph dwarf,4096 -z \
     -o "$here/cppinline.dwarf.perf.data" ./cppinline 0.3
+# reexec maps itself, then execs itself: keep a recording where the second image lies above
+# the first (ASLR decides; about half the runs), the case where perf's unwinder misses the CFI.
+while :; do
+    perf record -N -q -e cpu-clock:u -F 4000 --call-graph dwarf,4096 -z \
+        -o "$here/reexec.dwarf.perf.data" ./reexec exec 0.3 || true
+    set -- $(perf script -i "$here/reexec.dwarf.perf.data" --show-mmap-events 2>/dev/null |
+        awk '/MMAP2.*reexec/ && /r-xp/ { print substr($6, 2, index($6, "(") - 2) }')
+    [ $# -eq 2 ] && [ $(($2 > $1)) -eq 1 ] && break
+done
 # perf resolves against a copy of the binaries only (--symfs) and an empty build-id cache,
 # so that libc & co stay unresolved exactly as they do for kvmtrace in the test.
 symfs=$(mktemp -d)
 mkdir -p "$symfs/bids" "$symfs/root$bin"
-cp cdemo cppinline rustdemo "$symfs/root$bin/"
-for p in cdemo cppinline rustdemo; do zstd -q -19 -f -o "$here/$p.zst" "$p"; done
-for f in cdemo.fp cppinline.fp rustdemo.fp cppinline.dwarf; do
+cp cdemo cppinline rustdemo reexec "$symfs/root$bin/"
+for p in cdemo cppinline rustdemo reexec; do zstd -q -19 -f -o "$here/$p.zst" "$p"; done
+for f in cdemo.fp cppinline.fp rustdemo.fp cppinline.dwarf reexec.dwarf; do
     perf --buildid-dir "$symfs/bids" script -i "$here/$f.perf.data" --symfs "$symfs/root" \
         --ns -F tid,time,ip,sym,dso --no-inline | zstd -q -19 -f -o "$here/$f.script.txt.zst"
     perf --buildid-dir "$symfs/bids" script -i "$here/$f.perf.data" --symfs "$symfs/root" \

@@ -53,6 +53,13 @@ pub(crate) struct Args {
     /// Separate debug-info directory (build-id and debuglink lookups); default /usr/lib/debug.
     #[arg(long = "debug-dir", value_name = "DIR")]
     debug_dirs: Vec<PathBuf>,
+    /// Unwind --call-graph dwarf user stacks by every library's CFI. By default kvmtrace
+    /// unwinds as perf 6.1 does, so that its stacks equal `perf script`'s: perf looks for a
+    /// library's unwind tables at the lowest address any mapping of that file ever had in the
+    /// process, so in a process that exec'd after its parent had the library mapped elsewhere
+    /// it falls back to frame pointers there and its stacks end early.
+    #[arg(long)]
+    exact_unwind: bool,
     /// Do not resolve symbols (no frames tables).
     #[arg(long)]
     no_symbols: bool,
@@ -84,6 +91,7 @@ pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
     opts.symfs = args.symfs.clone();
     opts.debug_dirs = args.debug_dirs.clone();
     opts.symbolize = !args.no_symbols;
+    opts.exact_unwind = args.exact_unwind;
     opts.keep_raw = args.keep_raw;
     if let Some(pb) = pb.clone() {
         opts.progress = Some(Arc::new(move |done, total| {

@@ -158,9 +158,11 @@ pub mod context {
     pub const MAX: u64 = (-4095i64) as u64;
 }
 
-/// The cpumode a callchain context marker switches to, if `ip` is a marker.
+/// The cpumode a callchain context marker switches to, if `ip` is a marker. `u64::MAX` is an
+/// address: the ip − 1 perf prints for a DWARF-unwound frame whose return address could not be
+/// read (kvmtrace's unwinder writes it the same way).
 pub fn context_mode(ip: u64) -> Option<CpuMode> {
-    if ip < context::MAX {
+    if ip < context::MAX || ip == u64::MAX {
         return None;
     }
     Some(match ip {

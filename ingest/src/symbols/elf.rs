@@ -3,7 +3,11 @@
 //! symbols from `.symtab`/`.dynsym`, the build id and `.gnu_debuglink`.
 
 use super::SymbolError;
-use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolKind};
+use object::read::elf::{ElfFile, FileHeader, Rel, Rela, SectionHeader};
+use object::{
+    Endianness, Object, ObjectSection, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolKind,
+    SymbolSection,
+};
 use std::borrow::Cow;
 use std::path::Path;
 
@@ -38,6 +42,8 @@ pub struct ElfSymbol {
 pub struct ElfSymbols {
     segments: Vec<ElfLoadSegment>,
     symbols: Vec<ElfSymbol>,
+    /// The synthesized `@plt` symbols (kept when a debug file's symbols replace the rest).
+    plt: Vec<ElfSymbol>,
     build_id: Option<Vec<u8>>,
     debuglink: Option<(String, u32)>,
     has_dwarf: bool,
@@ -80,17 +86,35 @@ fn prefer_first(a: &RawSym<'_>, b: &RawSym<'_>) -> bool {
     true
 }
 
+/// perf's `dso__load_sym` filter: functions, and labels (`STT_NOTYPE`, e.g. ld.so's `_start`)
+/// in sections named like text (by name, as perf's `elf_sec__is_text`: a debug file's sections
+/// hold no data); not ARM/AArch64 mapping symbols (`$a`, `$d`, `$t`, `$x`).
 fn collect_text_symbols<'data: 'file, 'file>(
+    file: &'file object::File<'data>,
     syms: impl Iterator<Item = object::Symbol<'data, 'file>>,
     raw: &mut Vec<RawSym<'data>>,
 ) -> usize {
     let mut n = 0;
     for sym in syms {
-        if sym.kind() != SymbolKind::Text || sym.is_undefined() || sym.address() == 0 {
+        if sym.is_undefined() || sym.address() == 0 {
+            continue;
+        }
+        let is_label = || {
+            sym.kind() == SymbolKind::Unknown
+                && matches!(sym.section(), SymbolSection::Section(i)
+                    if file.section_by_index(i).is_ok_and(|s| s.name().is_ok_and(|n| n.contains("text"))))
+        };
+        if sym.kind() != SymbolKind::Text && !is_label() {
             continue;
         }
         let Ok(name) = sym.name() else { continue };
-        if name.is_empty() {
+        let mapping_symbol = |n: &str| {
+            let b = n.as_bytes();
+            b.first() == Some(&b'$')
+                && b.get(1).is_some_and(|c| b"adtx".contains(c))
+                && matches!(b.get(2), None | Some(b'.'))
+        };
+        if name.is_empty() || mapping_symbol(name) {
             continue;
         }
         n += 1;
@@ -103,6 +127,79 @@ fn collect_text_symbols<'data: 'file, 'file>(
         });
     }
     n
+}
+
+/// perf 6.1's `dso__synthesize_plt_symbols`: one `NAME@plt` symbol per `.rela.plt`/`.rel.plt`
+/// entry, in order, over `.plt` after its header (names demangled first, as perf does; an
+/// IRELATIVE entry without a symbol is plain `@plt`). (start svma, size, name).
+fn plt_symbols(data: &[u8]) -> Vec<(u64, u64, String)> {
+    match object::FileKind::parse(data) {
+        Ok(object::FileKind::Elf64) => {
+            plt_symbols_of::<object::elf::FileHeader64<Endianness>>(data)
+        }
+        Ok(object::FileKind::Elf32) => {
+            plt_symbols_of::<object::elf::FileHeader32<Endianness>>(data)
+        }
+        _ => None,
+    }
+    .unwrap_or_default()
+}
+
+fn plt_symbols_of<Elf: FileHeader<Endian = Endianness>>(
+    data: &[u8],
+) -> Option<Vec<(u64, u64, String)>> {
+    let file = ElfFile::<Elf>::parse(data).ok()?;
+    let endian = file.endian();
+    let sections = file.elf_section_table();
+    let dynsym = sections
+        .symbols(endian, data, object::elf::SHT_DYNSYM)
+        .ok()?;
+    let (_, rel) = sections
+        .section_by_name(endian, b".rela.plt")
+        .or_else(|| sections.section_by_name(endian, b".rel.plt"))?;
+    if rel.sh_link(endian) != dynsym.section().0 as u32 {
+        return None;
+    }
+    let (_, plt) = sections.section_by_name(endian, b".plt")?;
+    let (header, entry) = match file.elf_header().e_machine(endian) {
+        object::elf::EM_ARM => (20, 12),
+        object::elf::EM_AARCH64 => (32, 16),
+        _ => {
+            let e: u64 = plt.sh_entsize(endian).into();
+            (e, e)
+        }
+    };
+    if entry == 0 {
+        return None;
+    }
+    let syms: Vec<u32> = match rel.sh_type(endian) {
+        object::elf::SHT_RELA => rel
+            .data_as_array::<Elf::Rela, _>(endian, data)
+            .ok()?
+            .iter()
+            .map(|r| r.r_sym(endian, false))
+            .collect(),
+        object::elf::SHT_REL => rel
+            .data_as_array::<Elf::Rel, _>(endian, data)
+            .ok()?
+            .iter()
+            .map(|r| r.r_sym(endian))
+            .collect(),
+        _ => return None,
+    };
+    let mut at = Into::<u64>::into(plt.sh_addr(endian)) + header;
+    let mut out = Vec::with_capacity(syms.len());
+    for idx in syms {
+        let name = dynsym
+            .symbol(object::SymbolIndex(idx as usize))
+            .ok()
+            .and_then(|s| dynsym.symbol_name(endian, s).ok())
+            .map(|n| demangle(&String::from_utf8_lossy(n)))
+            .unwrap_or_default();
+        out.push((at, entry, format!("{name}@plt")));
+        at += entry;
+    }
+    Some(out)
 }
 
 pub(crate) fn map_file(path: &Path) -> Result<memmap2::Mmap, SymbolError> {
@@ -148,9 +245,17 @@ impl ElfSymbols {
         segments.sort_by_key(|s| (s.file_offset, s.address));
         let mut raw: Vec<RawSym<'_>> = Vec::new();
         // perf prefers .symtab and falls back to .dynsym.
-        if collect_text_symbols(file.symbols(), &mut raw) == 0 {
-            collect_text_symbols(file.dynamic_symbols(), &mut raw);
+        if collect_text_symbols(&file, file.symbols(), &mut raw) == 0 {
+            collect_text_symbols(&file, file.dynamic_symbols(), &mut raw);
         }
+        let plt = plt_symbols(data);
+        raw.extend(plt.iter().map(|(start, size, name)| RawSym {
+            start: *start,
+            size: *size,
+            name,
+            weak: false,
+            global: true,
+        }));
         raw.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.name.cmp(b.name)));
         let mut deduped: Vec<RawSym<'_>> = Vec::with_capacity(raw.len());
         for sym in raw {
@@ -196,9 +301,18 @@ impl ElfSymbols {
         let has_dwarf = file
             .section_by_name(".debug_info")
             .is_some_and(|s| s.size() > 0 && s.kind() != object::SectionKind::UninitializedData);
+        let plt = plt
+            .into_iter()
+            .map(|(start, size, name)| ElfSymbol {
+                start,
+                end: start + size,
+                name,
+            })
+            .collect();
         Ok(ElfSymbols {
             segments,
             symbols,
+            plt,
             build_id,
             debuglink,
             has_dwarf,
@@ -275,7 +389,21 @@ impl ElfSymbols {
     /// Replaces the symbol table with another file's (a stripped binary
     /// takes the symbols of its debug file; segments stay the binary's).
     pub(crate) fn take_symbols_of(&mut self, other: &ElfSymbols) {
-        self.symbols = other.symbols.clone();
+        // A debug file's .rela.plt/.plt hold no data: the binary's @plt symbols stay.
+        let mut symbols = other.symbols.clone();
+        symbols.extend(
+            self.plt
+                .iter()
+                .filter(|p| {
+                    other
+                        .symbols
+                        .binary_search_by_key(&p.start, |s| s.start)
+                        .is_err()
+                })
+                .cloned(),
+        );
+        symbols.sort_by_key(|s| s.start);
+        self.symbols = symbols;
     }
 
     /// The address of the first function symbol with this raw name, or of the

@@ -23,12 +23,15 @@ pub use bundle::{
     BUNDLE_FORMAT_VERSION, Bundle, BundleBinary, BundleFiles, BundleLimits, BundleManifest,
     BundleReport, CollectOptions, SkippedBinary, collect_bundle,
 };
+pub(crate) use debuginfo::DEFAULT_DEBUG_DIR;
 pub use debuginfo::{DwarfFrame, find_debug_file, gnu_debuglink_crc32};
+pub(crate) use elf::map_file;
 pub use elf::{ElfLoadSegment, ElfSymbol, ElfSymbols, parse_build_id_note};
 pub use kallsyms::{
     GUEST_KERNEL_DSO, HOST_KERNEL_DSO, KernelLookup, KernelModule, KernelSymbol,
     KernelSymbolBinding, KernelSymbols, is_idle_symbol, parse_modules,
 };
+pub(crate) use resolve::binary_candidates;
 pub use resolve::{AddrSpace, FrameQuery, ResolvedFrame, SymbolizeOptions, Symbolizer};
 
 use std::path::{Path, PathBuf};

@@ -179,6 +179,29 @@ impl std::fmt::Debug for Symbolizer {
     }
 }
 
+/// Where a host binary may be, in order: its path (under `sysroot`, perf's `--symfs`), then by
+/// build id in each debug directory (`.build-id/xx/rest`, a whole binary as in perf's build-id
+/// cache, and `.build-id/xx/rest.debug`).
+pub(crate) fn binary_candidates(
+    sysroot: Option<&Path>,
+    debug_dirs: &[PathBuf],
+    dso: &str,
+    build_id: Option<&[u8]>,
+) -> Vec<PathBuf> {
+    let path = Path::new(dso);
+    let mut out = vec![match sysroot {
+        Some(root) => root.join(strip_root(path)),
+        None => path.to_owned(),
+    }];
+    if let Some(id) = build_id.filter(|id| !id.is_empty()) {
+        for dir in debug_dirs {
+            out.extend(super::debuginfo::build_id_debug_path(dir, id, ""));
+            out.extend(super::debuginfo::build_id_debug_path(dir, id, ".debug"));
+        }
+    }
+    out
+}
+
 fn strip_root(path: &Path) -> PathBuf {
     path.components()
         .filter(|c| matches!(c, Component::Normal(_)))
@@ -423,18 +446,12 @@ impl Symbolizer {
         let mut candidates: Vec<PathBuf> = Vec::new();
         match key.vm.as_deref() {
             None => {
-                let path = Path::new(&key.dso);
-                candidates.push(match &self.options.sysroot {
-                    Some(root) => root.join(strip_root(path)),
-                    None => path.to_owned(),
-                });
-                if let Some(id) = want {
-                    for dir in self.debug_dirs() {
-                        candidates.extend(super::debuginfo::build_id_debug_path(&dir, id, ""));
-                        candidates
-                            .extend(super::debuginfo::build_id_debug_path(&dir, id, ".debug"));
-                    }
-                }
+                candidates = binary_candidates(
+                    self.options.sysroot.as_deref(),
+                    &self.debug_dirs(),
+                    &key.dso,
+                    want,
+                );
             }
             Some(vm) => {
                 let bundle = self.guests.get(vm)?.bundle.as_ref()?;

@@ -47,6 +47,12 @@ pub(crate) fn ingest(
     let mut opts = kvmtrace_ingest::Options::default();
     opts.output = out.clone();
     opts.keep_raw = true;
+    // perf's reference outputs were made where the recordings' binaries are absent (so perf
+    // unwound no DWARF user stacks): resolve against an empty symfs, not this machine's files.
+    let nothing = tmp.path().join("empty-symfs");
+    std::fs::create_dir_all(&nothing).expect("mkdir");
+    opts.symfs = Some(nothing.clone());
+    opts.debug_dirs = vec![nothing];
     let report =
         kvmtrace_ingest::run(file, &opts).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     (tmp, out, report)
