@@ -96,22 +96,27 @@ fn vcpu_threads(ds: &Dataset) -> Result<LazyFrame, Error> {
         Some(vec![col("recording"), col("vcpu_tid")]),
         UniqueKeepStrategy::First,
     );
+    with_vm_names(vcpus, ds)
+}
+
+/// Adds `vm`: the VM's name from `vms` by (recording, vm_pid); a VM without a name there is
+/// shown as perf shows unnamed guests, `pid:N`.
+fn with_vm_names(lf: LazyFrame, ds: &Dataset) -> Result<LazyFrame, Error> {
     let with_names = if ds.has("vms") {
         let vms = ds.scan("vms")?.select([
             col("recording").alias("vm_recording"),
             col("vm_pid").alias("vm_vm_pid"),
             col("name").alias("vm"),
         ]);
-        vcpus.join(
+        lf.join(
             vms,
             [col("recording"), col("vm_pid")],
             [col("vm_recording"), col("vm_vm_pid")],
             JoinArgs::new(JoinType::Left),
         )
     } else {
-        vcpus.with_column(lit(NULL).cast(DataType::String).alias("vm"))
+        lf.with_column(lit(NULL).cast(DataType::String).alias("vm"))
     };
-    // A VM without a name in `vms` is shown as perf shows unnamed guests.
     Ok(with_names.with_column(
         when(col("vm").is_null())
             .then(concat_str(
@@ -124,16 +129,53 @@ fn vcpu_threads(ds: &Dataset) -> Result<LazyFrame, Error> {
     ))
 }
 
-/// Exits as (recording, tid, exit columns) sorted by exit time; only those with a time.
-fn exit_intervals(ds: &Dataset) -> Result<LazyFrame, Error> {
+/// The exit reason as a name: `reason_name`, else the numeric code as text.
+fn reason_name(ds: &Dataset) -> Result<Expr, Error> {
     let names = ds.scan("exits")?.collect_schema().map_err(pl("exits"))?;
-    let reason = if names.contains("reason_name") {
+    Ok(if names.contains("reason_name") {
         when(col("reason_name").is_null())
             .then(col("reason").cast(DataType::String))
             .otherwise(col("reason_name"))
     } else {
         col("reason").cast(DataType::String)
-    };
+    })
+}
+
+/// Joins each row (sorted by `time_key`) to the last exit of its thread that started at or
+/// before it (as-of on recording and tid), with [`exit_intervals`]' columns.
+fn with_last_exit(lf: LazyFrame, ds: &Dataset) -> Result<LazyFrame, Error> {
+    Ok(lf
+        .join_builder()
+        .with(exit_intervals(ds)?)
+        .left_on([col("time_key")])
+        .right_on([col("exit_time_ns")])
+        .how(asof(
+            AsofStrategy::Backward,
+            &["recording", "tid"],
+            &["x_recording", "x_tid"],
+            None,
+        ))
+        .coalesce(JoinCoalesce::KeepColumns)
+        .finish())
+}
+
+/// After [`with_last_exit`]: `time_key` lies inside that exit, i.e. before its entry; an exit
+/// never closed by a kvm_entry is open to the end of the recording. PVM rows
+/// (kvm_userspace_exit, kvm_msr) carry no entry time: points, never containing a sample.
+fn inside_last_exit() -> Expr {
+    col("exit_time_ns").is_not_null().and(
+        col("time_key")
+            .lt(col("entry_time_ns"))
+            .fill_null(lit(false))
+            .or(col("entry_time_ns")
+                .is_null()
+                .and(col("exit_source").eq(lit("kvm_exit")))),
+    )
+}
+
+/// Exits as (recording, tid, exit columns) sorted by exit time; only those with a time.
+fn exit_intervals(ds: &Dataset) -> Result<LazyFrame, Error> {
+    let reason = reason_name(ds)?;
     let lf = ds
         .scan("exits")?
         .filter(col("exit_time_ns").is_not_null())
@@ -216,33 +258,11 @@ pub fn place_host_samples(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame,
         .eq(lit("guest_kernel"))
         .or(col("cpumode").eq(lit("guest_user")));
     if ds.has("exits") {
-        lf = lf
-            .join_builder()
-            .with(exit_intervals(ds)?)
-            .left_on([col("time_key")])
-            .right_on([col("exit_time_ns")])
-            .how(asof(
-                AsofStrategy::Backward,
-                &["recording", "tid"],
-                &["x_recording", "x_tid"],
-                None,
-            ))
-            .coalesce(JoinCoalesce::KeepColumns)
-            .finish();
-        // Inside when before the next entry; an exit never closed by a kvm_entry is open to the end
-        // of the recording. PVM rows (kvm_userspace_exit, kvm_msr) carry no entry time: points.
-        let inside = col("exit_time_ns")
-            .is_not_null()
+        lf = with_last_exit(lf, ds)?;
+        // A guest-mode sample is never inside an exit, nor a thread that is no vCPU.
+        let inside = inside_last_exit()
             .and(col("vcpu").is_not_null())
-            .and(is_guest.clone().not())
-            .and(
-                col("time_key")
-                    .lt(col("entry_time_ns"))
-                    .fill_null(lit(false))
-                    .or(col("entry_time_ns")
-                        .is_null()
-                        .and(col("exit_source").eq(lit("kvm_exit")))),
-            );
+            .and(is_guest.clone().not());
         let keep = |c: &str, dt: DataType| {
             when(inside.clone())
                 .then(col(c))
@@ -394,27 +414,8 @@ pub fn place_guest_samples(ds: &Dataset) -> Result<DataFrame, Error> {
     );
     let mut exited = lit(false);
     if ds.has("exits") {
-        lf = lf
-            .join_builder()
-            .with(exit_intervals(ds)?)
-            .left_on([col("time_key")])
-            .right_on([col("exit_time_ns")])
-            .how(asof(
-                AsofStrategy::Backward,
-                &["recording", "tid"],
-                &["x_recording", "x_tid"],
-                None,
-            ))
-            .coalesce(JoinCoalesce::KeepColumns)
-            .finish();
-        exited = col("exit_time_ns").is_not_null().and(
-            col("time_key")
-                .lt(col("entry_time_ns"))
-                .fill_null(lit(false))
-                .or(col("entry_time_ns")
-                    .is_null()
-                    .and(col("exit_source").eq(lit("kvm_exit")))),
-        );
+        lf = with_last_exit(lf, ds)?;
+        exited = inside_last_exit();
     } else {
         lf = lf.with_columns([
             lit(NULL).cast(DataType::UInt64).alias("exit_idx"),
@@ -501,14 +502,7 @@ pub fn place_guest_samples(ds: &Dataset) -> Result<DataFrame, Error> {
 /// duration_ns, reason_name, guest_rip, guest_sample_idx, guest_stack_id, guest_ip,
 /// guest_time_ns`. Sorted by recording and exit_idx.
 pub fn place_exits(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame, Error> {
-    let names = ds.scan("exits")?.collect_schema().map_err(pl("exits"))?;
-    let reason = if names.contains("reason_name") {
-        when(col("reason_name").is_null())
-            .then(col("reason").cast(DataType::String))
-            .otherwise(col("reason_name"))
-    } else {
-        col("reason").cast(DataType::String)
-    };
+    let reason = reason_name(ds)?;
     let mut lf = ds.scan("exits")?.select([
         col("recording"),
         col("exit_idx"),
@@ -521,31 +515,7 @@ pub fn place_exits(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame, Error>
         reason.alias("reason_name"),
         col("guest_rip"),
     ]);
-    lf = if ds.has("vms") {
-        let vms = ds.scan("vms")?.select([
-            col("recording").alias("vm_recording"),
-            col("vm_pid").alias("vm_vm_pid"),
-            col("name").alias("vm"),
-        ]);
-        lf.join(
-            vms,
-            [col("recording"), col("vm_pid")],
-            [col("vm_recording"), col("vm_vm_pid")],
-            JoinArgs::new(JoinType::Left),
-        )
-    } else {
-        lf.with_column(lit(NULL).cast(DataType::String).alias("vm"))
-    };
-    lf = lf.with_column(
-        when(col("vm").is_null())
-            .then(concat_str(
-                [lit("pid:"), col("vm_pid").cast(DataType::String)],
-                "",
-                true,
-            ))
-            .otherwise(col("vm"))
-            .alias("vm"),
-    );
+    lf = with_vm_names(lf, ds)?;
     lf = sort_by(
         lf.with_column(col("exit_time_ns").fill_null(lit(0u64)).alias("time_key")),
         &["time_key"],

@@ -577,9 +577,6 @@ impl Session {
         let Some(regs) = UserRegs::parse(unwinder.arch(), attr.sample_regs_user, regs) else {
             return false;
         };
-        let Some(ips) = unwinder.unwind(&self.spaces, s.pid.unwrap_or(-1), regs, stack) else {
-            return false;
-        };
         out.clear();
         for ip in s.callchain.map(callchain_ips).into_iter().flatten() {
             if ip == records::context::USER {
@@ -588,10 +585,7 @@ impl Session {
             out.extend_from_slice(&ip.to_le_bytes());
         }
         out.extend_from_slice(&records::context::USER.to_le_bytes());
-        for ip in ips {
-            out.extend_from_slice(&ip.to_le_bytes());
-        }
-        true
+        unwinder.unwind(&self.spaces, s.pid.unwrap_or(-1), regs, stack, out)
     }
 
     fn warn(&mut self, kind: WarningKind, offset: Option<u64>, message: String) {

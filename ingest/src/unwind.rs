@@ -268,25 +268,26 @@ impl DwarfUnwinder {
         self.arch
     }
 
-    /// The user frames of one sample: its ip, then return addresses − 1. `stack` is the copy
-    /// of the user stack starting at `regs.sp`. None when perf would not unwind at all: its
-    /// libunwind address space is made at the first mapping whose binary it can open, so a
-    /// process none of whose binaries can be read gets no unwound frames (perf then shows the
-    /// recorded callchain, or the sample ip).
+    /// Appends the user frames of one sample to the callchain bytes `out`: its ip, then
+    /// return addresses − 1. `stack` is the copy of the user stack starting at `regs.sp`.
+    /// False when perf would not unwind at all: its libunwind address space is made at the
+    /// first mapping whose binary it can open, so a process none of whose binaries can be read
+    /// gets no unwound frames (perf then shows the recorded callchain, or the sample ip).
     pub(crate) fn unwind(
         &mut self,
         spaces: &AddressSpaces,
         pid: i32,
         regs: UserRegs,
         stack: &[u8],
-    ) -> Option<Vec<u64>> {
+        out: &mut Vec<u8>,
+    ) -> bool {
         if !self.procs.get(&pid).is_some_and(|p| p.readable) {
             let readable = spaces
                 .maps(false, pid)
                 .iter()
                 .any(|m| self.binary(m).is_some());
             if !readable {
-                return None;
+                return false;
             }
             self.procs.entry(pid).or_default().readable = true;
         }
@@ -306,11 +307,12 @@ impl DwarfUnwinder {
             failed.set(failed.get() || word.is_none());
             Ok(word.unwrap_or(0))
         };
-        let mut out = vec![regs.ip];
+        out.extend_from_slice(&regs.ip.to_le_bytes());
+        let mut frames = 1;
         let mut address = FrameAddress::InstructionPointer(regs.ip);
         let mut x86_regs = framehop::x86_64::UnwindRegsX86_64::new(regs.ip, regs.sp, regs.fp);
         let mut a64_regs = framehop::aarch64::UnwindRegsAarch64::new(regs.lr, regs.sp, regs.fp);
-        while out.len() < MAX_FRAMES {
+        while frames < MAX_FRAMES {
             // Unwinding stops at a module perf cannot open.
             let Some(cfi) = self.ensure_module(spaces, pid, address.address_for_lookup()) else {
                 break;
@@ -333,16 +335,17 @@ impl DwarfUnwinder {
                         break;
                     };
                     address = a;
-                    out.push(ret - 1);
+                    out.extend_from_slice(&(ret - 1).to_le_bytes());
+                    frames += 1;
                 }
                 Ok(None) if cfi && failed.get() => {
-                    out.push(u64::MAX);
+                    out.extend_from_slice(&u64::MAX.to_le_bytes());
                     break;
                 }
                 _ => break,
             }
         }
-        Some(out)
+        true
     }
 
     /// The binary of a mapping, read once per (path, build id).

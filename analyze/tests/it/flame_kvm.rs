@@ -207,6 +207,35 @@ fn perf_guest_samples(dir: &std::path::Path) -> BTreeMap<(u32, String), u64> {
     out
 }
 
+/// Panics with the first differing (vCPU, key) entries of kvmtrace's counts and perf's.
+fn assert_same_per_vcpu(
+    got: &BTreeMap<(u32, String), u64>,
+    want: &BTreeMap<(u32, String), u64>,
+    what: &str,
+) {
+    if got == want {
+        return;
+    }
+    let diff: Vec<String> = want
+        .keys()
+        .chain(got.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| got.get(*k) != want.get(*k))
+        .take(10)
+        .map(|k| {
+            format!(
+                "vCPU {} {}: perf {:?}, kvmtrace {:?}",
+                k.0,
+                k.1,
+                want.get(k),
+                got.get(k)
+            )
+        })
+        .collect();
+    panic!("{what} differ:\n{diff:#?}");
+}
+
 #[test]
 fn pvm_guest_only_counts_per_vcpu_and_function_equal_perf() {
     let Some(c) = corpus() else { return };
@@ -263,25 +292,7 @@ fn pvm_guest_only_counts_per_vcpu_and_function_equal_perf() {
         assert_eq!((s.layout.n_header, s.layout.n_guest), (2, 1), "{}", s.stack);
         *got.entry((v, frames[2].to_string())).or_default() += s.count;
     }
-    if got != want {
-        let diff: Vec<String> = want
-            .keys()
-            .chain(got.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .filter(|k| got.get(*k) != want.get(*k))
-            .map(|k| {
-                format!(
-                    "vCPU {} {}: perf {:?}, kvmtrace {:?}",
-                    k.0,
-                    k.1,
-                    want.get(k),
-                    got.get(k)
-                )
-            })
-            .collect();
-        panic!("guest samples per vCPU and function differ:\n{diff:#?}");
-    }
+    assert_same_per_vcpu(&got, &want, "guest samples per vCPU and function");
     let guest_mode = c.counts["cpu_clock_by_mode"]["guest-kernel"]
         .as_u64()
         .expect("guest-kernel");
@@ -368,26 +379,7 @@ fn pvm_host_frames_of_vcpu_threads_under_their_vm() {
         *got.entry((v, host.join(";"))).or_default() += s.count;
     }
     let want = perf_vcpu_host_stacks(&c.dir, &vcpus);
-    if got != want {
-        let diff: Vec<String> = want
-            .keys()
-            .chain(got.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .filter(|k| got.get(*k) != want.get(*k))
-            .take(10)
-            .map(|k| {
-                format!(
-                    "vCPU {} {}: perf {:?}, kvmtrace {:?}",
-                    k.0,
-                    k.1,
-                    want.get(k),
-                    got.get(k)
-                )
-            })
-            .collect();
-        panic!("host stacks of the vCPU threads differ:\n{diff:#?}");
-    }
+    assert_same_per_vcpu(&got, &want, "host stacks of the vCPU threads");
     // Per vCPU that is counts.json's cpu-clock of its thread name less the guest-mode samples and
     // the KVM worker thread that inherited `CPU 0/KVM` (not a vCPU: not under the VM).
     let guest_by_thread = json_u64s(&c.counts["guest_samples_by_thread"]);

@@ -108,13 +108,7 @@ fn collect_text_symbols<'data: 'file, 'file>(
             continue;
         }
         let Ok(name) = sym.name() else { continue };
-        let mapping_symbol = |n: &str| {
-            let b = n.as_bytes();
-            b.first() == Some(&b'$')
-                && b.get(1).is_some_and(|c| b"adtx".contains(c))
-                && matches!(b.get(2), None | Some(b'.'))
-        };
-        if name.is_empty() || mapping_symbol(name) {
+        if name.is_empty() || is_mapping_symbol(name) {
             continue;
         }
         n += 1;
@@ -129,26 +123,30 @@ fn collect_text_symbols<'data: 'file, 'file>(
     n
 }
 
+/// An ARM/AArch64 mapping symbol (`$a`, `$d`, `$t`, `$x`, optionally `.suffix`).
+fn is_mapping_symbol(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.first() == Some(&b'$')
+        && b.get(1).is_some_and(|c| b"adtx".contains(c))
+        && matches!(b.get(2), None | Some(b'.'))
+}
+
 /// perf 6.1's `dso__synthesize_plt_symbols`: one `NAME@plt` symbol per `.rela.plt`/`.rel.plt`
 /// entry, in order, over `.plt` after its header (names demangled first, as perf does; an
 /// IRELATIVE entry without a symbol is plain `@plt`). (start svma, size, name).
-fn plt_symbols(data: &[u8]) -> Vec<(u64, u64, String)> {
-    match object::FileKind::parse(data) {
-        Ok(object::FileKind::Elf64) => {
-            plt_symbols_of::<object::elf::FileHeader64<Endianness>>(data)
-        }
-        Ok(object::FileKind::Elf32) => {
-            plt_symbols_of::<object::elf::FileHeader32<Endianness>>(data)
-        }
+fn plt_symbols(file: &object::File<'_>) -> Vec<(u64, u64, String)> {
+    match file {
+        object::File::Elf64(elf) => plt_symbols_of(elf),
+        object::File::Elf32(elf) => plt_symbols_of(elf),
         _ => None,
     }
     .unwrap_or_default()
 }
 
 fn plt_symbols_of<Elf: FileHeader<Endian = Endianness>>(
-    data: &[u8],
+    file: &ElfFile<'_, Elf>,
 ) -> Option<Vec<(u64, u64, String)>> {
-    let file = ElfFile::<Elf>::parse(data).ok()?;
+    let data = file.data();
     let endian = file.endian();
     let sections = file.elf_section_table();
     let dynsym = sections
@@ -248,7 +246,7 @@ impl ElfSymbols {
         if collect_text_symbols(&file, file.symbols(), &mut raw) == 0 {
             collect_text_symbols(&file, file.dynamic_symbols(), &mut raw);
         }
-        let plt = plt_symbols(data);
+        let plt = plt_symbols(&file);
         raw.extend(plt.iter().map(|(start, size, name)| RawSym {
             start: *start,
             size: *size,
