@@ -78,7 +78,8 @@ pub struct Options {
     pub scope: Scope,
     /// An exit flame graph (guest code → exit reason) instead of a sample flame graph.
     pub exits: bool,
-    /// The weight; `None`: samples, or exit time with `exits`.
+    /// The weight; `None`: samples (the period with [`Scope::HostOnly`], as inferno), or exit
+    /// time with `exits`.
     pub weight: Option<Weight>,
     /// The host event to fold (`samples.event`); `None`: the first non-tracepoint event of the
     /// recording (inferno folds the first event it meets).
@@ -94,7 +95,13 @@ pub struct Options {
     pub match_tolerance_ns: u64,
     /// Worker threads (0: all cores). The output is identical at any count.
     pub threads: usize,
+    /// Keep at most this many innermost frames (callchain entries) of each stack, as perf's
+    /// `--max-stack` (perf's default: 127); `None`: all.
+    pub max_stack: Option<u32>,
 }
+
+/// perf script's and perf report's default `--max-stack` (`PERF_MAX_STACK_DEPTH`).
+pub const PERF_MAX_STACK: u32 = 127;
 
 impl Default for Options {
     fn default() -> Self {
@@ -108,6 +115,7 @@ impl Default for Options {
             time: None,
             match_tolerance_ns: JoinOptions::default().match_tolerance_ns,
             threads: 0,
+            max_stack: Some(PERF_MAX_STACK),
         }
     }
 }
@@ -428,13 +436,18 @@ struct FrameRow<'a> {
 fn load_stacks(
     ds: &Dataset,
     table: &str,
+    max_stack: Option<u32>,
     recs: &mut Recordings,
     rips: &mut RipIndex,
 ) -> Result<Stacks, Error> {
     if !ds.has(table) {
         return Ok(Stacks::default());
     }
-    let lf = ds.scan(table)?.select([
+    let mut lf = ds.scan(table)?;
+    if let Some(m) = max_stack {
+        lf = lf.filter(col("frame_idx").lt(lit(m)));
+    }
+    let lf = lf.select([
         col("recording"),
         col("stack_id"),
         col("frame_idx"),
@@ -882,6 +895,28 @@ fn vm_selected(opts: &Options, vm: Option<&str>, vm_pid: Option<i32>) -> bool {
         .any(|w| Some(w.as_str()) == vm || vm_pid.is_some_and(|p| p.to_string() == *w))
 }
 
+/// Whether every event named `event` (every event when `None`) records PERF_SAMPLE_PERIOD.
+fn records_period(ds: &Dataset, event: Option<&str>) -> Result<bool, Error> {
+    const PERF_SAMPLE_PERIOD: u64 = 1 << 8;
+    if !ds.has("events") {
+        return Ok(false);
+    }
+    let ev = ds
+        .scan("events")?
+        .select([col("name"), col("sample_type")])
+        .collect()
+        .map_err(pl("events"))?;
+    let names = strs(&ev, "events", "name")?;
+    let types = u64s(&ev, "events", "sample_type")?;
+    let mut chosen = names
+        .iter()
+        .zip(&types)
+        .filter(|(n, _)| event.is_none() || **n == event)
+        .peekable();
+    Ok(chosen.peek().is_some()
+        && chosen.all(|(_, t)| t.is_some_and(|t| t & PERF_SAMPLE_PERIOD != 0)))
+}
+
 /// Folds the dataset's samples (or exits) into stacks.
 pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
     let pool = pool(opts.threads)?;
@@ -899,8 +934,8 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
     let mut recs = Recordings::default();
     let mut rips = RipIndex::default();
     let t = crate::timing::phase("flame: load stacks");
-    let mut host_stacks = load_stacks(ds, "frames", &mut recs, &mut rips)?;
-    let mut guest_stacks = load_stacks(ds, "guest_frames", &mut recs, &mut rips)?;
+    let mut host_stacks = load_stacks(ds, "frames", opts.max_stack, &mut recs, &mut rips)?;
+    let mut guest_stacks = load_stacks(ds, "guest_frames", opts.max_stack, &mut recs, &mut rips)?;
     drop(t);
     let t = crate::timing::phase("flame: canonical stacks");
     pool.install(|| {
@@ -956,7 +991,15 @@ fn fold_samples(
     host_stacks: &Stacks,
     guest_stacks: &Stacks,
 ) -> Result<Folded, Error> {
-    let weight = opts.weight.unwrap_or(Weight::Samples);
+    // --host-only folds as perf script | inferno-collapse-perf, which weights by the period
+    // perf prints: only events that record it.
+    let weight = match opts.weight {
+        Some(w) => w,
+        None if opts.scope == Scope::HostOnly && records_period(ds, jopts.event.as_deref())? => {
+            Weight::Period
+        }
+        None => Weight::Samples,
+    };
     if weight == Weight::ExitTime && opts.scope != Scope::All {
         return Err(Error::Invalid(
             "--weight exit-time needs host and guest: drop --guest-only/--host-only".into(),

@@ -146,6 +146,7 @@ pub(crate) fn ingest_guest(
         ids,
         // Guest binaries live in bundles: guest user stacks keep what the guest recorded.
         unwind: None,
+        kernel_fallback_map: true,
     };
     let mut sess = Session::new(cfg);
     sess.progress = crate::progress_releasing(None, data.releaser(), data.len() as u64);
@@ -278,6 +279,7 @@ pub(crate) fn write_frames(
         }
     }
     sopts.guest_bundles = bundles;
+    let t_new = crate::timing::phase("ingest: frames: symbolizer");
     let symbolizer = match Symbolizer::new(sopts) {
         Ok(s) => s,
         Err(e) => {
@@ -291,6 +293,7 @@ pub(crate) fn write_frames(
         }
     };
 
+    drop(t_new);
     let mut out = Vec::new();
     let sets: Vec<(&str, u32, &[StackEntry])> =
         std::iter::once(("frames", 0, host.stacks.as_slice()))
@@ -304,6 +307,7 @@ pub(crate) fn write_frames(
     // overlap (each guest's continue after the previous one's, as in guest_stacks).
     let mut writers: HashMap<&str, TableWriter> = HashMap::new();
     for (table, id_base, stacks) in sets {
+        let t_q = crate::timing::phase("ingest: frames: queries");
         let mut queries: Vec<FrameQuery> = Vec::new();
         // Origins are interned by the session: the same origin is the same allocation, so
         // (origin pointer, address, offset) is a cheap key for "the same query".
@@ -337,11 +341,15 @@ pub(crate) fn write_frames(
             }
             refs.push(r);
         }
+        drop(t_q);
+        let t_r = crate::timing::phase("ingest: frames: resolve");
         let resolved = if queries.iter().all(|q| q.dso.is_empty()) {
             vec![Vec::new(); queries.len()]
         } else {
             symbolizer.resolve_all(&queries)
         };
+        drop(t_r);
+        let _t_w = crate::timing::phase("ingest: frames: rows");
         let w = match writers.get_mut(table) {
             Some(w) => w,
             None => {
@@ -399,6 +407,7 @@ pub(crate) fn write_frames(
             }
         }
     }
+    let _t_close = crate::timing::phase("ingest: frames: close");
     let mut names: Vec<&str> = writers.keys().copied().collect();
     names.sort();
     for n in names {

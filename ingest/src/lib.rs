@@ -29,6 +29,7 @@ mod addrspace;
 mod ingest_symbols;
 mod session;
 mod threads;
+mod timing;
 mod unwind;
 
 use std::path::{Path, PathBuf};
@@ -326,6 +327,13 @@ impl std::ops::Deref for InputBytes {
     }
 }
 
+/// Whether a file has at least one byte (`/proc` files report a size of 0, so this reads).
+fn has_content(path: &Path) -> bool {
+    use std::io::Read;
+    let mut byte = [0u8; 1];
+    std::fs::File::open(path).is_ok_and(|mut f| f.read(&mut byte).is_ok_and(|n| n == 1))
+}
+
 /// Ingests a perf.data held in memory. `source_name` is recorded in `meta.source_file`.
 pub fn ingest_bytes(data: &[u8], source_name: &str, opts: &Options) -> Result<Report, Error> {
     ingest_impl(data, source_name, opts, None)
@@ -337,6 +345,7 @@ fn ingest_impl(
     opts: &Options,
     release: Option<Release>,
 ) -> Result<Report, Error> {
+    let t_sha = timing::phase("ingest: sha256");
     let sha = {
         let mut h = Sha256::new();
         for (i, chunk) in data.chunks(RELEASE_STEP).enumerate() {
@@ -353,6 +362,7 @@ fn ingest_impl(
         .filter(|s| !s.is_empty() && s != "-")
         .unwrap_or_else(|| "stdin".to_string());
     let recording = format!("{}-{}", session::sanitize(&stem), &sha[..8]);
+    drop(t_sha);
 
     let staging = dataset::Staging::begin(&opts.output, opts.append, &recording)?;
     // Host is known only after the header; write under a placeholder and move at the end.
@@ -374,12 +384,15 @@ fn ingest_impl(
             },
             perf_compat: !opts.exact_unwind,
         }),
+        kernel_fallback_map: opts.kallsyms.as_deref().is_none_or(has_content),
     };
     let mut sess = Session::new(cfg);
     let total = data.len() as u64;
     sess.progress = progress_releasing(opts.progress.clone(), release, total);
+    let t_walk = timing::phase("ingest: walk records");
     let walk = reader::walk_file(data, &mut sess)?;
     sess.finish_records()?;
+    drop(t_walk);
     let fatal = sess.take_fatal();
     if let Some(e) = fatal {
         return Err(e);
@@ -391,7 +404,9 @@ fn ingest_impl(
         .map(session::sanitize)
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown".to_string());
+    let t_close = timing::phase("ingest: close session tables");
     let (mut tables, mut summary) = sess.close()?;
+    drop(t_close);
     // Every guest recording writes its own part of the shared guest_* tables, its ids
     // continuing after the previous one's.
     let mut guest_stacks = Vec::new();
@@ -404,6 +419,7 @@ fn ingest_impl(
         ids = gi.next;
     }
     if opts.symbolize {
+        let _t = timing::phase("ingest: frames");
         let (t, warnings) =
             ingest_symbols::write_frames(&summary, &guest_stacks, staging.dir(), &recording, opts)?;
         tables.extend(t);

@@ -247,7 +247,7 @@ pub fn stacks() -> TableDoc {
                 ListU64,
                 false,
                 "address",
-                "callchain addresses, leaf first, context markers removed; the sample ip alone when the callchain has no address (or no callchain was recorded); LBR-stitched for --call-graph lbr as perf shows it; for --call-graph dwarf the recorded kernel part then the user stack unwound from the sample's stack copy (ip, then return addresses - 1, as perf prints them)"
+                "callchain addresses, leaf first, context markers removed; the sample ip alone when no callchain was recorded (or a guest-mode sample's has no address); empty when a host sample's recorded callchain has no address (perf script prints no frame for it); LBR-stitched for --call-graph lbr as perf shows it; for --call-graph dwarf the recorded kernel part then the user stack unwound from the sample's stack copy (ip, then return addresses - 1, as perf prints them)"
             ),
             col!(
                 "frame_modes",

@@ -217,6 +217,10 @@ pub(crate) struct SessionConfig {
     /// Unwind `--call-graph dwarf` user stacks of host processes with these binaries (None:
     /// such samples keep their leaf only).
     pub(crate) unwind: Option<UnwindConfig>,
+    /// Whether a host kernel address outside every recorded kernel map (a recording without
+    /// kernel MMAPs) is named `[kernel.kallsyms]`: perf makes that map from the kallsyms it
+    /// reads, so with an empty one (`--kallsyms /dev/null`) it has none and prints `[unknown]`.
+    pub(crate) kernel_fallback_map: bool,
 }
 
 /// Column indices of `samples`, looked up once.
@@ -490,7 +494,8 @@ impl Session {
                     // cpu_entry_area): perf finds no map and prints [unknown].
                     None if self.spaces.has(machine_guest, -1) => None,
                     None if guest_kernel_of_host => Some(Arc::from("[guest.kernel.kallsyms]")),
-                    None => Some(Arc::from("[kernel.kallsyms]")),
+                    None if self.cfg.kernel_fallback_map => Some(Arc::from("[kernel.kallsyms]")),
+                    None => None,
                 };
                 let dso = dso.map(|d| {
                     if guest_kernel_of_host && &*d == "[kernel.kallsyms]" {
@@ -1052,6 +1057,11 @@ impl Session {
             (Some(raw), _) if callchain_ips(raw).any(|ip| records::context_mode(ip).is_none()) => {
                 Some(raw)
             }
+            // A host sample whose recorded callchain holds no frame (a user-mode sample of
+            // `--call-graph dwarf` that could not be unwound, a user chain the kernel could not
+            // walk): perf script prints no frame for it, and inferno-collapse-perf leaves it
+            // out. Its stack is the empty one; `samples.ip` keeps the address.
+            (Some(raw), _) if !mode.is_guest() => Some(raw),
             _ => match s.ip {
                 Some(ip) => {
                     only_ip = ip.to_le_bytes();

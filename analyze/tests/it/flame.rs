@@ -280,9 +280,8 @@ fn corpus(rel: &str) -> Option<PathBuf> {
 
 /// `perf script -F comm,pid,tid,time,period,event,ip,sym,dso` without symbols, folded by
 /// inferno's own collapser (which weights by the printed period); a field the recording lacks
-/// (perf refuses to print it) is left out, as a user would. Also says whether periods were
-/// printed.
-fn perf_inferno(file: &Path) -> Option<(String, bool)> {
+/// (perf refuses to print it) is left out, as a user would.
+fn perf_inferno(file: &Path) -> Option<String> {
     use inferno::collapse::Collapse;
     let home = tempfile::tempdir().expect("home");
     let symfs = tempfile::tempdir().expect("symfs");
@@ -298,8 +297,14 @@ fn perf_inferno(file: &Path) -> Option<(String, bool)> {
             .args(["--kallsyms", "/dev/null", "--symfs"])
             .arg(symfs.path())
             .args(["-F", &fields.join(",")])
-            .output()
-            .ok()?;
+            .output();
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("perf script under CI: {e}")
+            }
+            Err(_) => return None,
+        };
         let err = String::from_utf8_lossy(&out.stderr);
         let missing = fields
             .iter()
@@ -320,15 +325,13 @@ fn perf_inferno(file: &Path) -> Option<(String, bool)> {
         .lines()
         .collect();
     lines.sort_unstable();
-    Some((
-        lines.iter().map(|l| format!("{l}\n")).collect(),
-        fields.contains(&"period"),
-    ))
+    Some(lines.iter().map(|l| format!("{l}\n")).collect())
 }
 
-/// The host-only fold of `file` with perf's `--kallsyms /dev/null` and an empty symfs, lines
-/// sorted whole.
-fn host_only_fold(file: &Path, periods: bool) -> String {
+/// The `--host-only` fold of `file` with its defaults (weight: the period where recorded) and
+/// perf's `--kallsyms /dev/null` and an empty symfs, lines sorted whole; and whether any event
+/// records callchains.
+fn host_only_fold(file: &Path) -> (String, bool) {
     let tmp = tempfile::tempdir().expect("tmp");
     let symfs = tempfile::tempdir().expect("symfs");
     let mut o = kvmtrace_ingest::Options::default();
@@ -339,11 +342,6 @@ fn host_only_fold(file: &Path, periods: bool) -> String {
     let ds = Dataset::open(&o.output).expect("open");
     let mut f = opts(2);
     f.scope = Scope::HostOnly;
-    f.weight = Some(if periods {
-        flame::Weight::Period
-    } else {
-        flame::Weight::Samples
-    });
     // Both sides sorted as whole lines (kvmtrace sorts by stack: a frame ending in a space,
     // as inferno makes of a "(deleted)" dso, would order differently).
     let mut got: Vec<String> = folded_text(&flame::fold(&ds, &f).expect("fold"))
@@ -351,19 +349,29 @@ fn host_only_fold(file: &Path, periods: bool) -> String {
         .map(|l| format!("{l}\n"))
         .collect();
     got.sort_unstable();
-    got.concat()
+    const PERF_SAMPLE_CALLCHAIN: u64 = 1 << 5;
+    let events = ds
+        .scan("events")
+        .expect("events")
+        .collect()
+        .expect("events");
+    let callchains = events
+        .column("sample_type")
+        .expect("sample_type")
+        .u64()
+        .expect("u64")
+        .iter()
+        .flatten()
+        .any(|t| t & PERF_SAMPLE_CALLCHAIN != 0);
+    (got.concat(), callchains)
 }
 
 fn check_against_perf(rel: &str) {
     let Some(file) = corpus(rel) else { return };
-    let Some((want, periods)) = perf_inferno(&file) else {
+    let Some(want) = perf_inferno(&file) else {
         return;
     };
-    let got = host_only_fold(&file, periods);
-    if let Some(d) = std::env::var_os("KVMTRACE_FLAME_DUMP") {
-        let _ = std::fs::write(Path::new(&d).join("got.txt"), &got);
-        let _ = std::fs::write(Path::new(&d).join("want.txt"), &want);
-    }
+    let (got, _) = host_only_fold(&file);
     let diff: Vec<_> = got.lines().filter(|l| !want.contains(l)).take(5).collect();
     assert_eq!(got, want, "{rel}: first lines only kvmtrace has: {diff:#?}");
 }
@@ -378,10 +386,19 @@ fn host_samples_of_a_kvm_host_equal_perf_script_and_inferno() {
     check_against_perf("public/x86_64_perf4.13_kvm-host-record_guest-samples.data");
 }
 
-/// Every recording of the public corpus that perf reads: the host-only fold equals
-/// `perf script | inferno-collapse-perf` (one table row per file; every difference listed).
+/// Recordings of the corpus whose perf|inferno fold kvmtrace does not reproduce, and why.
+const KNOWN_DIFFERENT: &[(&str, &str)] = &[(
+    "x86_64_perf5.4_lbr-callgraph.data",
+    "its LBR samples hold an empty branch stack; perf 6.1 still adds the first entry's target, \
+     read from the bytes after the record (the next record's pid/tid, 0x358b2300358b23)",
+)];
+
+/// Every recording with callchains in the public corpus that perf reads: the `--host-only`
+/// fold equals `perf script | inferno-collapse-perf` (the flame issue's acceptance; one table
+/// row per file, every difference listed). Recordings without callchains are left out:
+/// inferno-collapse-perf cannot fold perf script's one-line samples of several events (it keeps
+/// the first sample only, and ignores periods padded by several spaces).
 #[test]
-#[ignore = "22 of 46 recordings equal today; the rest: multi-event recordings (inferno folds the event of the first line it meets), --call-graph dwarf (perf cannot unwind without the binaries), perf-version-specific module dso names. Run with --ignored for the per-file table"]
 fn public_corpus_host_stacks_equal_perf_script_and_inferno() {
     let Some(public) =
         corpus("public/manifest.tsv").and_then(|p| p.parent().map(Path::to_path_buf))
@@ -390,7 +407,7 @@ fn public_corpus_host_stacks_equal_perf_script_and_inferno() {
     };
     let manifest = std::fs::read_to_string(public.join("manifest.tsv")).expect("manifest");
     let mut failures = Vec::new();
-    let mut n = 0;
+    let (mut equal, mut known) = (0, 0);
     for line in manifest.lines().skip(1) {
         let cols: Vec<&str> = line.split('\t').collect();
         let (Some(file), Some(reads)) = (cols.first(), cols.get(4)) else {
@@ -400,25 +417,48 @@ fn public_corpus_host_stacks_equal_perf_script_and_inferno() {
             continue;
         }
         let path = public.join(file);
-        let Some((want, periods)) = perf_inferno(&path) else {
+        let (got, callchains) = host_only_fold(&path);
+        if !callchains {
+            continue;
+        }
+        let Some(want) = perf_inferno(&path) else {
             continue;
         };
-        let got = host_only_fold(&path, periods);
-        n += 1;
-        let status = if got == want { "equal" } else { "DIFFERENT" };
+        let why = KNOWN_DIFFERENT
+            .iter()
+            .find(|(f, _)| f == file)
+            .map(|(_, w)| w);
+        let status = match (got == want, why) {
+            (true, _) => "equal",
+            (false, Some(_)) => "KNOWN",
+            (false, None) => "DIFFERENT",
+        };
         eprintln!("{status:9} {file}");
-        if got != want {
-            let only_ours: Vec<&str> = got.lines().filter(|l| !want.contains(l)).take(3).collect();
-            let only_perf: Vec<&str> = want.lines().filter(|l| !got.contains(l)).take(3).collect();
-            failures.push(format!(
-                "{file}: kvmtrace only {only_ours:?}; perf only {only_perf:?}"
-            ));
+        match status {
+            "equal" => equal += 1,
+            "KNOWN" => known += 1,
+            _ => {
+                let only_ours: Vec<&str> =
+                    got.lines().filter(|l| !want.contains(l)).take(3).collect();
+                let only_perf: Vec<&str> =
+                    want.lines().filter(|l| !got.contains(l)).take(3).collect();
+                failures.push(format!(
+                    "{file}: kvmtrace only {only_ours:?}; perf only {only_perf:?}"
+                ));
+            }
         }
     }
-    assert!(n > 0, "no perf-readable recording in {}", public.display());
+    eprintln!(
+        "{equal} equal, {known} known differences, {} different",
+        failures.len()
+    );
+    assert!(
+        equal >= 10,
+        "only {equal} recordings with callchains compared"
+    );
     assert!(
         failures.is_empty(),
-        "{} of {n} differ:\n{}",
+        "{} differ:\n{}",
         failures.len(),
         failures.join("\n")
     );

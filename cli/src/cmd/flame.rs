@@ -23,7 +23,8 @@ pub(crate) struct Args {
     /// Write folded stacks (`a;b;c N`, sorted) instead of an SVG.
     #[arg(long)]
     folded: bool,
-    /// samples, period or exit-time (default: samples; exit-time with --exits).
+    /// samples, period or exit-time (default: samples; period with --host-only, as
+    /// inferno-collapse-perf weights perf script's lines; exit-time with --exits).
     #[arg(long, value_parser = ["samples", "period", "exit-time"])]
     weight: Option<String>,
     /// Exit flame graph: guest code → exit reason, weighted by exit time.
@@ -59,6 +60,9 @@ pub(crate) struct Args {
     /// Omit frames narrower than this many pixels.
     #[arg(long, default_value_t = 0.1)]
     min_width: f64,
+    /// Keep the innermost N frames of each callchain, as perf's --max-stack (0: all).
+    #[arg(long, default_value_t = flame::PERF_MAX_STACK)]
+    max_stack: u32,
     /// Guest-sample match tolerance in microseconds.
     #[arg(long, default_value_t = 1000)]
     tolerance_us: u64,
@@ -138,6 +142,7 @@ pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
     opts.time = args.time.as_deref().map(parse_time).transpose()?;
     opts.match_tolerance_ns = args.tolerance_us.saturating_mul(1000);
     opts.threads = threads;
+    opts.max_stack = (args.max_stack > 0).then_some(args.max_stack);
     let mut folded = flame::fold(&ds, &opts).context("folding stacks")?;
     let r = &folded.report;
     if let Some(rate) = r.match_rate() {
@@ -167,24 +172,54 @@ pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
         let baseline = flame::fold(&base_ds, &opts).context("folding the baseline")?;
         folded = flame::diff(&baseline, &folded)?;
     }
-    let mut out: Box<dyn Write> = if args.output == Path::new("-") {
-        Box::new(std::io::stdout().lock())
-    } else {
-        Box::new(std::io::BufWriter::new(
-            std::fs::File::create(&args.output)
-                .with_context(|| format!("creating {}", args.output.display()))?,
-        ))
+    let render = |out: &mut dyn Write| -> anyhow::Result<()> {
+        if args.folded {
+            flame::render_folded(&folded, out)?;
+        } else {
+            let mut svg = flame::SvgOptions::default();
+            svg.title = args.title.clone();
+            svg.inverted = args.inverted;
+            svg.min_width = args.min_width;
+            flame::render_svg(&folded, &svg, out)?;
+        }
+        Ok(())
     };
-    if args.folded {
-        flame::render_folded(&folded, &mut out)?;
+    if args.output == Path::new("-") {
+        let mut out = std::io::stdout().lock();
+        render(&mut out)?;
+        out.flush().context("writing stdout")?;
     } else {
-        let mut svg = flame::SvgOptions::default();
-        svg.title = args.title.clone();
-        svg.inverted = args.inverted;
-        svg.min_width = args.min_width;
-        flame::render_svg(&folded, &svg, &mut out)?;
+        write_atomically(&args.output, render)?;
     }
-    out.flush()
-        .with_context(|| format!("writing {}", args.output.display()))?;
     Ok(EXIT_OK)
+}
+
+/// Writes `path` through a temporary file beside it, renamed over `path` once complete: a
+/// failed or interrupted run never leaves a half-written graph under the final name.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file name", path.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let file =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        write(&mut out)?;
+        out.flush()
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        drop(out);
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
