@@ -9,7 +9,7 @@
 //! [`perf_compat`](crate::exits_perf) replays the raw tracepoints the way `perf kvm stat report`
 //! does; [`render`](crate::exits_render) turns either report into bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use polars::prelude::*;
 use rayon::prelude::*;
@@ -485,14 +485,6 @@ fn any_u64(v: AnyValue<'_>) -> Option<u64> {
     }
 }
 
-fn any_f64(v: AnyValue<'_>) -> Option<f64> {
-    match v {
-        AnyValue::Float64(x) if x.is_finite() => Some(x),
-        AnyValue::Float32(x) if x.is_finite() => Some(x.into()),
-        _ => None,
-    }
-}
-
 fn key_value(v: AnyValue<'_>, hex: bool) -> KeyValue {
     match v {
         AnyValue::Null => KeyValue::Null,
@@ -511,18 +503,9 @@ fn key_value(v: AnyValue<'_>, hex: bool) -> KeyValue {
     }
 }
 
-/// `sorted[floor(q * (n - 1))]`, the ground truth's definition.
-fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let i = ((q * (sorted.len() - 1) as f64).floor() as usize).min(sorted.len() - 1);
-    Some(sorted[i])
-}
-
-fn histogram(sorted: &[u64]) -> Vec<Bucket> {
+fn histogram(durations: &[u64]) -> Vec<Bucket> {
     let mut b: BTreeMap<u32, u64> = BTreeMap::new();
-    for &d in sorted {
+    for &d in durations {
         let k = if d == 0 { 0 } else { 64 - d.leading_zeros() };
         *b.entry(k).or_default() += 1;
     }
@@ -542,121 +525,337 @@ fn histogram(sorted: &[u64]) -> Vec<Bucket> {
         .collect()
 }
 
-/// One group as polars returns it, before the per-group work.
-struct Group {
+/// One group's exits, summed exactly (integers), so that no statistic depends on the order in
+/// which rows or groups arrive.
+#[derive(Default)]
+struct Acc {
     keys: Vec<KeyValue>,
     count: u64,
-    n_dur: u64,
-    total: Option<u64>,
-    mean: Option<f64>,
-    std: Option<f64>,
-    /// Sums of userspace_ns, sched_out_ns, wakeup_ns.
-    sums: (Option<u64>, Option<u64>, Option<u64>),
+    /// Known durations.
     durations: Vec<u64>,
+    sum: u128,
+    sum_sq: u128,
+    /// Sums of userspace_ns, sched_out_ns, wakeup_ns (with `split`).
+    sums: [Option<u64>; 3],
 }
 
-/// Aggregates `lf` by `keys` (none: one total row).
-/// Returns the rows and the total over all of them (computed here from the groups' durations:
-/// one polars pass).
+impl Acc {
+    fn add(&mut self, other: &Acc) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.sum_sq += other.sum_sq;
+        for (a, b) in self.sums.iter_mut().zip(other.sums) {
+            *a = match (*a, b) {
+                (Some(x), Some(y)) => Some(x + y),
+                (x, y) => x.or(y),
+            };
+        }
+    }
+}
+
+/// `sorted[floor(q (n - 1))]` (the ground truth's definition) of `v` without sorting it
+/// (reorders `v`).
+fn select_percentile(v: &mut [u64], q: f64) -> Option<u64> {
+    if v.is_empty() {
+        return None;
+    }
+    let i = ((q * (v.len() - 1) as f64).floor() as usize).min(v.len() - 1);
+    Some(*v.select_nth_unstable(i).1)
+}
+
+/// Hash maps keyed by values of our own columns (foldhash: no untrusted keys reach it in a way
+/// that matters, and the output is sorted).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Reads one chunk of a column by row index within the chunk.
+type ChunkReader<'a, T> = Box<dyn Fn(usize) -> T + Sync + 'a>;
+
+/// A u64 column, one reader per chunk (no copy).
+fn u64_chunks<'a>(
+    df: &'a DataFrame,
+    name: &str,
+) -> Result<Vec<ChunkReader<'a, Option<u64>>>, Error> {
+    let ca = df
+        .column(name)
+        .map_err(pl(EXITS))?
+        .as_materialized_series()
+        .u64()
+        .map_err(pl(EXITS))?;
+    Ok(ca
+        .downcast_iter()
+        .map(|arr| -> ChunkReader<'a, Option<u64>> {
+            Box::new(move |i: usize| {
+                let v = arr.values().get(i).copied()?;
+                match arr.validity() {
+                    Some(valid) if !valid.get(i).unwrap_or(false) => None,
+                    _ => Some(v),
+                }
+            })
+        })
+        .collect())
+}
+
+/// A boolean column, one reader per chunk (null: false).
+fn bool_chunks<'a>(df: &'a DataFrame, name: &str) -> Result<Vec<ChunkReader<'a, bool>>, Error> {
+    let ca = df
+        .column(name)
+        .map_err(pl(EXITS))?
+        .as_materialized_series()
+        .bool()
+        .map_err(pl(EXITS))?;
+    Ok(ca
+        .downcast_iter()
+        .map(|arr| -> ChunkReader<'a, bool> {
+            Box::new(move |i: usize| {
+                arr.values().get(i).unwrap_or(false)
+                    && arr.validity().is_none_or(|v| v.get(i).unwrap_or(false))
+            })
+        })
+        .collect())
+}
+
+/// One code per row for the values of a key column, and the value of each code.
+///
+/// Strings are the common key (reason names, VM names, sources): a column read from a
+/// dictionary-encoded Parquet page repeats the same view for the same value, so each distinct
+/// view is looked up as a string once per chunk, every other row costs one integer hash.
+fn codes(c: &Column, hex: bool) -> Result<(Vec<u32>, Vec<KeyValue>), Error> {
+    let s = c.as_materialized_series();
+    if !matches!(s.dtype(), DataType::String) && !s.dtype().is_integer() {
+        let s = s.cast(&DataType::String).map_err(pl(EXITS))?;
+        return codes(&Column::from(s), hex);
+    }
+    let mut out: Vec<u32> = Vec::with_capacity(s.len());
+    let mut values: Vec<KeyValue> = Vec::new();
+    let mut new_code = |v: KeyValue| -> u32 {
+        values.push(v);
+        (values.len() - 1) as u32
+    };
+    match s.dtype() {
+        DataType::String => {
+            let ca = s.str().map_err(pl(EXITS))?;
+            let mut by_str: FastMap<Option<&str>, u32> = FastMap::default();
+            for arr in ca.downcast_iter() {
+                let views = arr.views();
+                let mut by_view: FastMap<u128, u32> = FastMap::default();
+                for (i, v) in arr.iter().enumerate() {
+                    let cached = match (v, views.get(i)) {
+                        (Some(_), Some(view)) => by_view.get(&view.as_u128()).copied(),
+                        _ => None,
+                    };
+                    let code = match cached {
+                        Some(code) => code,
+                        None => {
+                            let code = *by_str.entry(v).or_insert_with(|| {
+                                new_code(v.map_or(KeyValue::Null, |v| KeyValue::Str(v.into())))
+                            });
+                            if let (Some(_), Some(view)) = (v, views.get(i)) {
+                                by_view.insert(view.as_u128(), code);
+                            }
+                            code
+                        }
+                    };
+                    out.push(code);
+                }
+            }
+        }
+        DataType::UInt64 => {
+            let mut by: FastMap<Option<u64>, u32> = FastMap::default();
+            for v in s.u64().map_err(pl(EXITS))?.iter() {
+                let code = *by.entry(v).or_insert_with(|| {
+                    new_code(v.map_or(KeyValue::Null, |v| key_value(AnyValue::UInt64(v), hex)))
+                });
+                out.push(code);
+            }
+        }
+        dt if dt.is_integer() => {
+            let s = s.cast(&DataType::Int64).map_err(pl(EXITS))?;
+            let mut by: FastMap<Option<i64>, u32> = FastMap::default();
+            for v in s.i64().map_err(pl(EXITS))?.iter() {
+                let code = *by.entry(v).or_insert_with(|| {
+                    new_code(v.map_or(KeyValue::Null, |v| key_value(AnyValue::Int64(v), hex)))
+                });
+                out.push(code);
+            }
+        }
+        _ => {}
+    }
+    Ok((out, values))
+}
+
+/// One group id per row for the key columns of `df` (all rows one group without keys), and each
+/// group's key values.
+fn group_ids(df: &DataFrame, keys: &[KeyCol]) -> Result<(Vec<u32>, Vec<Vec<KeyValue>>), Error> {
+    let mut gid: Vec<u32> = vec![0; df.height()];
+    let mut groups: Vec<Vec<KeyValue>> = vec![Vec::new()];
+    for k in keys {
+        let (codes, values) = codes(df.column(k.name).map_err(pl(EXITS))?, k.hex)?;
+        // (group so far, this key's code) → the new group.
+        let mut next: FastMap<(u32, u32), u32> = FastMap::default();
+        let mut next_groups: Vec<Vec<KeyValue>> = Vec::new();
+        for (g, c) in gid.iter_mut().zip(codes) {
+            *g = *next.entry((*g, c)).or_insert_with(|| {
+                let mut kv = groups.get(*g as usize).cloned().unwrap_or_default();
+                kv.push(values.get(c as usize).cloned().unwrap_or(KeyValue::Null));
+                next_groups.push(kv);
+                (next_groups.len() - 1) as u32
+            });
+        }
+        groups = next_groups;
+    }
+    if df.height() == 0 && !keys.is_empty() {
+        groups.clear();
+    }
+    Ok((gid, groups))
+}
+
+/// What one pass over the exits found.
+struct Pass {
+    rows: Vec<ExitStats>,
+    total: ExitStats,
+    /// Rows per `exits.source`, before `required` (sorted by source).
+    sources: Vec<SourceCount>,
+    /// kvm_exit rows without an entry: still open at the end of the recording, left out.
+    n_open_at_end: u64,
+}
+
+/// Aggregates `lf` by `keys` (none: one total row) into statistics per group and over all,
+/// counting rows per source on the way. Rows still open at the end (a kvm_exit without entry)
+/// and rows where `required` is false are left out of the statistics.
+///
+/// polars reads the columns; the grouping ([`group_ids`]) and the statistics are done here, in
+/// parallel over row chunks: counts and exact integer sums (mean and standard deviation from
+/// them, independent of the order rows arrive in), percentiles by selection, not sorting.
 fn aggregate(
     lf: LazyFrame,
     keys: &[KeyCol],
+    required: Option<Expr>,
     opts: &Options,
     split_avail: &Split,
-) -> Result<(Vec<ExitStats>, ExitStats), Error> {
-    let d = || col("duration_ns").cast(DataType::UInt64);
-    let aggs = vec![
-        len().cast(DataType::UInt64).alias("n"),
-        d().sum().alias("total"),
-        d().count().cast(DataType::UInt64).alias("n_dur"),
-        d().mean().alias("mean"),
-        d().cast(DataType::Float64).std(1).alias("std"),
-        d().implode(true).alias("durs"),
-        col("userspace_ns")
-            .cast(DataType::UInt64)
-            .sum()
-            .alias("vmm"),
-        col("sched_out_ns")
-            .cast(DataType::UInt64)
-            .sum()
-            .alias("sched"),
-        col("wakeup_ns")
-            .cast(DataType::UInt64)
-            .sum()
-            .alias("halted"),
-    ];
+) -> Result<Pass, Error> {
+    let t = crate::timing::phase("exits: read");
+    let mut sel: Vec<Expr> = keys.iter().map(|k| k.expr.clone()).collect();
+    sel.push(col("source").alias("_source"));
+    sel.push(col("entry_time_ns").is_null().alias("_no_entry"));
+    sel.push(col("duration_ns").cast(DataType::UInt64).alias("_d"));
+    let split_cols = ["userspace_ns", "sched_out_ns", "wakeup_ns"];
+    if opts.split {
+        for c in split_cols {
+            sel.push(col(c).cast(DataType::UInt64).alias(format!("_{c}")));
+        }
+    }
+    if let Some(r) = &required {
+        sel.push(r.clone().alias("_required"));
+    }
+    let mut df = lf.select(sel).collect().map_err(pl(EXITS))?;
+    // Every column chunked alike (usually already so: one chunk per row group read).
+    df.align_chunks_par();
+    drop(t);
     let t = crate::timing::phase("exits: group");
-    let df = if keys.is_empty() {
-        lf.select(aggs).collect().map_err(pl(EXITS))?
-    } else {
-        let k: Vec<Expr> = keys.iter().map(|k| k.expr.clone()).collect();
-        lf.group_by(k).agg(aggs).collect().map_err(pl(EXITS))?
-    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build()
+        .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
+    let (groups, sources) = pool.install(|| {
+        rayon::join(
+            || group_ids(&df, keys),
+            || {
+                df.column("_source")
+                    .map_err(pl(EXITS))
+                    .and_then(|c| codes(c, false))
+            },
+        )
+    });
+    let ((gid, group_keys), (source, source_names)) = (groups?, sources?);
     drop(t);
     let _t = crate::timing::phase("exits: statistics");
-    let n = df.height();
-    let get = |name: &str, i: usize| -> Result<AnyValue<'_>, Error> {
-        df.column(name).and_then(|c| c.get(i)).map_err(pl(EXITS))
-    };
-    let durs = df
-        .column("durs")
-        .map_err(pl(EXITS))?
-        .list()
-        .map_err(pl(EXITS))?
-        .clone();
-    let mut pre = Vec::with_capacity(n);
-    for i in 0..n {
-        let list = durs.get_as_series(i);
-        let v: Vec<u64> = match list {
-            Some(s) => s.u64().map_err(pl(EXITS))?.iter().flatten().collect(),
-            None => Vec::new(),
-        };
-        let keys_v = keys
+    let kvm_exit = source_names
+        .iter()
+        .position(|v| *v == KeyValue::Str("kvm_exit".into()))
+        .map(|i| i as u32);
+    let no_entry = bool_chunks(&df, "_no_entry")?;
+    let req = required
+        .is_some()
+        .then(|| bool_chunks(&df, "_required"))
+        .transpose()?;
+    let dur = u64_chunks(&df, "_d")?;
+    let parts = if opts.split {
+        split_cols
             .iter()
-            .map(|k| get(k.name, i).map(|a| key_value(a, k.hex)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let count = any_u64(get("n", i)?).unwrap_or(0);
-        let n_dur = any_u64(get("n_dur", i)?).unwrap_or(0);
-        let total = any_u64(get("total", i)?);
-        let mean = any_f64(get("mean", i)?);
-        let std = any_f64(get("std", i)?);
-        let sums = (
-            any_u64(get("vmm", i)?),
-            any_u64(get("sched", i)?),
-            any_u64(get("halted", i)?),
-        );
-        pre.push(Group {
-            keys: keys_v,
-            count,
-            n_dur,
-            total,
-            mean,
-            std,
-            sums,
-            durations: v,
+            .map(|c| u64_chunks(&df, &format!("_{c}")).map(Some))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        vec![None, None, None]
+    };
+    let lens: Vec<usize> = df
+        .column("_d")
+        .map_err(pl(EXITS))?
+        .as_materialized_series()
+        .chunk_lengths()
+        .collect();
+    let n_groups = group_keys.len();
+    let n_sources = source_names.len();
+    // One chunk of rows (`k`, its first row `start`): its accumulators per group, rows per
+    // source, open exits.
+    let chunk = |k: usize, start: usize| {
+        let mut accs: Vec<Acc> = (0..n_groups).map(|_| Acc::default()).collect();
+        let mut per_source = vec![0u64; n_sources];
+        let mut open = 0u64;
+        let no_entry = no_entry.get(k);
+        let req = req.as_ref().map(|r| r.get(k));
+        let dur = dur.get(k);
+        let parts: Vec<Option<&ChunkReader<'_, Option<u64>>>> = parts
+            .iter()
+            .map(|p| p.as_ref().and_then(|p| p.get(k)))
+            .collect();
+        for j in 0..lens.get(k).copied().unwrap_or(0) {
+            let i = start + j;
+            let src = source.get(i).copied().unwrap_or(0);
+            if let Some(n) = per_source.get_mut(src as usize) {
+                *n += 1;
+            }
+            if Some(src) == kvm_exit && no_entry.is_some_and(|f| f(j)) {
+                open += 1;
+                continue;
+            }
+            if req.is_some_and(|r| !r.is_some_and(|f| f(j))) {
+                continue;
+            }
+            let Some(a) = gid.get(i).and_then(|&g| accs.get_mut(g as usize)) else {
+                continue;
+            };
+            a.count += 1;
+            if let Some(d) = dur.and_then(|f| f(j)) {
+                a.durations.push(d);
+                a.sum += u128::from(d);
+                a.sum_sq += u128::from(d) * u128::from(d);
+            }
+            for (s, c) in a.sums.iter_mut().zip(&parts) {
+                if let Some(v) = c.and_then(|c| c(j)) {
+                    *s = Some(s.unwrap_or(0) + v);
+                }
+            }
+        }
+        (accs, per_source, open)
+    };
+    let build = |mut a: Acc| -> ExitStats {
+        let v = &mut a.durations;
+        let n = v.len() as u128;
+        let known = n > 0;
+        let total = u64::try_from(a.sum).unwrap_or(u64::MAX);
+        let mean = known.then(|| a.sum as f64 / n as f64);
+        // n Σd² - (Σd)² is exact in integers; the sample variance is that / (n (n - 1)).
+        let std = (n > 1).then(|| {
+            let num = (n * a.sum_sq).saturating_sub(a.sum * a.sum);
+            (num as f64 / (n * (n - 1)) as f64).sqrt()
         });
-    }
-    let build = |g: Group| {
-        let Group {
-            keys,
-            count,
-            n_dur,
-            total,
-            mean,
-            std,
-            sums,
-            durations: mut v,
-        } = g;
-        v.sort_unstable();
-        let known = n_dur > 0;
         let split = (opts.split && known).then(|| {
-            let total = total.unwrap_or(0);
-            let vmm = split_avail.vmm_ns.map(|_| sums.0.unwrap_or(0));
-            let halted = split_avail.halted_ns.map(|_| sums.2.unwrap_or(0));
+            let vmm = split_avail.vmm_ns.map(|_| a.sums[0].unwrap_or(0));
+            let halted = split_avail.halted_ns.map(|_| a.sums[2].unwrap_or(0));
             // Blocked halts are scheduled out too: count that time once, as halted.
             let sched = split_avail
                 .sched_out_ns
-                .map(|_| sums.1.unwrap_or(0).saturating_sub(halted.unwrap_or(0)));
+                .map(|_| a.sums[1].unwrap_or(0).saturating_sub(halted.unwrap_or(0)));
             let kernel = total
                 .saturating_sub(vmm.unwrap_or(0))
                 .saturating_sub(sched.unwrap_or(0))
@@ -668,77 +867,94 @@ fn aggregate(
                 halted_ns: halted,
             }
         });
+        let histogram = if opts.histogram {
+            histogram(v)
+        } else {
+            Vec::new()
+        };
         ExitStats {
-            keys,
-            count,
+            keys: std::mem::take(&mut a.keys),
+            count: a.count,
             count_pct: 0.0,
-            total_ns: known.then(|| total.unwrap_or(0)),
+            total_ns: known.then_some(total),
             time_pct: None,
-            min_ns: v.first().copied(),
-            p50_ns: percentile(&v, 0.5),
-            p90_ns: percentile(&v, 0.9),
-            p99_ns: percentile(&v, 0.99),
-            max_ns: v.last().copied(),
-            mean_ns: if known { mean } else { None },
+            min_ns: v.iter().min().copied(),
+            p50_ns: select_percentile(v, 0.5),
+            p90_ns: select_percentile(v, 0.9),
+            p99_ns: select_percentile(v, 0.99),
+            max_ns: v.iter().max().copied(),
+            mean_ns: mean,
             stddev_ns: if known { std.or(Some(0.0)) } else { None },
-            histogram: if opts.histogram {
-                histogram(&v)
-            } else {
-                Vec::new()
-            },
+            histogram,
             split,
         }
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads)
-        .build()
-        .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
-    let mut all = Group {
-        keys: Vec::new(),
-        count: 0,
-        n_dur: 0,
-        total: None,
-        mean: None,
-        std: None,
-        sums: (None, None, None),
-        durations: Vec::new(),
-    };
-    let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
-        (Some(x), Some(y)) => Some(x + y),
-        (x, y) => x.or(y),
-    };
-    // Each group's durations sorted in parallel; the total is then their merge (the stable
-    // sort finds the sorted runs: O(n log groups), not a fresh O(n log n) sort of every exit).
-    pool.install(|| pre.par_iter_mut().for_each(|g| g.durations.sort_unstable()));
-    for g in &pre {
-        all.count += g.count;
-        all.n_dur += g.n_dur;
-        all.total = add(all.total, g.total);
-        all.sums = (
-            add(all.sums.0, g.sums.0),
-            add(all.sums.1, g.sums.1),
-            add(all.sums.2, g.sums.2),
-        );
-        all.durations.extend_from_slice(&g.durations);
-    }
-    // Sorted first: the group order polars returns must not change the float sums.
-    all.durations.sort();
-    if !all.durations.is_empty() {
-        let n = all.durations.len() as f64;
-        let mean = all.durations.iter().map(|&d| d as f64).sum::<f64>() / n;
-        all.mean = Some(mean);
-        all.std = (all.durations.len() > 1).then(|| {
-            (all.durations
-                .iter()
-                .map(|&d| (d as f64 - mean).powi(2))
-                .sum::<f64>()
-                / (n - 1.0))
-                .sqrt()
-        });
-    }
+    let starts: Vec<usize> = lens
+        .iter()
+        .scan(0, |at, &n| {
+            let s = *at;
+            *at += n;
+            Some(s)
+        })
+        .collect();
     Ok(pool.install(|| {
-        let rows: Vec<ExitStats> = pre.into_par_iter().map(build).collect();
-        (rows, build(all))
+        let chunks: Vec<_> = starts
+            .par_iter()
+            .enumerate()
+            .map(|(k, &start)| chunk(k, start))
+            .collect();
+        let mut accs: Vec<Acc> = group_keys
+            .into_iter()
+            .map(|keys| Acc {
+                keys,
+                ..Acc::default()
+            })
+            .collect();
+        let mut per_source = vec![0u64; n_sources];
+        let mut n_open_at_end = 0;
+        for (c, s, o) in chunks {
+            for (a, b) in accs.iter_mut().zip(c) {
+                a.add(&b);
+                a.durations.extend_from_slice(&b.durations);
+            }
+            for (a, b) in per_source.iter_mut().zip(s) {
+                *a += b;
+            }
+            n_open_at_end += o;
+        }
+        // A group whose every row was left out is no row.
+        accs.retain(|a| a.count > 0);
+        let mut all = Acc::default();
+        for a in &accs {
+            all.add(a);
+        }
+        all.durations = Vec::with_capacity(accs.iter().map(|a| a.durations.len()).sum());
+        for a in &accs {
+            all.durations.extend_from_slice(&a.durations);
+        }
+        let (rows, total) = rayon::join(
+            || accs.into_par_iter().map(build).collect::<Vec<_>>(),
+            || build(all),
+        );
+        let mut sources: Vec<SourceCount> = source_names
+            .into_iter()
+            .zip(per_source)
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| SourceCount {
+                source: match name {
+                    KeyValue::Str(s) => s,
+                    other => other.to_string(),
+                },
+                n_exits: n,
+            })
+            .collect();
+        sources.sort_by(|a, b| a.source.cmp(&b.source));
+        Pass {
+            rows,
+            total,
+            sources,
+            n_open_at_end,
+        }
     }))
 }
 
@@ -867,63 +1083,62 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
     };
     let with_vm = opts.vm.is_some() || by.iter().any(|b| matches!(b, By::Vm | By::Vcpu));
     let mut lf = filters(base(ds, opts, with_vm)?, opts);
-    let mut notes = Vec::new();
 
-    // Sources, and exits still open at the end (no entry: no duration).
-    let t = crate::timing::phase("exits: sources");
-    let src = lf
-        .clone()
-        .group_by([col("source")])
-        .agg([
-            len().cast(DataType::UInt64).alias("n"),
-            col("entry_time_ns")
-                .is_null()
-                .and(col("source").eq(lit("kvm_exit")))
-                .sum()
-                .cast(DataType::UInt64)
-                .alias("open"),
-            col("reason_name")
-                .null_count()
-                .cast(DataType::UInt64)
-                .alias("unnamed"),
-        ])
-        .sort(["source"], SortMultipleOptions::default())
-        .collect()
-        .map_err(pl(EXITS))?;
-    let mut sources = Vec::new();
-    let mut n_open_at_end = 0;
-    let mut n_unnamed = 0;
-    for i in 0..src.height() {
-        let s = src
-            .column("source")
-            .and_then(|c| c.get(i))
-            .map_err(pl(EXITS))?;
-        let n = src.column("n").and_then(|c| c.get(i)).map_err(pl(EXITS))?;
-        let o = src
-            .column("open")
-            .and_then(|c| c.get(i))
-            .map_err(pl(EXITS))?;
-        n_open_at_end += any_u64(o).unwrap_or(0);
-        n_unnamed += src
-            .column("unnamed")
-            .and_then(|c| c.get(i))
-            .map(|v| any_u64(v).unwrap_or(0))
-            .map_err(pl(EXITS))?;
-        let source = match s {
-            AnyValue::String(s) => s.to_string(),
-            AnyValue::StringOwned(s) => s.to_string(),
-            other => other.to_string().trim_matches('"').to_string(),
-        };
-        sources.push(SourceCount {
-            source,
-            n_exits: any_u64(n).unwrap_or(0),
-        });
+    // Guest symbols: name each distinct (recording, VM, rip) once, join the names in.
+    let mut symbol_notes = Vec::new();
+    if by.contains(&By::GuestSymbol) {
+        let (l, n) = guest_symbols(ds, lf, opts)?;
+        lf = l;
+        symbol_notes = n;
     }
-    if n_unnamed > 0 {
-        // A code without a name keeps its number.
+    // Port, MSR and gpa rows only exist for exits that carry one.
+    let mut required: Option<Expr> = None;
+    let mut only_notes = Vec::new();
+    for (b, c, what) in [
+        (By::Port, "pio_port", "kvm_pio"),
+        (By::Msr, "msr_index", "kvm_msr"),
+        (By::Gpa, "mmio_gpa", "kvm_mmio"),
+    ] {
+        if by.contains(&b) {
+            let has = col(c).is_not_null();
+            required = Some(match required {
+                Some(r) => r.and(has),
+                None => has,
+            });
+            only_notes.push(format!("only exits with a {what} event are counted"));
+        }
+    }
+    let split_avail = Split {
+        kernel_ns: Some(0),
+        vmm_ns: ds.has("kvm__kvm_userspace_exit").then_some(0),
+        sched_out_ns: ds.has("sched__sched_switch").then_some(0),
+        halted_ns: ds.has("kvm__kvm_vcpu_wakeup").then_some(0),
+    };
+
+    let keys = key_cols(&by);
+    let mut pass = aggregate(lf.clone(), &keys, required.clone(), opts, &split_avail)?;
+    let reason_at = keys.iter().position(|k| k.name == "reason_name");
+    if let Some(at) = reason_at
+        && pass
+            .rows
+            .iter()
+            .any(|r| r.keys.get(at).is_some_and(|k| *k == KeyValue::Null))
+    {
+        // A code without a name keeps its number (made only when one occurs: a string per
+        // row would cost more than the whole breakdown).
         lf = lf.with_columns([col("reason_name")
             .fill_null(lit("code ") + col("reason").cast(DataType::String).fill_null(lit("?")))]);
+        pass = aggregate(lf, &keys, required, opts, &split_avail)?;
     }
+    let Pass {
+        mut rows,
+        mut total,
+        sources,
+        n_open_at_end,
+    } = pass;
+
+    // Notes: the sources, exits left out, then what the keys and --split could not know.
+    let mut notes = Vec::new();
     let durations_known = sources.iter().any(|s| s.source == "kvm_exit");
     let pvm: Vec<&str> = sources
         .iter()
@@ -944,42 +1159,16 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
         notes.push(format!(
             "{n_open_at_end} exit(s) still open at the end of the recording are left out"
         ));
-        lf = lf.filter(
-            col("entry_time_ns")
-                .is_not_null()
-                .or(col("source").neq(lit("kvm_exit"))),
-        );
     }
-
-    // Guest symbols: name each distinct (recording, VM, rip) once, join the names in.
     if by.contains(&By::GuestSymbol) {
-        let (l, n) = guest_symbols(ds, lf, opts)?;
-        lf = l;
-        notes.extend(n);
+        notes.extend(symbol_notes);
         if !durations_known && !opts.emulated {
             notes.push(
                 "guest_rip of a PVM exit is the rip of the last kvm_emulate_insn before it".into(),
             );
         }
     }
-    // Port, MSR and gpa rows only exist for exits that carry one.
-    for (b, c, what) in [
-        (By::Port, "pio_port", "kvm_pio"),
-        (By::Msr, "msr_index", "kvm_msr"),
-        (By::Gpa, "mmio_gpa", "kvm_mmio"),
-    ] {
-        if by.contains(&b) {
-            lf = lf.filter(col(c).is_not_null());
-            notes.push(format!("only exits with a {what} event are counted"));
-        }
-    }
-
-    let split_avail = Split {
-        kernel_ns: Some(0),
-        vmm_ns: ds.has("kvm__kvm_userspace_exit").then_some(0),
-        sched_out_ns: ds.has("sched__sched_switch").then_some(0),
-        halted_ns: ds.has("kvm__kvm_vcpu_wakeup").then_some(0),
-    };
+    notes.extend(only_notes);
     if opts.split {
         let mut missing = Vec::new();
         if split_avail.vmm_ns.is_none() {
@@ -1001,10 +1190,6 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
             notes.push("split: needs exit durations; none here".into());
         }
     }
-
-    let keys = key_cols(&by);
-    drop(t);
-    let (mut rows, mut total) = aggregate(lf, &keys, opts, &split_avail)?;
     if total.count == 0 {
         rows.clear();
     }
@@ -1083,11 +1268,12 @@ mod tests {
 
     #[test]
     fn percentiles_are_lower() {
-        let v: Vec<u64> = (1..=10).collect();
-        assert_eq!(percentile(&v, 0.5), Some(5));
-        assert_eq!(percentile(&v, 0.9), Some(9));
-        assert_eq!(percentile(&v, 0.99), Some(9));
-        assert_eq!(percentile(&[], 0.5), None);
+        let mut v: Vec<u64> = vec![7, 3, 10, 1, 9, 2, 8, 5, 4, 6];
+        assert_eq!(select_percentile(&mut v, 0.5), Some(5));
+        assert_eq!(select_percentile(&mut v, 0.9), Some(9));
+        assert_eq!(select_percentile(&mut v, 0.99), Some(9));
+        assert_eq!(select_percentile(&mut v, 0.0), Some(1));
+        assert_eq!(select_percentile(&mut [], 0.5), None);
     }
 
     #[test]

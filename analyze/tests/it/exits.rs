@@ -722,3 +722,74 @@ fn pvm_guest_symbols(stem: &str) {
         k.notes
     );
 }
+
+/// `--split` per reason equals the sums of the exits table's own columns, aggregated by polars
+/// (not by kvmtrace's aggregator), and its parts add up to the exit time.
+#[test]
+fn split_equals_the_exit_columns_summed_by_polars() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let (ds, _) = synth(dir.path(), Isa::Vmx, 1);
+    let mut o = opts(&[By::Reason], 2);
+    o.split = true;
+    let r = exits::run(&ds, &o).expect("exits");
+    let df = ds
+        .scan("exits")
+        .unwrap()
+        .filter(col("entry_time_ns").is_not_null())
+        .group_by([col("reason_name")])
+        .agg([
+            col("duration_ns").sum().alias("total"),
+            col("userspace_ns").sum().alias("vmm"),
+            col("wakeup_ns").sum().alias("halted"),
+            col("sched_out_ns").sum().alias("sched"),
+        ])
+        .collect()
+        .unwrap();
+    let names = df.column("reason_name").unwrap().str().unwrap().clone();
+    let get = |c: &str, i: usize| {
+        df.column(c)
+            .unwrap()
+            .get(i)
+            .unwrap()
+            .try_extract::<u64>()
+            .unwrap_or(0)
+    };
+    assert_eq!(r.rows.len(), df.height());
+    let mut with_vmm = 0;
+    for i in 0..df.height() {
+        let name = names.get(i).unwrap();
+        let row = r
+            .rows
+            .iter()
+            .find(|s| s.keys == vec![KeyValue::Str(name.into())])
+            .unwrap_or_else(|| panic!("no row for {name}"));
+        let split = row.split.expect("split");
+        let (total, vmm, halted, sched) = (
+            get("total", i),
+            get("vmm", i),
+            get("halted", i),
+            get("sched", i),
+        );
+        assert_eq!(row.total_ns, Some(total), "{name}");
+        // A part the recording cannot show (no such tracepoint) is None, its column empty.
+        let part = |p: Option<u64>| p.unwrap_or(0);
+        assert_eq!(part(split.vmm_ns), vmm, "{name}");
+        assert_eq!(part(split.halted_ns), halted, "{name}");
+        assert_eq!(
+            part(split.sched_out_ns),
+            sched.saturating_sub(halted),
+            "{name}"
+        );
+        assert_eq!(
+            split.kernel_ns.unwrap() + vmm + halted + sched.saturating_sub(halted),
+            total,
+            "{name}"
+        );
+        with_vmm += u64::from(vmm > 0);
+    }
+    assert!(
+        with_vmm > 0,
+        "no exit with a VMM round trip: the check is vacuous"
+    );
+}
