@@ -1,6 +1,7 @@
 //! Process address spaces rebuilt from MMAP/MMAP2/FORK records, to turn a callchain address into
 //! (dso, offset in the dso) the way perf's `maps__find` + `map__map_ip` do.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -24,7 +25,15 @@ impl Map {
 /// Mappings per (machine, pid); kernel mappings (pid -1) per machine.
 #[derive(Debug, Default)]
 pub(crate) struct AddressSpaces {
-    procs: HashMap<(bool, i32), Vec<Map>>,
+    procs: HashMap<(bool, i32), Space, foldhash::fast::FixedState>,
+}
+
+/// One address space: its mappings by start address, and the one the last lookup found
+/// (callchains hit the same mapping frame after frame).
+#[derive(Debug, Default, Clone)]
+struct Space {
+    maps: Vec<Map>,
+    last: Cell<usize>,
 }
 
 impl AddressSpaces {
@@ -34,7 +43,8 @@ impl AddressSpaces {
         if map.end <= map.start {
             return;
         }
-        let maps = self.procs.entry((guest, pid)).or_default();
+        let space = self.procs.entry((guest, pid)).or_default();
+        let maps = &mut space.maps;
         let mut kept = Vec::with_capacity(maps.len() + 2);
         for m in maps.drain(..) {
             if m.end <= map.start || m.start >= map.end {
@@ -74,19 +84,31 @@ impl AddressSpaces {
 
     /// Whether `pid` (-1: the kernel) of this machine has any mapping.
     pub(crate) fn has(&self, guest: bool, pid: i32) -> bool {
-        self.procs.get(&(guest, pid)).is_some_and(|m| !m.is_empty())
+        self.procs
+            .get(&(guest, pid))
+            .is_some_and(|s| !s.maps.is_empty())
     }
 
     /// Every mapping of `pid`, by start address.
     pub(crate) fn maps(&self, guest: bool, pid: i32) -> &[Map] {
-        self.procs.get(&(guest, pid)).map_or(&[], Vec::as_slice)
+        self.procs
+            .get(&(guest, pid))
+            .map_or(&[], |s| s.maps.as_slice())
     }
 
     /// The mapping of `pid` that contains `addr`.
     pub(crate) fn find(&self, guest: bool, pid: i32, addr: u64) -> Option<&Map> {
-        let maps = self.procs.get(&(guest, pid))?;
-        let i = maps.partition_point(|m| m.start <= addr);
-        let m = maps.get(i.checked_sub(1)?)?;
+        let space = self.procs.get(&(guest, pid))?;
+        let maps = &space.maps;
+        if let Some(m) = maps.get(space.last.get())
+            && m.start <= addr
+            && addr < m.end
+        {
+            return Some(m);
+        }
+        let i = maps.partition_point(|m| m.start <= addr).checked_sub(1)?;
+        let m = maps.get(i)?;
+        space.last.set(i);
         (addr < m.end).then_some(m)
     }
 }

@@ -83,6 +83,18 @@ pub(crate) struct FrameInfo {
     pub(crate) origin: Arc<FrameOrigin>,
 }
 
+/// The origin of the last frame mapped, with what it was made from: the mapping's file name and
+/// build id (held, so that their allocations cannot be reused while compared by address), the
+/// frame's cpumode and, for a guest of the host, its VMM's pid.
+struct LastOrigin {
+    mode: CpuMode,
+    vm_pid: i32,
+    filename: Arc<str>,
+    build_id: Option<Arc<[u8]>>,
+    mode_out: CpuMode,
+    origin: Arc<FrameOrigin>,
+}
+
 /// Interned [`FrameOrigin`]s, and the perf dso names of kernel maps.
 #[derive(Default)]
 struct Origins {
@@ -281,6 +293,7 @@ pub(crate) struct Session {
     spaces: AddressSpaces,
     stacks: StackInterner,
     origins: Origins,
+    last_origin: Option<LastOrigin>,
     /// PERF_RECORD_TIME_CONV: (time_shift, time_mult, time_zero, time_cycles, time_mask, cap_short).
     pub(crate) time_conv: Option<TimeConv>,
     pub(crate) kvm: KvmModel,
@@ -390,6 +403,7 @@ impl Session {
             spaces: AddressSpaces::default(),
             stacks: StackInterner::default(),
             origins: Origins::default(),
+            last_origin: None,
             time_conv: None,
             kvm,
             tp_tables: BTreeMap::new(),
@@ -458,32 +472,69 @@ impl Session {
                 m,
                 CpuMode::HostKernel | CpuMode::GuestKernel | CpuMode::Hypervisor
             );
-            let (space, machine_guest) = match (&guest_vm, m) {
+            let machine_guest = guest_vm.is_none() && m.is_guest();
+            // A guest of the host is named after its VMM process.
+            let vm_pid = if machine_guest { pid } else { -1 };
+            let owner = if kernel { -1 } else { pid };
+            // One lookup per frame; what the origin needs of the mapping is taken out of it.
+            let found = self.spaces.find(machine_guest, owner, addr).map(|map| {
+                (
+                    Arc::clone(&map.filename),
+                    map.build_id.clone(),
+                    map.map_ip(addr),
+                )
+            });
+            let dso_offset = if kernel {
+                Some(addr)
+            } else {
+                found.as_ref().map(|f| f.2)
+            };
+            // Frame after frame hits the same mapping: the origin of the last one is reused
+            // when the mapping (the same allocations, kept alive by the cache) and mode are.
+            if let (Some((filename, build_id, _)), Some(last)) = (&found, &self.last_origin)
+                && last.mode == m
+                && last.vm_pid == vm_pid
+                && Arc::ptr_eq(&last.filename, filename)
+                && match (&last.build_id, build_id) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    (None, None) => true,
+                    _ => false,
+                }
+            {
+                out.push(FrameInfo {
+                    addr,
+                    mode: last.mode_out,
+                    dso_offset,
+                    origin: Arc::clone(&last.origin),
+                });
+                continue;
+            }
+            let space = match (&guest_vm, m) {
                 // Inside a guest recording, its "host" modes are the guest's own.
-                (Some(vm), _) if kernel => (Space::GuestKernel(vm.clone()), false),
-                (Some(vm), _) => (Space::GuestUser(vm.clone()), false),
-                (None, CpuMode::GuestKernel) => (Space::GuestKernel(self.vm_name(pid)), true),
-                (None, CpuMode::GuestUser) => (Space::GuestUser(self.vm_name(pid)), true),
-                (None, _) if kernel => (Space::HostKernel, false),
-                (None, _) => (Space::HostUser, false),
+                (Some(vm), _) if kernel => Space::GuestKernel(vm.clone()),
+                (Some(vm), _) => Space::GuestUser(vm.clone()),
+                (None, CpuMode::GuestKernel) => Space::GuestKernel(self.vm_name(pid)),
+                (None, CpuMode::GuestUser) => Space::GuestUser(self.vm_name(pid)),
+                (None, _) if kernel => Space::HostKernel,
+                (None, _) => Space::HostUser,
             };
             let guest_kernel_of_host = guest_vm.is_none() && matches!(space, Space::GuestKernel(_));
-            let (dso, dso_offset, build_id) = if kernel {
-                let dso = match self.spaces.find(machine_guest, -1, addr) {
-                    Some(map) => Some({
-                        let key = (machine_guest, Arc::clone(&map.filename));
+            let (dso, build_id) = if kernel {
+                let dso = match &found {
+                    Some((filename, _, _)) => Some({
+                        let key = (machine_guest, Arc::clone(filename));
                         match self.origins.kernel_dso.get(&key) {
                             Some(d) => Arc::clone(d),
                             None => {
                                 // perf names a module by its path when the recording's build-id
                                 // table lists it in kernel mode (the dso was created from that
                                 // table), else `[module]`.
-                                let d: Arc<str> = if map.filename.starts_with('/')
-                                    && self.kernel_build_id_paths.contains(&*map.filename)
+                                let d: Arc<str> = if filename.starts_with('/')
+                                    && self.kernel_build_id_paths.contains(&**filename)
                                 {
-                                    Arc::clone(&map.filename)
+                                    Arc::clone(filename)
                                 } else {
-                                    Arc::from(kernel_dso_name(&map.filename))
+                                    Arc::from(kernel_dso_name(filename))
                                 };
                                 self.origins.kernel_dso.insert(key, Arc::clone(&d));
                                 d
@@ -504,15 +555,11 @@ impl Session {
                         d
                     }
                 });
-                (dso, Some(addr), None)
+                (dso, None)
             } else {
-                match self.spaces.find(machine_guest, pid, addr) {
-                    Some(map) => (
-                        Some(map.filename.clone()),
-                        Some(map.map_ip(addr)),
-                        map.build_id.clone(),
-                    ),
-                    None => (None, None, None),
+                match &found {
+                    Some((filename, build_id, _)) => (Some(Arc::clone(filename)), build_id.clone()),
+                    None => (None, None),
                 }
             };
             let mode_out = match (&guest_vm, m) {
@@ -520,15 +567,24 @@ impl Session {
                 (Some(_), _) => CpuMode::GuestUser,
                 _ => m,
             };
+            let origin = self.origins.get(FrameOrigin {
+                space,
+                dso,
+                build_id,
+            });
+            self.last_origin = found.map(|(filename, build_id, _)| LastOrigin {
+                mode: m,
+                vm_pid,
+                filename,
+                build_id,
+                mode_out,
+                origin: Arc::clone(&origin),
+            });
             out.push(FrameInfo {
                 addr,
                 mode: mode_out,
                 dso_offset,
-                origin: self.origins.get(FrameOrigin {
-                    space,
-                    dso,
-                    build_id,
-                }),
+                origin,
             });
         }
         out

@@ -15,6 +15,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::error::Error;
 
@@ -399,11 +400,29 @@ impl TableWriter {
                     .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
             );
             let zstd = ZstdLevel::try_new(1).map_err(|e| self.parquet_err(e))?;
-            let props = WriterProperties::builder()
+            // Dictionaries for strings only: they repeat (names, dsos, comms) and readers keep
+            // one view per dictionary entry; numbers (times, addresses, indices) rarely repeat
+            // enough to repay building one, and zstd packs the plain values well.
+            let mut props = WriterProperties::builder()
                 .set_compression(Compression::ZSTD(zstd))
                 .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                 .set_key_value_metadata(Some(kv))
-                .build();
+                .set_dictionary_enabled(false);
+            for f in self.schema.fields() {
+                let path = match f.data_type() {
+                    DataType::Utf8 => Some(vec![f.name().clone()]),
+                    DataType::List(item) if item.data_type() == &DataType::Utf8 => Some(vec![
+                        f.name().clone(),
+                        "list".to_string(),
+                        item.name().clone(),
+                    ]),
+                    _ => None,
+                };
+                if let Some(path) = path {
+                    props = props.set_column_dictionary_enabled(ColumnPath::new(path), true);
+                }
+            }
+            let props = props.build();
             let w = ArrowWriter::try_new(file, self.schema.clone(), Some(props))
                 .map_err(|e| self.parquet_err(e))?;
             self.writer = Some(Encoder::start(self.name.clone(), w)?);

@@ -152,13 +152,19 @@ pub fn find_debug_file(
 /// A DWARF context for one file (addr2line's `Loader`: mmap, split DWARF).
 pub(crate) struct DwarfContext {
     loader: addr2line::Loader,
+    /// Demangled function names by raw name: each function is demangled once, not once per
+    /// sampled address in it.
+    demangled: std::cell::RefCell<std::collections::HashMap<Vec<u8>, String>>,
 }
 
 impl DwarfContext {
     /// Loads the DWARF of a file (the binary itself or its debug file).
     pub(crate) fn open(path: &Path) -> Result<Self, SymbolError> {
         addr2line::Loader::new(path)
-            .map(|loader| DwarfContext { loader })
+            .map(|loader| DwarfContext {
+                loader,
+                demangled: Default::default(),
+            })
             .map_err(|e| SymbolError::Dwarf {
                 path: path.to_owned(),
                 reason: e.to_string(),
@@ -173,11 +179,17 @@ impl DwarfContext {
             return out;
         };
         while let Ok(Some(frame)) = iter.next() {
-            let function = frame
-                .function
-                .as_ref()
-                .and_then(|f| f.demangle().ok())
-                .map(|n| n.into_owned());
+            let function = frame.function.as_ref().and_then(|f| {
+                let raw = addr2line::gimli::Reader::to_slice(&f.name).ok()?;
+                if let Some(n) = self.demangled.borrow().get(&*raw) {
+                    return Some(n.clone());
+                }
+                let n = f.demangle().ok()?.into_owned();
+                self.demangled
+                    .borrow_mut()
+                    .insert(raw.into_owned(), n.clone());
+                Some(n)
+            });
             let (file, line) = frame
                 .location
                 .as_ref()

@@ -35,6 +35,25 @@ pub struct ElfSymbol {
     pub end: u64,
     /// Raw (mangled) name.
     pub name: String,
+    /// The demangled name, made on first use (a symbol holds many sampled addresses).
+    demangled: std::sync::OnceLock<String>,
+}
+
+impl ElfSymbol {
+    /// A symbol from its start, end and raw name.
+    pub fn new(start: u64, end: u64, name: String) -> ElfSymbol {
+        ElfSymbol {
+            start,
+            end,
+            name,
+            demangled: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The name demangled (Rust or C++), or as it is.
+    pub fn demangled(&self) -> &str {
+        self.demangled.get_or_init(|| demangle(&self.name))
+    }
 }
 
 /// The symbol-relevant contents of one ELF file, owned (the file is not kept open).
@@ -276,11 +295,7 @@ impl ElfSymbols {
                     None => (sym.start & !4095).saturating_add(8192),
                 }
             };
-            symbols.push(ElfSymbol {
-                start: sym.start,
-                end,
-                name: sym.name.to_owned(),
-            });
+            symbols.push(ElfSymbol::new(sym.start, end, sym.name.to_owned()));
         }
         let anchors: Vec<(String, u64)> = file
             .symbols()
@@ -301,11 +316,7 @@ impl ElfSymbols {
             .is_some_and(|s| s.size() > 0 && s.kind() != object::SectionKind::UninitializedData);
         let plt = plt
             .into_iter()
-            .map(|(start, size, name)| ElfSymbol {
-                start,
-                end: start + size,
-                name,
-            })
+            .map(|(start, size, name)| ElfSymbol::new(start, start + size, name))
             .collect();
         Ok(ElfSymbols {
             segments,

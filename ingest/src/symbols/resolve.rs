@@ -3,7 +3,7 @@
 use super::SymbolError;
 use super::bundle::Bundle;
 use super::debuginfo::{DwarfContext, DwarfFrame, find_debug_file};
-use super::elf::{ElfSymbols, demangle};
+use super::elf::ElfSymbols;
 use super::kallsyms::{GUEST_KERNEL_DSO, HOST_KERNEL_DSO, KernelSymbols};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -287,7 +287,9 @@ impl Symbolizer {
     pub fn resolve_all(&self, queries: &[FrameQuery]) -> Vec<Vec<ResolvedFrame>> {
         // Distinct queries in first-occurrence order; results depend only on the
         // query, so hashing order cannot change the output.
-        let mut first_seen: HashMap<&FrameQuery, usize> = HashMap::new();
+        // foldhash: a million queries of a large recording hash too slowly with SipHash.
+        let mut first_seen: HashMap<&FrameQuery, usize, foldhash::fast::RandomState> =
+            HashMap::default();
         let mut distinct: Vec<&FrameQuery> = Vec::new();
         let query_idx: Vec<usize> = queries
             .iter()
@@ -300,12 +302,21 @@ impl Symbolizer {
             .collect();
         drop(first_seen);
         // Group by DSO so that each DWARF context is used by one task at a time.
-        let mut group_of: HashMap<DsoKey, usize> = HashMap::new();
+        // Keyed by borrowed parts of the query: the owned key is made once per group.
+        type Borrowed<'q> = (Option<&'q str>, bool, &'q str, Option<&'q [u8]>);
+        fn borrowed(q: &FrameQuery) -> Borrowed<'_> {
+            if q.space.is_kernel() {
+                (q.space.vm(), true, "", None)
+            } else {
+                (q.space.vm(), false, q.dso.as_str(), q.build_id.as_deref())
+            }
+        }
+        let mut group_of: HashMap<Borrowed<'_>, usize, foldhash::fast::RandomState> =
+            HashMap::default();
         let mut groups: Vec<(DsoKey, Vec<(&FrameQuery, usize)>)> = Vec::new();
         for (idx, &q) in distinct.iter().enumerate() {
-            let key = self.dso_key(q);
-            let g = *group_of.entry(key.clone()).or_insert_with(|| {
-                groups.push((key, Vec::new()));
+            let g = *group_of.entry(borrowed(q)).or_insert_with(|| {
+                groups.push((self.dso_key(q), Vec::new()));
                 groups.len() - 1
             });
             if let Some((_, items)) = groups.get_mut(g) {
@@ -324,15 +335,32 @@ impl Symbolizer {
                 *slot = frames;
             }
         }
+        // Each result moves to the last query that asked for it and is cloned for the
+        // others (callers usually ask once: no copy).
+        let mut uses = vec![0u32; by_idx.len()];
+        for &i in &query_idx {
+            if let Some(u) = uses.get_mut(i) {
+                *u += 1;
+            }
+        }
         queries
             .iter()
             .zip(query_idx)
             .map(|(q, i)| {
-                by_idx
-                    .get(i)
-                    .filter(|f| !f.is_empty())
-                    .cloned()
-                    .unwrap_or_else(|| vec![ResolvedFrame::unresolved(&q.dso)])
+                let last = uses.get_mut(i).is_some_and(|u| {
+                    *u -= 1;
+                    *u == 0
+                });
+                let frames = match by_idx.get_mut(i) {
+                    Some(f) if last => std::mem::take(f),
+                    Some(f) => f.clone(),
+                    None => Vec::new(),
+                };
+                if frames.is_empty() {
+                    vec![ResolvedFrame::unresolved(&q.dso)]
+                } else {
+                    frames
+                }
             })
             .collect()
     }
@@ -544,7 +572,7 @@ impl Symbolizer {
         let symbol = dso
             .elf
             .lookup(svma)
-            .map(|(s, off)| (demangle(&s.name), off));
+            .map(|(s, off)| (s.demangled().to_string(), off));
         let dwarf = dso.frames(svma, self.options.inlines);
         build_frames(symbol, dwarf, &q.dso)
     }
