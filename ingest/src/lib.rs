@@ -62,7 +62,8 @@ pub struct Options {
     pub kallsyms: Option<PathBuf>,
     /// Prefix for host user DSO paths (perf's `--symfs`).
     pub symfs: Option<PathBuf>,
-    /// Separate debug-info directories (default /usr/lib/debug).
+    /// Separate debug-info directories (default /usr/lib/debug and perf's build-id cache,
+    /// `$PERF_BUILDID_DIR` or `~/.debug`).
     pub debug_dirs: Vec<PathBuf>,
     /// Guest-side recordings (`--guest-data`).
     pub guest_data: Vec<GuestData>,
@@ -378,7 +379,7 @@ fn ingest_impl(
         unwind: opts.symbolize.then(|| unwind::UnwindConfig {
             sysroot: opts.symfs.clone(),
             debug_dirs: if opts.debug_dirs.is_empty() {
-                vec![PathBuf::from(symbols::DEFAULT_DEBUG_DIR)]
+                symbols::default_debug_dirs()
             } else {
                 opts.debug_dirs.clone()
             },

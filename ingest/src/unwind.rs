@@ -422,9 +422,10 @@ impl DwarfUnwinder {
     }
 
     /// The binary of a host mapping: under `--symfs` (or at its path), else a whole binary
-    /// stored by build id in a debug directory.
+    /// stored by build id in a debug directory (the vdso only there, as perf's build-id cache
+    /// keeps it).
     fn find_binary(&self, dso: &str, build_id: Option<&[u8]>) -> Option<Arc<Binary>> {
-        if !dso.starts_with('/') || dso.starts_with("//") {
+        if dso != "[vdso]" && (!dso.starts_with('/') || dso.starts_with("//")) {
             return None;
         }
         crate::symbols::binary_candidates(

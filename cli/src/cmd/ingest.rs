@@ -50,7 +50,9 @@ pub(crate) struct Args {
     /// Look for host binaries under DIR (perf's --symfs).
     #[arg(long, value_name = "DIR")]
     symfs: Option<PathBuf>,
-    /// Separate debug-info directory (build-id and debuglink lookups); default /usr/lib/debug.
+    /// Separate debug-info directory (build-id and debuglink lookups), repeatable; default
+    /// /usr/lib/debug and perf's build-id cache ($PERF_BUILDID_DIR or ~/.debug, where perf
+    /// record keeps every binary it saw, [vdso] included).
     #[arg(long = "debug-dir", value_name = "DIR")]
     debug_dirs: Vec<PathBuf>,
     /// Unwind --call-graph dwarf user stacks by every library's CFI. By default kvmtrace

@@ -8,6 +8,18 @@ use std::path::{Component, Path, PathBuf};
 /// The default separate-debug directory.
 pub(crate) const DEFAULT_DEBUG_DIR: &str = "/usr/lib/debug";
 
+/// The directories searched when none is given: `/usr/lib/debug`, then perf's build-id cache
+/// (`$PERF_BUILDID_DIR`, else `~/.debug`), where `perf record` keeps a copy of every binary it
+/// saw, `[vdso]` included: perf script finds them there, and so does kvmtrace.
+pub(crate) fn default_debug_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from(DEFAULT_DEBUG_DIR)];
+    let cache = std::env::var_os("PERF_BUILDID_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".debug")));
+    dirs.extend(cache);
+    dirs
+}
+
 /// One DWARF frame for an address: a function (inlined or not) and the source
 /// position inside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +101,7 @@ pub fn find_debug_file(
     debuglink: Option<(&str, u32)>,
     debug_dirs: &[PathBuf],
 ) -> Option<PathBuf> {
-    let default_dirs = [PathBuf::from(DEFAULT_DEBUG_DIR)];
+    let default_dirs = default_debug_dirs();
     let dirs = if debug_dirs.is_empty() {
         &default_dirs[..]
     } else {

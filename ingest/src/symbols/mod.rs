@@ -23,7 +23,7 @@ pub use bundle::{
     BUNDLE_FORMAT_VERSION, Bundle, BundleBinary, BundleFiles, BundleLimits, BundleManifest,
     BundleReport, CollectOptions, SkippedBinary, collect_bundle,
 };
-pub(crate) use debuginfo::DEFAULT_DEBUG_DIR;
+pub(crate) use debuginfo::default_debug_dirs;
 pub use debuginfo::{DwarfFrame, find_debug_file, gnu_debuglink_crc32};
 pub(crate) use elf::map_file;
 pub use elf::{ElfLoadSegment, ElfSymbol, ElfSymbols, parse_build_id_note};

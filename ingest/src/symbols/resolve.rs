@@ -181,7 +181,7 @@ impl std::fmt::Debug for Symbolizer {
 
 /// Where a host binary may be, in order: its path (under `sysroot`, perf's `--symfs`), then by
 /// build id in each debug directory (`.build-id/xx/rest`, a whole binary as in perf's build-id
-/// cache, and `.build-id/xx/rest.debug`).
+/// cache, `.build-id/xx/rest.debug`, and the cache's own `<path>/<build id>/elf`).
 pub(crate) fn binary_candidates(
     sysroot: Option<&Path>,
     debug_dirs: &[PathBuf],
@@ -194,9 +194,14 @@ pub(crate) fn binary_candidates(
         None => path.to_owned(),
     }];
     if let Some(id) = build_id.filter(|id| !id.is_empty()) {
+        // perf's build-id cache keeps a binary as `DIR/<path>/<build id>/elf` (the vdso as
+        // `DIR/[vdso]/<build id>/vdso`), linked from `DIR/.build-id/xx/rest` for most.
+        let leaf = if dso == "[vdso]" { "vdso" } else { "elf" };
+        let hex = super::hex_string(id);
         for dir in debug_dirs {
             out.extend(super::debuginfo::build_id_debug_path(dir, id, ""));
             out.extend(super::debuginfo::build_id_debug_path(dir, id, ".debug"));
+            out.push(dir.join(strip_root(path)).join(&hex).join(leaf));
         }
     }
     out
@@ -544,7 +549,7 @@ impl Symbolizer {
 
     fn debug_dirs(&self) -> Vec<PathBuf> {
         if self.options.debug_dirs.is_empty() {
-            vec![PathBuf::from(super::debuginfo::DEFAULT_DEBUG_DIR)]
+            super::debuginfo::default_debug_dirs()
         } else {
             self.options.debug_dirs.clone()
         }

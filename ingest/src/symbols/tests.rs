@@ -1114,3 +1114,51 @@ fn kaslr_shifted_kallsyms_uses_vmlinux_offset() {
         ]
     );
 }
+
+/// `[vdso]` frames resolve through perf's build-id cache layout (`DIR/[vdso]/<build id>/vdso`),
+/// as perf script finds the vdso `perf record` saved there. The "vdso" here is the committed
+/// cdemo binary (the real one is kernel code, not committable); `main` is at 0x12a0 (nm).
+#[test]
+fn vdso_resolves_from_perf_build_id_cache() {
+    let cache = tempfile::tempdir().expect("cache");
+    let bytes = zstd::decode_all(
+        std::fs::File::open(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/symbols/cdemo.zst"),
+        )
+        .expect("cdemo.zst"),
+    )
+    .expect("zstd");
+    let id = "c9b6a806cbfe56ee94ce3538054715d01b01ec45";
+    let dir = cache.path().join("[vdso]").join(id);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("vdso"), &bytes).expect("write");
+    let query = |build_id: &str| FrameQuery {
+        space: AddrSpace::HostUser,
+        dso: "[vdso]".into(),
+        build_id: Some(
+            (0..build_id.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&build_id[i..i + 2], 16).expect("hex"))
+                .collect(),
+        ),
+        addr: 0x7ffc_0000_12a4,
+        file_offset: Some(0x12a4),
+    };
+    let resolve = |dirs: Vec<PathBuf>, build_id: &str| {
+        let mut o = SymbolizeOptions::default();
+        o.debug_dirs = dirs;
+        let frames = Symbolizer::new(o)
+            .expect("symbolizer")
+            .resolve(&query(build_id));
+        frames.last().and_then(|f| f.symbol.clone())
+    };
+    assert_eq!(
+        resolve(vec![cache.path().to_path_buf()], id),
+        Some("main".to_string())
+    );
+    // Another build id, or no cache: the frame stays unresolved.
+    let other = "00b6a806cbfe56ee94ce3538054715d01b01ec45";
+    assert_eq!(resolve(vec![cache.path().to_path_buf()], other), None);
+    let empty = tempfile::tempdir().expect("empty");
+    assert_eq!(resolve(vec![empty.path().to_path_buf()], id), None);
+}
