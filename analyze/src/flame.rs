@@ -443,136 +443,138 @@ fn load_stacks(
     if !ds.has(table) {
         return Ok(Stacks::default());
     }
-    let mut lf = ds.scan(table)?;
-    if let Some(m) = max_stack {
-        lf = lf.filter(col("frame_idx").lt(lit(m)));
-    }
-    let lf = lf.select([
-        col("recording"),
-        col("stack_id"),
-        col("frame_idx"),
-        col("inline_depth"),
-        col("addr"),
-        col("cpumode"),
-        col("symbol"),
-        col("sym_offset"),
-        col("name"),
-        col("dso"),
-    ]);
-    let t = crate::timing::phase("flame: read frames");
-    let df = lf.clone().collect().map_err(pl(table))?;
-    drop(t);
-    if let Some(out) = stacks_of_grouped(&df, table, recs, rips)? {
-        return Ok(out);
-    }
-    let df = lf
-        .sort_by_exprs(
-            [col("recording"), col("stack_id")],
-            SortMultipleOptions::default().with_maintain_order(true),
-        )
-        .collect()
-        .map_err(pl(table))?;
-    stacks_of_grouped(&df, table, recs, rips)?
-        .ok_or_else(|| Error::Invalid(format!("{table}: rows not grouped by stack after sorting")))
-}
-
-/// [`load_stacks`] over rows grouped by (recording, stack_id) in increasing order; `None` when
-/// they are not.
-fn stacks_of_grouped(
-    df: &DataFrame,
-    table: &str,
-    recs: &mut Recordings,
-    rips: &mut RipIndex,
-) -> Result<Option<Stacks>, Error> {
-    let c = |name: &str| column(df, table, name);
-    let str_iter =
-        |name: &str| -> Result<_, Error> { Ok(c(name)?.str().map_err(pl(table))?.iter()) };
-    let u32_iter =
-        |name: &str| -> Result<_, Error> { Ok(c(name)?.u32().map_err(pl(table))?.iter()) };
-    let u64_iter =
-        |name: &str| -> Result<_, Error> { Ok(c(name)?.u64().map_err(pl(table))?.iter()) };
-    let mut rec = str_iter("recording")?;
-    let mut stack = u32_iter("stack_id")?;
-    let mut frame_idx = u32_iter("frame_idx")?;
-    let mut depth = u32_iter("inline_depth")?;
-    let mut addr = u64_iter("addr")?;
-    let mut mode = str_iter("cpumode")?;
-    let mut symbol = str_iter("symbol")?;
-    let mut sym_offset = u64_iter("sym_offset")?;
-    let mut name = str_iter("name")?;
-    let mut dso = str_iter("dso")?;
-
     let mut b = StackBuilder::default();
-    let mut last_rec: Option<(&str, u32)> = None;
-    let mut seen_recs: Vec<u32> = Vec::new();
-    let mut current: Option<(u32, u32)> = None;
-    let mut group: Vec<FrameRow<'_>> = Vec::new();
-    for _ in 0..df.height() {
-        let (r, s) = (rec.next().flatten(), stack.next().flatten());
-        let row = FrameRow {
-            frame_idx: frame_idx.next().flatten(),
-            depth: depth.next().flatten(),
-            addr: addr.next().flatten(),
-            guest: mode
-                .next()
-                .flatten()
-                .is_some_and(|m| m.starts_with("guest")),
-            symbol: symbol.next().flatten(),
-            sym_offset: sym_offset.next().flatten(),
-            name: name.next().flatten(),
-            dso: dso.next().flatten(),
-        };
-        let (Some(r), Some(s)) = (r, s) else {
-            continue;
-        };
-        let r = recs.id_after(&mut last_rec, r);
-        if current != Some((r, s)) {
-            if let Some(k) = current {
-                // Grouped: a recording's rows together, its stacks in increasing order.
-                let grouped = if r == k.0 {
-                    s > k.1
-                } else {
-                    !seen_recs.contains(&r)
-                };
-                if !grouped {
-                    return Ok(None);
-                }
-                b.stack(k, &mut group);
-            }
-            if !seen_recs.contains(&r) {
-                seen_recs.push(r);
-            }
-            current = Some((r, s));
+    // One partition file at a time: its recording is known, not read per row.
+    for (rec, lf) in ds.scan_parts(table)? {
+        let r = recs.id(&rec);
+        let mut lf = lf;
+        if let Some(m) = max_stack {
+            lf = lf.filter(col("frame_idx").lt(lit(m)));
         }
-        group.push(row);
-    }
-    if let Some(k) = current {
-        b.stack(k, &mut group);
+        let lf = lf.select([
+            col("stack_id"),
+            col("frame_idx"),
+            col("inline_depth"),
+            col("addr"),
+            col("cpumode")
+                .str()
+                .starts_with(lit("guest"))
+                .alias("guest"),
+            col("symbol"),
+            col("sym_offset"),
+            col("name"),
+            col("dso"),
+        ]);
+        let t = crate::timing::phase("flame: read frames");
+        let df = lf.clone().collect().map_err(pl(table))?;
+        drop(t);
+        if !stacks_of_grouped(&df, table, r, &mut b)? {
+            let df = lf
+                .sort_by_exprs(
+                    [col("stack_id")],
+                    SortMultipleOptions::default().with_maintain_order(true),
+                )
+                .collect()
+                .map_err(pl(table))?;
+            if !stacks_of_grouped(&df, table, r, &mut b)? {
+                return Err(Error::Invalid(format!(
+                    "{table}: rows not grouped by stack after sorting"
+                )));
+            }
+        }
     }
     rips.exact.extend(b.exact);
     rips.starts
         .extend(b.starts.into_iter().map(|((r, s), n)| (r, s, n)));
     rips.starts.sort();
     rips.starts.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-    Ok(Some(b.out))
+    Ok(b.out)
+}
+
+/// Adds the stacks of one partition file (recording `r`) to `b`, from rows grouped by stack_id
+/// in increasing order; false (and nothing added) when they are not.
+fn stacks_of_grouped(
+    df: &DataFrame,
+    table: &str,
+    r: u32,
+    b: &mut StackBuilder,
+) -> Result<bool, Error> {
+    let c = |name: &str| column(df, table, name);
+    let stack_ids = c("stack_id")?.u32().map_err(pl(table))?;
+    // Grouped: stack ids never decrease (checked first, so that nothing is half added).
+    let mut prev: Option<u32> = None;
+    for s in stack_ids.iter().flatten() {
+        if prev.is_some_and(|p| s < p) {
+            return Ok(false);
+        }
+        prev = Some(s);
+    }
+    let str_iter =
+        |name: &str| -> Result<_, Error> { Ok(c(name)?.str().map_err(pl(table))?.iter()) };
+    let u32_iter =
+        |name: &str| -> Result<_, Error> { Ok(c(name)?.u32().map_err(pl(table))?.iter()) };
+    let u64_iter =
+        |name: &str| -> Result<_, Error> { Ok(c(name)?.u64().map_err(pl(table))?.iter()) };
+    let mut stack = stack_ids.iter();
+    let mut frame_idx = u32_iter("frame_idx")?;
+    let mut depth = u32_iter("inline_depth")?;
+    let mut addr = u64_iter("addr")?;
+    let mut guest = c("guest")?.bool().map_err(pl(table))?.iter();
+    let mut symbol = str_iter("symbol")?;
+    let mut sym_offset = u64_iter("sym_offset")?;
+    let mut name = str_iter("name")?;
+    let mut dso = str_iter("dso")?;
+
+    let mut current: Option<u32> = None;
+    let mut group: Vec<FrameRow<'_>> = Vec::new();
+    for _ in 0..df.height() {
+        let s = stack.next().flatten();
+        let row = FrameRow {
+            frame_idx: frame_idx.next().flatten(),
+            depth: depth.next().flatten(),
+            addr: addr.next().flatten(),
+            guest: guest.next().flatten().unwrap_or(false),
+            symbol: symbol.next().flatten(),
+            sym_offset: sym_offset.next().flatten(),
+            name: name.next().flatten(),
+            dso: dso.next().flatten(),
+        };
+        let Some(s) = s else {
+            continue;
+        };
+        if current != Some(s) {
+            if let Some(k) = current {
+                b.stack((r, k), &mut group);
+            }
+            current = Some(s);
+        }
+        group.push(row);
+    }
+    if let Some(k) = current {
+        b.stack((r, k), &mut group);
+    }
+    Ok(true)
 }
 
 /// Builds [`StackNames`] one stack at a time.
 #[derive(Default)]
-struct StackBuilder<'a> {
+struct StackBuilder {
     out: Stacks,
     exact: FastMap<(u32, u64), String>,
     starts: BTreeMap<(u32, u64), String>,
     /// inferno's tidy_generic of the names it changes (with `;` or `(`), once per name.
-    tidied: FastMap<&'a str, String>,
+    tidied: FastMap<String, String>,
 }
 
-impl<'a> StackBuilder<'a> {
+impl StackBuilder {
     /// Adds stack `key` from its rows (any order), and empties `group`.
-    fn stack(&mut self, key: (u32, u32), group: &mut Vec<FrameRow<'a>>) {
+    fn stack(&mut self, key: (u32, u32), group: &mut Vec<FrameRow<'_>>) {
         group.sort_by_key(|f| (std::cmp::Reverse(f.frame_idx), f.depth));
         let (r, _) = key;
-        let mut e = StackNames::default();
+        let mut e = StackNames {
+            folded: String::with_capacity(group.len() * 24),
+            ..StackNames::default()
+        };
         for f in group.iter() {
             // inferno drops a line it cannot split: as a frame named "(…)".
             let emulated = f
@@ -587,8 +589,12 @@ impl<'a> StackBuilder<'a> {
                 }
                 None => {
                     let raw = f.name.unwrap_or("[unknown]");
-                    let name: &str = if raw.contains([';', '(']) {
-                        self.tidied.entry(raw).or_insert_with(|| tidy_generic(raw))
+                    // Two memchr scans: much faster than one scan for either character.
+                    let name: &str = if raw.contains(';') || raw.contains('(') {
+                        if !self.tidied.contains_key(raw) {
+                            self.tidied.insert(raw.to_string(), tidy_generic(raw));
+                        }
+                        self.tidied.get(raw).map_or(raw, String::as_str)
                     } else {
                         raw
                     };
