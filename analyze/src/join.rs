@@ -77,6 +77,30 @@ fn asof(
     }))
 }
 
+/// The recording as a small integer, numbered in name order (as-of joins hash their `by`
+/// columns and sorts compare their keys row by row: an integer instead of a string, and a
+/// constant when the dataset holds one recording).
+fn rec_key(ds: &Dataset) -> Expr {
+    let mut recs: Vec<&str> = ds
+        .recordings()
+        .iter()
+        .map(|r| r.recording.as_str())
+        .collect();
+    recs.sort_unstable();
+    recs.dedup();
+    if recs.len() <= 1 {
+        return lit(0u32);
+    }
+    recs.iter()
+        .enumerate()
+        .rev()
+        .fold(lit(u32::MAX), |otherwise, (i, r)| {
+            when(col("recording").eq(lit(*r)))
+                .then(lit(i as u32))
+                .otherwise(otherwise)
+        })
+}
+
 fn sort_by(lf: LazyFrame, cols: &[&str]) -> LazyFrame {
     lf.sort_by_exprs(
         cols.iter().map(|c| col(*c)).collect::<Vec<_>>(),
@@ -151,8 +175,8 @@ fn with_last_exit(lf: LazyFrame, ds: &Dataset) -> Result<LazyFrame, Error> {
         .right_on([col("exit_time_ns")])
         .how(asof(
             AsofStrategy::Backward,
-            &["recording", "tid"],
-            &["x_recording", "x_tid"],
+            &["_rec", "tid"],
+            &["x_rec", "x_tid"],
             None,
         ))
         .coalesce(JoinCoalesce::KeepColumns)
@@ -180,7 +204,7 @@ fn exit_intervals(ds: &Dataset) -> Result<LazyFrame, Error> {
         .scan("exits")?
         .filter(col("exit_time_ns").is_not_null())
         .select([
-            col("recording").alias("x_recording"),
+            rec_key(ds).alias("x_rec"),
             col("tid").alias("x_tid"),
             col("exit_idx"),
             col("exit_time_ns"),
@@ -235,7 +259,10 @@ const PLACEMENT_COLS: [&str; 14] = [
 /// tolerance, for guest-mode samples; null otherwise). Sorted by recording and sample_idx.
 /// Leaf validation of the guest match needs symbols and is done by the caller.
 pub fn place_host_samples(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame, Error> {
-    let mut samples = ds.scan("samples")?.select(SAMPLE_COLS.map(col));
+    let mut samples = ds
+        .scan("samples")?
+        .select(SAMPLE_COLS.map(col))
+        .with_column(rec_key(ds).alias("_rec"));
     if let Some(ev) = &opts.event {
         samples = samples.filter(col("event").eq(lit(ev.as_str())));
     }
@@ -306,17 +333,15 @@ pub fn place_host_samples(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame,
 
 /// Whether `vcpus` names any vCPU thread.
 fn has_vcpu_threads(ds: &Dataset) -> Result<bool, Error> {
+    // One row is enough (and a bare `len()` over several parquet parts fails in polars 0.55).
     let df = ds
         .scan("vcpus")?
+        .select([col("vcpu")])
         .filter(col("vcpu").is_not_null())
-        .select([len().alias("n")])
+        .limit(1)
         .collect()
         .map_err(pl("vcpus"))?;
-    let n = df
-        .column("n")
-        .and_then(|c| c.cast(&DataType::UInt64))
-        .map_err(pl("vcpus"))?;
-    Ok(n.u64().map_err(pl("vcpus"))?.get(0).unwrap_or(0) > 0)
+    Ok(df.height() > 0)
 }
 
 /// [`place_host_samples`] of a dataset without vCPU threads: the same columns, all samples
@@ -364,7 +389,7 @@ fn null_col(name: &str, dt: DataType) -> Expr {
 /// [`place_host_samples`]'s output: [`SAMPLE_COLS`] then [`PLACEMENT_COLS`], by recording and
 /// sample_idx.
 fn placed_in_sample_order(lf: LazyFrame) -> Result<DataFrame, Error> {
-    sort_by(lf, &["recording", "sample_idx"])
+    sort_by(lf, &["_rec", "sample_idx"])
         .select(
             SAMPLE_COLS
                 .iter()
@@ -384,6 +409,7 @@ fn placed_in_sample_order(lf: LazyFrame) -> Result<DataFrame, Error> {
 pub fn place_guest_samples(ds: &Dataset) -> Result<DataFrame, Error> {
     let guest = ds.scan("guest_samples")?.select([
         col("recording"),
+        rec_key(ds).alias("_rec"),
         col("sample_idx"),
         col("vm_pid"),
         col("vcpu"),
@@ -429,13 +455,13 @@ pub fn place_guest_samples(ds: &Dataset) -> Result<DataFrame, Error> {
             .scan("sched__sched_switch")?
             .filter(col("time_ns").is_not_null());
         let outs = sw.clone().select([
-            col("recording").alias("s_recording"),
+            rec_key(ds).alias("s_rec"),
             col("prev_pid").cast(DataType::Int32).alias("s_tid"),
             col("time_ns").alias("switch_ns"),
             lit(true).alias("switched_out"),
         ]);
         let ins = sw.select([
-            col("recording").alias("s_recording"),
+            rec_key(ds).alias("s_rec"),
             col("next_pid").cast(DataType::Int32).alias("s_tid"),
             col("time_ns").alias("switch_ns"),
             lit(false).alias("switched_out"),
@@ -451,8 +477,8 @@ pub fn place_guest_samples(ds: &Dataset) -> Result<DataFrame, Error> {
             .right_on([col("switch_ns")])
             .how(asof(
                 AsofStrategy::Backward,
-                &["recording", "tid"],
-                &["s_recording", "s_tid"],
+                &["_rec", "tid"],
+                &["s_rec", "s_tid"],
                 None,
             ))
             .coalesce(JoinCoalesce::KeepColumns)
@@ -478,7 +504,7 @@ pub fn place_guest_samples(ds: &Dataset) -> Result<DataFrame, Error> {
             .otherwise(lit(NULL).cast(DataType::String))
             .alias("reason_name"),
     ]);
-    sort_by(lf, &["recording", "sample_idx"])
+    sort_by(lf, &["_rec", "sample_idx"])
         .select([
             col("recording"),
             col("sample_idx"),
@@ -505,6 +531,7 @@ pub fn place_exits(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame, Error>
     let reason = reason_name(ds)?;
     let mut lf = ds.scan("exits")?.select([
         col("recording"),
+        rec_key(ds).alias("_rec"),
         col("exit_idx"),
         col("vm_pid"),
         col("vcpu"),
@@ -530,7 +557,7 @@ pub fn place_exits(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame, Error>
             lit(NULL).cast(DataType::UInt64).alias("guest_ip"),
         ]);
     }
-    sort_by(lf, &["recording", "exit_idx"])
+    sort_by(lf, &["_rec", "exit_idx"])
         .select([
             col("recording"),
             col("exit_idx"),
@@ -570,7 +597,7 @@ fn with_nearest_guest_sample(
     };
     let guest = sort_by(
         guest.select([
-            col("recording").alias("g_recording"),
+            rec_key(ds).alias("g_rec"),
             col("vm_pid").alias("g_vm_pid"),
             col("vcpu").alias("g_vcpu"),
             col("time_ns").alias("guest_time_ns"),
@@ -587,8 +614,8 @@ fn with_nearest_guest_sample(
         .right_on([col("guest_time_ns")])
         .how(asof(
             AsofStrategy::Nearest,
-            &["recording", "vm_pid", "vcpu"],
-            &["g_recording", "g_vm_pid", "g_vcpu"],
+            &["_rec", "vm_pid", "vcpu"],
+            &["g_rec", "g_vm_pid", "g_vcpu"],
             Some(opts.match_tolerance_ns),
         ))
         .coalesce(JoinCoalesce::KeepColumns)

@@ -463,3 +463,71 @@ fn public_corpus_host_stacks_equal_perf_script_and_inferno() {
         failures.join("\n")
     );
 }
+
+/// Two recordings appended into one dataset: the fold is the sum of the two generators
+/// folded.txt, line for line (the joins keep each recording's samples, exits and guest samples
+/// apart even where their VMs, pids and times coincide), and so are the exits per reason.
+#[test]
+fn two_recordings_in_one_dataset_fold_as_the_sum_of_their_truths() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("ds");
+    let mut want: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut want_exits: std::collections::BTreeMap<String, u64> = Default::default();
+    for seed in [3, 4] {
+        let d = tmp.path().join(format!("synth-{seed}"));
+        let mut s = kvmtrace_synth::Options::default();
+        s.out_dir = d.clone();
+        s.vms = 1;
+        s.vcpus = 2;
+        s.seconds = 0.1;
+        s.seed = seed;
+        kvmtrace_synth::run(&s).expect("synth");
+        let folded = std::fs::read_to_string(d.join("folded.txt")).expect("folded.txt");
+        for line in folded.lines() {
+            let (stack, n) = line.rsplit_once(' ').expect("stack count");
+            *want.entry(stack.to_string()).or_default() += n.parse::<u64>().expect("count");
+        }
+        let truth: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("truth.json")).expect("truth"))
+                .expect("json");
+        for r in truth["exits"]["by_reason"].as_array().expect("by_reason") {
+            let name = r["reason_name"].as_str().expect("reason_name").to_string();
+            *want_exits.entry(name).or_default() += r["count"].as_u64().expect("count");
+        }
+        let mut o = kvmtrace_ingest::Options::default();
+        o.output = out.clone();
+        o.append = seed == 4;
+        for vm in truth["vms"].as_array().expect("vms") {
+            let name = vm["name"].as_str().expect("name");
+            let pid = vm["pid"].as_i64().expect("pid");
+            o.guest_data.push(
+                format!(
+                    "{pid}={},name={name}",
+                    d.join(format!("{name}.perf.data")).display()
+                )
+                .parse()
+                .expect("guest data"),
+            );
+            o.guest_symbols
+                .push((pid.to_string(), d.join(format!("{name}.bundle"))));
+        }
+        o.kallsyms = Some(d.join("host.kallsyms"));
+        o.symfs = Some(d.join("host-root"));
+        kvmtrace_ingest::run(&d.join("host.perf.data"), &o).expect("ingest");
+    }
+    let ds = Dataset::open(&out).expect("open");
+    assert_eq!(ds.recordings().len(), 2, "two recordings in the dataset");
+    let want: String = want.iter().map(|(s, n)| format!("{s} {n}\n")).collect();
+    for threads in [1, 2] {
+        let got = folded_text(&flame::fold(&ds, &opts(threads)).expect("fold"));
+        assert_eq!(got, want, "{threads} threads");
+    }
+    let report = kvmtrace_analyze::exits::run(&ds, &kvmtrace_analyze::exits::Options::default())
+        .expect("exits");
+    let got_exits: std::collections::BTreeMap<String, u64> = report
+        .rows
+        .iter()
+        .map(|r| (r.keys[0].to_string(), r.count))
+        .collect();
+    assert_eq!(got_exits, want_exits);
+}
