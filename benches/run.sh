@@ -9,8 +9,9 @@ work="${1:-/tmp/kvmtrace-bench}"
 mkdir -p "$work"
 cd "$here/.."
 cargo build --release --locked --bins --examples -p kvmtrace -p kvmtrace-ingest >/dev/null
-bin="$PWD/target/release/kvmtrace"
-walk="$PWD/target/release/examples/lpd_walk"
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+bin="$target/release/kvmtrace"
+walk="$target/release/examples/lpd_walk"
 csv="$here/runs/$(hostname)-$(date +%Y%m%d).csv"
 echo "what,input,seconds" > "$csv"
 t() { local name=$1 input=$2; shift 2; local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$name,$input,$(echo "$e - $s" | bc)" | tee -a "$csv"; }

@@ -6,6 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: glibc returns polars' large column buffers to the kernel and gets them back zeroed,
+/// page by page; mimalloc reuses them (see the workspace Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit codes, documented in `--help`.
 pub(crate) const EXIT_OK: u8 = 0;
 pub(crate) const EXIT_WARNINGS: u8 = 1;

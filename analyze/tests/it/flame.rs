@@ -464,7 +464,7 @@ fn public_corpus_host_stacks_equal_perf_script_and_inferno() {
     );
 }
 
-/// Two recordings appended into one dataset: the fold is the sum of the two generators
+/// Two recordings appended into one dataset: the fold is the sum of the two generators'
 /// folded.txt, line for line (the joins keep each recording's samples, exits and guest samples
 /// apart even where their VMs, pids and times coincide), and so are the exits per reason.
 #[test]
