@@ -491,7 +491,9 @@ impl Session {
             };
             // Frame after frame hits the same mapping: the origin of the last one is reused
             // when the mapping (the same allocations, kept alive by the cache) and mode are.
+            // Not for a guest of the host: its VM's name follows the VMM's comm at each stack.
             if let (Some((filename, build_id, _)), Some(last)) = (&found, &self.last_origin)
+                && !machine_guest
                 && last.mode == m
                 && last.vm_pid == vm_pid
                 && Arc::ptr_eq(&last.filename, filename)
