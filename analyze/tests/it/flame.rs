@@ -73,6 +73,27 @@ fn synth_small_folded_equals_ground_truth() {
 
 /// A two-VM scenario generated at test time (seed 1, 2 vCPUs each, 0.2 s), ingested with both
 /// guest recordings and bundles: (tempdir holding the generator's output, dataset, truth.json).
+/// Ingest options for a generated recording in `d`: every VM's guest recording and bundle, the
+/// host's kallsyms and root.
+fn with_synth_guests(o: &mut kvmtrace_ingest::Options, d: &Path, truth: &serde_json::Value) {
+    for vm in truth["vms"].as_array().expect("vms") {
+        let name = vm["name"].as_str().expect("name");
+        let pid = vm["pid"].as_i64().expect("pid");
+        o.guest_data.push(
+            format!(
+                "{pid}={},name={name}",
+                d.join(format!("{name}.perf.data")).display()
+            )
+            .parse()
+            .expect("guest data"),
+        );
+        o.guest_symbols
+            .push((pid.to_string(), d.join(format!("{name}.bundle"))));
+    }
+    o.kallsyms = Some(d.join("host.kallsyms"));
+    o.symfs = Some(d.join("host-root"));
+}
+
 fn synth_two_vms() -> &'static (tempfile::TempDir, Dataset, serde_json::Value) {
     static DS: OnceLock<(tempfile::TempDir, Dataset, serde_json::Value)> = OnceLock::new();
     DS.get_or_init(|| {
@@ -90,22 +111,7 @@ fn synth_two_vms() -> &'static (tempfile::TempDir, Dataset, serde_json::Value) {
                 .expect("json");
         let mut o = kvmtrace_ingest::Options::default();
         o.output = tmp.path().join("ds");
-        for vm in truth["vms"].as_array().expect("vms") {
-            let name = vm["name"].as_str().expect("name");
-            let pid = vm["pid"].as_i64().expect("pid");
-            o.guest_data.push(
-                format!(
-                    "{pid}={},name={name}",
-                    d.join(format!("{name}.perf.data")).display()
-                )
-                .parse()
-                .expect("guest data"),
-            );
-            o.guest_symbols
-                .push((pid.to_string(), d.join(format!("{name}.bundle"))));
-        }
-        o.kallsyms = Some(d.join("host.kallsyms"));
-        o.symfs = Some(d.join("host-root"));
+        with_synth_guests(&mut o, &d, &truth);
         kvmtrace_ingest::run(&d.join("host.perf.data"), &o).expect("ingest two VMs");
         let ds = Dataset::open(&o.output).expect("open");
         (tmp, ds, truth)
@@ -497,22 +503,7 @@ fn two_recordings_in_one_dataset_fold_as_the_sum_of_their_truths() {
         let mut o = kvmtrace_ingest::Options::default();
         o.output = out.clone();
         o.append = seed == 4;
-        for vm in truth["vms"].as_array().expect("vms") {
-            let name = vm["name"].as_str().expect("name");
-            let pid = vm["pid"].as_i64().expect("pid");
-            o.guest_data.push(
-                format!(
-                    "{pid}={},name={name}",
-                    d.join(format!("{name}.perf.data")).display()
-                )
-                .parse()
-                .expect("guest data"),
-            );
-            o.guest_symbols
-                .push((pid.to_string(), d.join(format!("{name}.bundle"))));
-        }
-        o.kallsyms = Some(d.join("host.kallsyms"));
-        o.symfs = Some(d.join("host-root"));
+        with_synth_guests(&mut o, &d, &truth);
         kvmtrace_ingest::run(&d.join("host.perf.data"), &o).expect("ingest");
     }
     let ds = Dataset::open(&out).expect("open");
