@@ -10,6 +10,7 @@ pub mod exits;
 pub mod exits_perf;
 mod exits_reasons;
 pub mod exits_render;
+mod exits_stats;
 pub mod exits_symbols;
 pub mod flame;
 pub mod info;
