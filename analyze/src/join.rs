@@ -271,7 +271,25 @@ pub fn place_host_samples(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame,
         // sample, so the exit and guest joins (and their sort by time) are skipped.
         return no_vcpu_placement(samples);
     }
-    let mut lf = samples.join(
+    let samples = samples
+        .collect()
+        .map_err(pl("samples, vcpus, exits, guest_samples"))?;
+    // The joins and sorts carry only the keys they need and each sample's row; the sample
+    // columns are put back by row at the end. (Sorting the wide rows by time and back again
+    // moved every sample column twice: on 12 M host samples that, and the fresh pages it
+    // needed, was most of the join.)
+    let narrow = samples
+        .clone()
+        .lazy()
+        .select([
+            col("_rec"),
+            col("recording"),
+            col("tid"),
+            col("time_ns"),
+            col("cpumode"),
+        ])
+        .with_row_index(ROW, None);
+    let mut lf = narrow.join(
         vcpu_threads(ds)?,
         [col("recording"), col("tid")],
         [col("recording"), col("vcpu_tid")],
@@ -328,7 +346,41 @@ pub fn place_host_samples(ds: &Dataset, opts: &JoinOptions) -> Result<DataFrame,
         .then(lit(placement::IN_EXIT_KERNEL))
         .otherwise(lit(placement::VCPU_OUTSIDE_EXIT))
         .alias("placement");
-    placed_in_sample_order(lf.with_column(placement))
+    let placed = sort_by(lf.with_column(placement), &[ROW])
+        .select(PLACEMENT_COLS.map(col))
+        .collect()
+        .map_err(pl("samples, vcpus, exits, guest_samples"))?;
+    let out = samples
+        .hstack(placed.columns())
+        .map_err(pl("samples, vcpus, exits, guest_samples"))?;
+    if in_sample_order(&out)? {
+        // The usual case: partitions are scanned in recording order, rows in sample order.
+        return out
+            .select(SAMPLE_COLS.iter().chain(&PLACEMENT_COLS).copied())
+            .map_err(pl("samples"));
+    }
+    placed_in_sample_order(out.lazy())
+}
+
+/// The row index [`place_host_samples`] carries through its joins.
+const ROW: &str = "_row";
+
+/// Whether `df`'s rows are sorted by `_rec` then `sample_idx`.
+fn in_sample_order(df: &DataFrame) -> Result<bool, Error> {
+    let rec = df.column("_rec").map_err(pl("samples"))?;
+    let rec = rec.cast(&DataType::UInt32).map_err(pl("samples"))?;
+    let rec = rec.u32().map_err(pl("samples"))?;
+    let idx = df.column("sample_idx").map_err(pl("samples"))?;
+    let idx = idx.cast(&DataType::UInt64).map_err(pl("samples"))?;
+    let idx = idx.u64().map_err(pl("samples"))?;
+    let mut last: Option<(Option<u32>, Option<u64>)> = None;
+    for k in rec.iter().zip(idx.iter()) {
+        if last.is_some_and(|l| l > k) {
+            return Ok(false);
+        }
+        last = Some(k);
+    }
+    Ok(true)
 }
 
 /// Whether `vcpus` names any vCPU thread.
