@@ -28,7 +28,7 @@ struct Cli {
     /// Log more (repeat for debug output).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// Worker threads (0: all cores). Output is identical at any count.
+    /// Worker threads, kvmtrace's and polars' (0: all cores). Output is identical at any count.
     #[arg(short = 'j', long, global = true, default_value_t = 0)]
     threads: usize,
     #[command(subcommand)]
@@ -48,6 +48,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.threads > 0 && std::env::var_os("POLARS_MAX_THREADS").is_none() {
+        // polars sizes its thread pool from this variable once, on first use: `-j` bounds the
+        // polars side of `exits` and `flame` too, not only kvmtrace's own workers.
+        // SAFETY: no other thread exists yet (nothing has run but argument parsing).
+        unsafe { std::env::set_var("POLARS_MAX_THREADS", cli.threads.to_string()) };
+    }
     cmd::init_logging(cli.verbose);
     let result = match cli.command {
         Command::Ingest(a) => cmd::ingest::run(a, cli.threads),
