@@ -502,13 +502,49 @@ fn stacks_of_grouped(
     let c = |name: &str| column(df, table, name);
     let stack_ids = c("stack_id")?.u32().map_err(pl(table))?;
     // Grouped: stack ids never decrease (checked first, so that nothing is half added).
+    // On the way, cut the rows at stack boundaries into a few parts per thread.
+    let n = df.height();
+    let n_parts = (rayon::current_num_threads() * 4).max(1);
+    let mut cuts: Vec<usize> = vec![0];
     let mut prev: Option<u32> = None;
-    for s in stack_ids.iter().flatten() {
+    for (i, s) in stack_ids.iter().enumerate() {
+        let Some(s) = s else { continue };
         if prev.is_some_and(|p| s < p) {
             return Ok(false);
         }
+        let next_cut = cuts.len() * n / n_parts;
+        if prev.is_some_and(|p| p != s) && i >= next_cut {
+            cuts.push(i);
+        }
         prev = Some(s);
     }
+    cuts.push(n);
+    // Built in parallel, merged in row order: the same maps as one pass over all rows (a later
+    // row's `exact` name replaces an earlier one's, the first `starts` entry stays).
+    let parts: Vec<StackBuilder> = cuts
+        .windows(2)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|w| match w {
+            [a, z] => stacks_of_part(&df.slice(*a as i64, z - a), table, r),
+            _ => Ok(StackBuilder::default()),
+        })
+        .collect::<Result<_, _>>()?;
+    for p in parts {
+        b.out.extend(p.out);
+        b.exact.extend(p.exact);
+        for (k, v) in p.starts {
+            b.starts.entry(k).or_insert(v);
+        }
+    }
+    Ok(true)
+}
+
+/// The stacks of `df`'s rows (grouped by stack_id) of recording `r`.
+fn stacks_of_part(df: &DataFrame, table: &str, r: u32) -> Result<StackBuilder, Error> {
+    let mut b = StackBuilder::default();
+    let c = |name: &str| column(df, table, name);
+    let stack_ids = c("stack_id")?.u32().map_err(pl(table))?;
     let str_iter =
         |name: &str| -> Result<_, Error> { Ok(c(name)?.str().map_err(pl(table))?.iter()) };
     let u32_iter =
@@ -553,7 +589,7 @@ fn stacks_of_grouped(
     if let Some(k) = current {
         b.stack((r, k), &mut group);
     }
-    Ok(true)
+    Ok(b)
 }
 
 /// Builds [`StackNames`] one stack at a time.
@@ -940,8 +976,12 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
     let mut recs = Recordings::default();
     let mut rips = RipIndex::default();
     let t = crate::timing::phase("flame: load stacks");
-    let mut host_stacks = load_stacks(ds, "frames", opts.max_stack, &mut recs, &mut rips)?;
-    let mut guest_stacks = load_stacks(ds, "guest_frames", opts.max_stack, &mut recs, &mut rips)?;
+    let (mut host_stacks, mut guest_stacks) = pool.install(|| {
+        Ok::<_, Error>((
+            load_stacks(ds, "frames", opts.max_stack, &mut recs, &mut rips)?,
+            load_stacks(ds, "guest_frames", opts.max_stack, &mut recs, &mut rips)?,
+        ))
+    })?;
     drop(t);
     let t = crate::timing::phase("flame: canonical stacks");
     pool.install(|| {
