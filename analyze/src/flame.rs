@@ -1015,12 +1015,8 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
     folded.report.event = event;
     if ds.has("guest_samples") && !opts.exits {
         let _t = crate::timing::phase("flame: place guest samples");
-        let placed = join::place_guest_samples(ds)?;
-        for s in strs(&placed, "guest_samples", "state")?
-            .into_iter()
-            .flatten()
-        {
-            *folded.report.guest_states.entry(s.to_string()).or_default() += 1;
+        for (state, n) in join::guest_state_counts(ds)? {
+            *folded.report.guest_states.entry(state).or_default() += n;
         }
     }
     Ok(folded)

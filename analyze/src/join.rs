@@ -459,6 +459,49 @@ fn placed_in_sample_order(lf: LazyFrame) -> Result<DataFrame, Error> {
 /// Columns: `recording, sample_idx, vm_pid, vm, vcpu, time_ns, tid` (the host thread of the vCPU),
 /// `state` (see [`guest_state`]), `exit_idx, reason_name`. Sorted by recording and sample_idx.
 pub fn place_guest_samples(ds: &Dataset) -> Result<DataFrame, Error> {
+    sort_by(guest_placement(ds)?, &["_rec", "sample_idx"])
+        .select([
+            col("recording"),
+            col("sample_idx"),
+            col("vm_pid"),
+            col("vm"),
+            col("vcpu"),
+            col("time_ns"),
+            col("tid"),
+            col("state"),
+            col("exit_idx"),
+            col("reason_name"),
+        ])
+        .collect()
+        .map_err(pl(GUEST_TABLES))
+}
+
+/// The number of guest-side samples in each [`guest_state`], as [`place_guest_samples`] places
+/// them (without putting them back in sample order, nor carrying columns the count needs not).
+pub fn guest_state_counts(ds: &Dataset) -> Result<Vec<(String, u64)>, Error> {
+    let df = guest_placement(ds)?
+        .group_by([col("state")])
+        .agg([len().cast(DataType::UInt64).alias("n")])
+        .collect()
+        .map_err(pl(GUEST_TABLES))?;
+    let states = df.column("state").map_err(pl(GUEST_TABLES))?;
+    let states = states.str().map_err(pl(GUEST_TABLES))?;
+    let n = df.column("n").map_err(pl(GUEST_TABLES))?;
+    let n = n.u64().map_err(pl(GUEST_TABLES))?;
+    let mut out: Vec<(String, u64)> = states
+        .iter()
+        .zip(n.iter())
+        .filter_map(|(s, n)| Some((s?.to_string(), n.unwrap_or(0))))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The tables [`place_guest_samples`] reads, for error messages.
+const GUEST_TABLES: &str = "guest_samples, vcpus, exits, sched__sched_switch";
+
+/// [`place_guest_samples`]'s rows in time order, with `_rec` and `state`.
+fn guest_placement(ds: &Dataset) -> Result<LazyFrame, Error> {
     let guest = ds.scan("guest_samples")?.select([
         col("recording"),
         rec_key(ds).alias("_rec"),
@@ -545,7 +588,7 @@ pub fn place_guest_samples(ds: &Dataset) -> Result<DataFrame, Error> {
         .then(lit(guest_state::EXITED))
         .otherwise(lit(guest_state::RUNNING))
         .alias("state");
-    let lf = lf.with_columns([
+    Ok(lf.with_columns([
         state,
         when(exited.clone())
             .then(col("exit_idx"))
@@ -555,22 +598,7 @@ pub fn place_guest_samples(ds: &Dataset) -> Result<DataFrame, Error> {
             .then(col("reason_name"))
             .otherwise(lit(NULL).cast(DataType::String))
             .alias("reason_name"),
-    ]);
-    sort_by(lf, &["_rec", "sample_idx"])
-        .select([
-            col("recording"),
-            col("sample_idx"),
-            col("vm_pid"),
-            col("vm"),
-            col("vcpu"),
-            col("time_ns"),
-            col("tid"),
-            col("state"),
-            col("exit_idx"),
-            col("reason_name"),
-        ])
-        .collect()
-        .map_err(pl("guest_samples, vcpus, exits, sched__sched_switch"))
+    ]))
 }
 
 /// Every exit with the guest-side sample nearest to its start (same VM and vCPU, within the

@@ -522,3 +522,35 @@ fn two_recordings_in_one_dataset_fold_as_the_sum_of_their_truths() {
         .collect();
     assert_eq!(got_exits, want_exits);
 }
+
+#[test]
+fn guest_state_counts_cover_every_guest_sample_once() {
+    let (_, ds, truth) = synth_two_vms();
+    let counts = kvmtrace_analyze::join::guest_state_counts(ds).expect("counts");
+    let placed = kvmtrace_analyze::join::place_guest_samples(ds).expect("placed");
+    let mut by_state: std::collections::BTreeMap<String, u64> = Default::default();
+    for s in placed
+        .column("state")
+        .expect("state")
+        .str()
+        .expect("str")
+        .iter()
+    {
+        *by_state
+            .entry(s.expect("every sample has a state").to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(counts, by_state.into_iter().collect::<Vec<_>>());
+    // Every guest-side sample of the generator's recording counted once.
+    let want: u64 = truth["vms"]
+        .as_array()
+        .expect("vms")
+        .iter()
+        .map(|v| v["guest_samples"].as_u64().expect("guest_samples"))
+        .sum();
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), want);
+    assert!(
+        counts.iter().any(|(s, n)| s == "running" && *n > 0),
+        "{counts:?}"
+    );
+}
