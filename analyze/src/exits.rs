@@ -749,15 +749,25 @@ struct Pass {
 }
 
 /// One row chunk's share: its groups (key values) with their accumulators, rows per source,
-/// open exits.
+/// kvm_exits without a duration.
 struct ChunkPass {
     accs: Vec<Acc>,
     sources: Vec<(KeyValue, u64)>,
-    open: u64,
+    /// kvm_exits without a duration, left for [`aggregate`] to tell open from unordered.
+    pending: u64,
+    rows: u64,
 }
 
 /// Groups and accumulates the rows of `part` (one aligned row chunk of the selected columns).
-fn chunk_pass(part: &DataFrame, keys: &[KeyCol], split: bool) -> Result<ChunkPass, Error> {
+///
+/// `resolving`: the rows are kvm_exits without a duration but with an entry (see [`aggregate`]):
+/// all counted, none counted again per source.
+fn chunk_pass(
+    part: &DataFrame,
+    keys: &[KeyCol],
+    split: bool,
+    resolving: bool,
+) -> Result<ChunkPass, Error> {
     let (gid, group_keys) = group_ids(part, keys)?;
     let (source, source_names) = codes(part.column("_source").map_err(pl(EXITS))?, false)?;
     let kvm_exit = source_names
@@ -797,16 +807,17 @@ fn chunk_pass(part: &DataFrame, keys: &[KeyCol], split: bool) -> Result<ChunkPas
         })
         .collect();
     let mut per_source = vec![0u64; source_names.len()];
-    let mut open = 0u64;
+    let mut pending = 0u64;
     for (i, (&src, &g)) in source.iter().zip(&gid).enumerate().take(rows) {
-        if let Some(n) = per_source.get_mut(src as usize) {
-            *n += 1;
-        }
         let d = u64_at(dur, i);
-        // A kvm_exit without a duration has no entry (docs/schema.md: duration = entry - exit).
-        if d.is_none() && Some(src) == kvm_exit {
-            open += 1;
-            continue;
+        if !resolving {
+            if let Some(n) = per_source.get_mut(src as usize) {
+                *n += 1;
+            }
+            if d.is_none() && Some(src) == kvm_exit {
+                pending += 1;
+                continue;
+            }
         }
         if req.is_some_and(|r| !bool_at(r, i)) {
             continue;
@@ -829,17 +840,118 @@ fn chunk_pass(part: &DataFrame, keys: &[KeyCol], split: bool) -> Result<ChunkPas
     Ok(ChunkPass {
         accs,
         sources: source_names.into_iter().zip(per_source).collect(),
-        open,
+        pending,
+        rows: rows as u64,
     })
 }
 
 /// The columns `--split` sums.
 const SPLIT_COLS: [&str; 3] = ["userspace_ns", "sched_out_ns", "wakeup_ns"];
 
-/// Aggregates the frames `lfs` (batches of the same rows, see [`base`]) by `keys` (none: one
-/// total row) into statistics per group and over all, counting rows per source on the way.
-/// Rows still open at the end (a kvm_exit without entry) and rows where `required` is false are
-/// left out of the statistics.
+/// [`chunk_pass`]es merged in order: groups and sources by value.
+#[derive(Default)]
+struct Merged {
+    accs: Vec<Acc>,
+    at: FastMap<Vec<KeyValue>, usize>,
+    per_source: BTreeMap<String, u64>,
+}
+
+impl Merged {
+    /// Reads `lfs` one at a time and merges their chunks. Returns the pending rows (main pass)
+    /// or the rows read (`resolving`).
+    fn batches(
+        &mut self,
+        lfs: &[LazyFrame],
+        sel: &[Expr],
+        keys: &[KeyCol],
+        split: bool,
+        resolving: bool,
+        pool: &rayon::ThreadPool,
+    ) -> Result<u64, Error> {
+        let mut n = 0;
+        for lf in lfs {
+            let mut df = lf.clone().select(sel).collect().map_err(pl(EXITS))?;
+            // Every column chunked alike (usually already so: one chunk per row group read).
+            df.align_chunks_par();
+            let lens: Vec<usize> = df
+                .column("_d")
+                .map_err(pl(EXITS))?
+                .as_materialized_series()
+                .chunk_lengths()
+                .collect();
+            let starts: Vec<usize> = lens
+                .iter()
+                .scan(0, |at, &n| {
+                    let s = *at;
+                    *at += n;
+                    Some(s)
+                })
+                .collect();
+            let chunks: Vec<ChunkPass> = pool.install(|| {
+                starts
+                    .par_iter()
+                    .zip(&lens)
+                    .map(|(&start, &len)| {
+                        chunk_pass(&df.slice(start as i64, len), keys, split, resolving)
+                    })
+                    .collect::<Result<_, _>>()
+            })?;
+            drop(df);
+            for c in chunks {
+                self.add(c.accs);
+                for (name, k) in c.sources {
+                    let name = match name {
+                        KeyValue::Str(s) => s,
+                        other => other.to_string(),
+                    };
+                    *self.per_source.entry(name).or_default() += k;
+                }
+                n += if resolving { c.rows } else { c.pending };
+            }
+        }
+        Ok(n)
+    }
+
+    fn add(&mut self, accs: Vec<Acc>) {
+        for mut a in accs {
+            if a.count == 0 {
+                continue;
+            }
+            match self.at.get(&a.keys) {
+                Some(&i) => {
+                    if let Some(m) = self.accs.get_mut(i) {
+                        m.add(&a);
+                        m.durations.append(std::mem::take(&mut a.durations));
+                    }
+                }
+                None => {
+                    self.at.insert(a.keys.clone(), self.accs.len());
+                    self.accs.push(a);
+                }
+            }
+        }
+    }
+}
+
+/// The rows `exits` aggregates: in batches for the main pass, and whole for the query of the few
+/// rows the main pass cannot place (see [`aggregate`]). The same rows, the same columns.
+struct Frames {
+    batches: Vec<LazyFrame>,
+    whole: LazyFrame,
+}
+
+impl Frames {
+    fn map(self, f: impl Fn(LazyFrame) -> LazyFrame) -> Frames {
+        Frames {
+            batches: self.batches.into_iter().map(&f).collect(),
+            whole: f(self.whole),
+        }
+    }
+}
+
+/// Aggregates `frames` by `keys` (none: one total row) into statistics per group and over all,
+/// counting rows per source on the way. Rows still open at the end (a kvm_exit without entry)
+/// and rows where `required` is false are left out of the statistics.
 ///
 /// polars reads the columns of one batch at a time; the grouping and the statistics are done
 /// here, in parallel over the batch's row chunks ([`chunk_pass`]), merged in order (groups in
@@ -847,8 +959,14 @@ const SPLIT_COLS: [&str; 3] = ["userspace_ns", "sched_out_ns", "wakeup_ns"];
 /// them, independent of the order rows arrive in), percentiles by histogram and selection
 /// ([`summarize`]). Only the known durations stay in memory: 10 M exits in 235 MB (RSS), not
 /// 690 MB with every column read at once.
+///
+/// A kvm_exit without a duration is open when it has no entry either, else its entry came
+/// before it (clock disorder): an exit of unknown duration. Telling them apart needs
+/// `entry_time_ns`, whose decoding cost a third of the run; the main pass leaves such rows
+/// aside and one filtered query reads the entries of just those (Parquet statistics skip every
+/// row group without a null duration).
 fn aggregate(
-    lfs: Vec<LazyFrame>,
+    frames: &Frames,
     keys: &[KeyCol],
     required: Option<Expr>,
     opts: &Options,
@@ -870,65 +988,23 @@ fn aggregate(
         .num_threads(opts.threads)
         .build()
         .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
-    // Merged in batch and chunk order: groups and sources by value.
-    let mut accs: Vec<Acc> = Vec::new();
-    let mut at: FastMap<Vec<KeyValue>, usize> = FastMap::default();
-    let mut per_source: BTreeMap<String, u64> = BTreeMap::new();
-    let mut n_open_at_end = 0;
-    for lf in lfs {
-        let mut df = lf.select(sel.clone()).collect().map_err(pl(EXITS))?;
-        // Every column chunked alike (usually already so: one chunk per row group read).
-        df.align_chunks_par();
-        let lens: Vec<usize> = df
-            .column("_d")
-            .map_err(pl(EXITS))?
-            .as_materialized_series()
-            .chunk_lengths()
-            .collect();
-        let starts: Vec<usize> = lens
-            .iter()
-            .scan(0, |at, &n| {
-                let s = *at;
-                *at += n;
-                Some(s)
-            })
-            .collect();
-        let chunks: Vec<ChunkPass> = pool.install(|| {
-            starts
-                .par_iter()
-                .zip(&lens)
-                .map(|(&start, &len)| chunk_pass(&df.slice(start as i64, len), keys, opts.split))
-                .collect::<Result<_, _>>()
-        })?;
-        drop(df);
-        for c in chunks {
-            for mut a in c.accs {
-                if a.count == 0 {
-                    continue;
-                }
-                match at.get(&a.keys) {
-                    Some(&i) => {
-                        if let Some(m) = accs.get_mut(i) {
-                            m.add(&a);
-                            m.durations.append(std::mem::take(&mut a.durations));
-                        }
-                    }
-                    None => {
-                        at.insert(a.keys.clone(), accs.len());
-                        accs.push(a);
-                    }
-                }
-            }
-            for (name, n) in c.sources {
-                let name = match name {
-                    KeyValue::Str(s) => s,
-                    other => other.to_string(),
-                };
-                *per_source.entry(name).or_default() += n;
-            }
-            n_open_at_end += c.open;
-        }
-    }
+    let mut m = Merged::default();
+    let pending = m.batches(&frames.batches, &sel, keys, opts.split, false, &pool)?;
+    let n_open_at_end = if pending > 0 {
+        let unordered = frames.whole.clone().filter(
+            col("source")
+                .eq(lit("kvm_exit"))
+                .and(col("duration_ns").is_null())
+                .and(col("entry_time_ns").is_not_null()),
+        );
+        let resolved = m.batches(&[unordered], &sel, keys, opts.split, true, &pool)?;
+        pending.saturating_sub(resolved)
+    } else {
+        0
+    };
+    let Merged {
+        accs, per_source, ..
+    } = m;
     drop(t);
     let _t = crate::timing::phase("exits: statistics");
     let mut all = Acc::default();
@@ -1151,21 +1227,28 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
     // Guest symbols name each distinct (recording, VM, rip) once over all rows: one frame.
     // Otherwise every step is row by row, so the statistics stream over batches.
     let by_symbol = by.contains(&By::GuestSymbol);
-    let mut lfs: Vec<LazyFrame> = base(ds, opts, with_vm, !by_symbol)?
+    let whole = base(ds, opts, with_vm, false)?
         .into_iter()
         .map(|lf| filters(lf, opts))
-        .collect();
+        .next_back()
+        .ok_or_else(|| Error::Invalid("exits: no rows to scan".into()))?;
     let mut symbol_notes = Vec::new();
-    if by_symbol {
-        lfs = lfs
-            .into_iter()
-            .map(|lf| {
-                let (l, n) = guest_symbols(ds, lf, opts)?;
-                symbol_notes = n;
-                Ok(l)
-            })
-            .collect::<Result<_, Error>>()?;
-    }
+    let mut frames = if by_symbol {
+        let (lf, notes) = guest_symbols(ds, whole, opts)?;
+        symbol_notes = notes;
+        Frames {
+            batches: vec![lf.clone()],
+            whole: lf,
+        }
+    } else {
+        Frames {
+            batches: base(ds, opts, with_vm, true)?
+                .into_iter()
+                .map(|lf| filters(lf, opts))
+                .collect(),
+            whole,
+        }
+    };
     // Port, MSR and gpa rows only exist for exits that carry one.
     let mut required: Option<Expr> = None;
     let mut only_notes = Vec::new();
@@ -1191,7 +1274,7 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
     };
 
     let keys = key_cols(&by);
-    let mut pass = aggregate(lfs.clone(), &keys, required.clone(), opts, &split_avail)?;
+    let mut pass = aggregate(&frames, &keys, required.clone(), opts, &split_avail)?;
     let reason_at = keys.iter().position(|k| k.name == "reason_name");
     if let Some(at) = reason_at
         && pass
@@ -1203,11 +1286,8 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
         // row would cost more than the whole breakdown).
         let named = col("reason_name")
             .fill_null(lit("code ") + col("reason").cast(DataType::String).fill_null(lit("?")));
-        lfs = lfs
-            .into_iter()
-            .map(|lf| lf.with_columns([named.clone()]))
-            .collect();
-        pass = aggregate(lfs, &keys, required, opts, &split_avail)?;
+        frames = frames.map(|lf| lf.with_columns([named.clone()]));
+        pass = aggregate(&frames, &keys, required, opts, &split_avail)?;
     }
     let Pass {
         mut rows,
@@ -1315,6 +1395,63 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_kvm_exit_without_entry_is_open() {
+        // A kvm_exit whose entry came before it (clock disorder: entry known, duration null)
+        // is an exit of unknown duration, not open; a PVM row has neither and is not open.
+        let df = df!(
+            "reason_name" => ["HLT", "HLT", "HLT", "CPUID", "CPUID"],
+            "source" => ["kvm_exit", "kvm_exit", "kvm_userspace_exit", "kvm_exit", "kvm_exit"],
+            "entry_time_ns" => [Some(90u64), None, None, Some(105), None],
+            "duration_ns" => [None, None, None, Some(5u64), None],
+        )
+        .expect("frame");
+        // In batches of one and two rows, and whole: the same answer.
+        for rows in [1, 2, 5] {
+            let batches = (0..df.height())
+                .step_by(rows)
+                .map(|at| df.slice(at as i64, rows).lazy())
+                .collect();
+            let frames = Frames {
+                batches,
+                whole: df.clone().lazy(),
+            };
+            let opts = Options::default();
+            let pass = aggregate(
+                &frames,
+                &key_cols(&[By::Reason]),
+                None,
+                &opts,
+                &Split::default(),
+            )
+            .expect("pass");
+            assert_eq!(pass.n_open_at_end, 2, "batches of {rows}");
+            let counts: Vec<(Vec<KeyValue>, u64, Option<u64>)> = pass
+                .rows
+                .iter()
+                .map(|r| (r.keys.clone(), r.count, r.total_ns))
+                .collect();
+            assert_eq!(
+                counts,
+                vec![
+                    (vec![KeyValue::Str("HLT".into())], 2, None),
+                    (vec![KeyValue::Str("CPUID".into())], 1, Some(5)),
+                ],
+                "batches of {rows}"
+            );
+            assert_eq!(pass.total.count, 3);
+            let sources: Vec<(String, u64)> = pass
+                .sources
+                .iter()
+                .map(|s| (s.source.clone(), s.n_exits))
+                .collect();
+            assert_eq!(
+                sources,
+                vec![("kvm_exit".into(), 4), ("kvm_userspace_exit".into(), 1)]
+            );
+        }
+    }
 
     #[test]
     fn time_range_parses_perf_syntax() {
