@@ -768,6 +768,15 @@ fn chunk_pass(
     split: bool,
     resolving: bool,
 ) -> Result<ChunkPass, Error> {
+    if part.height() == 0 {
+        // (An empty slice may hold no array at all.)
+        return Ok(ChunkPass {
+            accs: Vec::new(),
+            sources: Vec::new(),
+            pending: 0,
+            rows: 0,
+        });
+    }
     let (gid, group_keys) = group_ids(part, keys)?;
     let (source, source_names) = codes(part.column("_source").map_err(pl(EXITS))?, false)?;
     let kvm_exit = source_names
@@ -1451,6 +1460,32 @@ mod tests {
                 vec![("kvm_exit".into(), 4), ("kvm_userspace_exit".into(), 1)]
             );
         }
+    }
+
+    #[test]
+    fn no_exits_is_an_empty_breakdown() {
+        let df = df!(
+            "reason_name" => Vec::<String>::new(),
+            "source" => Vec::<String>::new(),
+            "entry_time_ns" => Vec::<u64>::new(),
+            "duration_ns" => Vec::<u64>::new(),
+        )
+        .expect("frame");
+        let frames = Frames {
+            batches: vec![df.clone().lazy(), df.clone().lazy()],
+            whole: df.lazy(),
+        };
+        let pass = aggregate(
+            &frames,
+            &key_cols(&[By::Reason]),
+            None,
+            &Options::default(),
+            &Split::default(),
+        )
+        .expect("pass");
+        assert!(pass.rows.is_empty());
+        assert_eq!((pass.total.count, pass.n_open_at_end), (0, 0));
+        assert!(pass.sources.is_empty());
     }
 
     #[test]
