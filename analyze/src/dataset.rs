@@ -162,13 +162,8 @@ impl Dataset {
         out
     }
 
-    /// Whether any recording has `table`.
-    pub fn has(&self, table: &str) -> bool {
-        !self.files(table).is_empty()
-    }
-
-    /// `table` of every recording as one lazy frame, with `host` and `recording` columns.
-    pub fn scan(&self, table: &str) -> Result<LazyFrame, Error> {
+    /// [`Dataset::files`], or the error naming the missing table when there are none.
+    fn existing_files(&self, table: &str) -> Result<Vec<(PathBuf, &Recording)>, Error> {
         let files = self.files(table);
         if files.is_empty() {
             return Err(Error::MissingTable {
@@ -177,13 +172,20 @@ impl Dataset {
                 hint: None,
             });
         }
+        Ok(files)
+    }
+
+    /// Whether any recording has `table`.
+    pub fn has(&self, table: &str) -> bool {
+        !self.files(table).is_empty()
+    }
+
+    /// `table` of every recording as one lazy frame, with `host` and `recording` columns.
+    pub fn scan(&self, table: &str) -> Result<LazyFrame, Error> {
+        let files = self.existing_files(table)?;
         let mut frames = Vec::with_capacity(files.len());
         for (path, rec) in files {
-            // Partition columns are added from the manifest, not inferred from the path.
-            frames.push(scan_file(&path, table)?.with_columns([
-                lit(rec.host.as_str()).alias("host"),
-                lit(rec.recording.as_str()).alias("recording"),
-            ]));
+            frames.push(with_partition(scan_file(&path, table)?, rec));
         }
         if frames.len() == 1 {
             return Ok(frames.remove(0));
@@ -198,14 +200,7 @@ impl Dataset {
     /// was half the time of a 10 M-row `exits`). A file whose footer cannot be read is one
     /// frame: its error surfaces when collected.
     pub fn scan_batches(&self, table: &str, rows: usize) -> Result<Vec<LazyFrame>, Error> {
-        let files = self.files(table);
-        if files.is_empty() {
-            return Err(Error::MissingTable {
-                path: self.root.clone(),
-                table: table.to_string(),
-                hint: None,
-            });
-        }
+        let files = self.existing_files(table)?;
         let rows = rows.max(1);
         let mut out = Vec::new();
         for (path, rec) in files {
@@ -225,10 +220,7 @@ impl Dataset {
                     Some((at, len)) => lf.clone().slice(at as i64, len as IdxSize),
                     None => lf.clone(),
                 };
-                out.push(part.with_columns([
-                    lit(rec.host.as_str()).alias("host"),
-                    lit(rec.recording.as_str()).alias("recording"),
-                ]));
+                out.push(with_partition(part, rec));
             }
         }
         Ok(out)
@@ -247,6 +239,15 @@ impl Dataset {
     pub fn load(&self, table: &str) -> Result<DataFrame, Error> {
         self.scan(table)?.collect().map_err(pl(table))
     }
+}
+
+/// Adds a partition's `host` and `recording` columns, from the manifest (not inferred from the
+/// path).
+fn with_partition(lf: LazyFrame, rec: &Recording) -> LazyFrame {
+    lf.with_columns([
+        lit(rec.host.as_str()).alias("host"),
+        lit(rec.recording.as_str()).alias("recording"),
+    ])
 }
 
 /// One Parquet file of a table, hive partitioning off.
