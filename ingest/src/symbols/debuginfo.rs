@@ -196,7 +196,12 @@ impl DwarfContext {
                 if let Some(n) = self.demangled.borrow().get(&*raw) {
                     return Some(n.clone());
                 }
-                let n = f.demangle().ok()?.into_owned();
+                let mut n = f.demangle().ok()?.into_owned();
+                if *n.as_bytes() == *raw
+                    && let Some(d) = super::elf::demangle_libstdcxx(&n)
+                {
+                    n = d;
+                }
                 self.demangled
                     .borrow_mut()
                     .insert(raw.into_owned(), n.clone());

@@ -433,7 +433,79 @@ impl ElfSymbols {
 
 /// Demangles a Rust or C++ symbol name; other names come back unchanged.
 pub(crate) fn demangle(name: &str) -> String {
-    addr2line::demangle_auto(Cow::Borrowed(name), None).into_owned()
+    match addr2line::demangle_auto(Cow::Borrowed(name), None) {
+        Cow::Borrowed(_) => demangle_libstdcxx(name).unwrap_or_else(|| name.to_owned()),
+        demangled => demangled.into_owned(),
+    }
+}
+
+/// Demangles a C++ name cpp_demangle rejects with libstdc++'s own `__cxa_demangle` (GCC's
+/// demangler, the one behind c++filt and perf), loaded at run time. cpp_demangle 0.5 rejects
+/// names GCC emits, e.g. libstdc++'s `std::__fill_a1`, whose return type holds
+/// `srSt11__is_scalarIT0_E7__value` (GCC's `sr <type>` spelling of
+/// `std::__is_scalar<T>::__value`); a patch to the crate would have to replay libiberty's
+/// substitution order. `None` for names that are not `_Z` names, when libstdc++ is not
+/// installed, or when it fails too: the caller keeps the mangled name.
+pub(crate) fn demangle_libstdcxx(name: &str) -> Option<String> {
+    if !name.starts_with("_Z") {
+        return None;
+    }
+    cxa::demangle(name)
+}
+
+/// `__cxa_demangle` from libstdc++.so.6 through dlopen: no link-time dependency on C++.
+mod cxa {
+    use std::ffi::{CStr, CString, c_char, c_int, c_void};
+    use std::sync::OnceLock;
+
+    type CxaDemangle = unsafe extern "C" fn(
+        mangled: *const c_char,
+        buf: *mut c_char,
+        len: *mut usize,
+        status: *mut c_int,
+    ) -> *mut c_char;
+
+    fn function() -> Option<CxaDemangle> {
+        static FUNCTION: OnceLock<Option<CxaDemangle>> = OnceLock::new();
+        *FUNCTION.get_or_init(|| {
+            // SAFETY: dlopen/dlsym with valid C strings; the library stays loaded for the
+            // process's life (no dlclose), so the function pointer stays valid.
+            unsafe {
+                let lib = libc::dlopen(
+                    c"libstdc++.so.6".as_ptr(),
+                    libc::RTLD_NOW | libc::RTLD_LOCAL,
+                );
+                if lib.is_null() {
+                    return None;
+                }
+                let sym = libc::dlsym(lib, c"__cxa_demangle".as_ptr());
+                (!sym.is_null()).then(|| std::mem::transmute::<*mut c_void, CxaDemangle>(sym))
+            }
+        })
+    }
+
+    pub(super) fn demangle(name: &str) -> Option<String> {
+        let f = function()?;
+        let mangled = CString::new(name).ok()?;
+        let mut status: c_int = -1;
+        // SAFETY: `__cxa_demangle(mangled, NULL, NULL, &status)` returns a malloc'd C string
+        // or NULL (status != 0); it is thread-safe. The result is copied, then freed with the
+        // C library's free, as its contract says.
+        unsafe {
+            let out = f(
+                mangled.as_ptr(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut status,
+            );
+            if out.is_null() {
+                return None;
+            }
+            let text = (status == 0).then(|| CStr::from_ptr(out).to_string_lossy().into_owned());
+            libc::free(out.cast());
+            text
+        }
+    }
 }
 
 /// Finds the GNU build id (note type 3, name `GNU`) in a raw ELF note stream

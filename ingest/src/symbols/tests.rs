@@ -1162,3 +1162,34 @@ fn vdso_resolves_from_perf_build_id_cache() {
     let empty = tempfile::tempdir().expect("empty");
     assert_eq!(resolve(vec![empty.path().to_path_buf()], id), None);
 }
+
+/// libstdc++'s `std::__fill_a1` carries `srSt11__is_scalarIT0_E7__value` in its return type, a
+/// form cpp_demangle 0.5 rejects; the expected texts are what binutils' c++filt 2.40 prints
+/// (libstdc++ is installed wherever g++ or perf is).
+#[test]
+fn names_cpp_demangle_rejects_demangle_like_cxxfilt() {
+    let cases = [
+        (
+            "_ZSt9__fill_a1IPmmEN9__gnu_cxx11__enable_ifIXsrSt11__is_scalarIT0_E7__valueEvE6__typeET_S8_RKS4_",
+            "__gnu_cxx::__enable_if<std::__is_scalar<unsigned long>::__value, void>::__type \
+             std::__fill_a1<unsigned long*, unsigned long>(unsigned long*, unsigned long*, \
+             unsigned long const&)",
+        ),
+        (
+            "_ZSt9__fill_a1IPiiEN9__gnu_cxx11__enable_ifIXsrSt11__is_scalarIT0_E7__valueEvE6__typeET_S8_RKS4_",
+            "__gnu_cxx::__enable_if<std::__is_scalar<int>::__value, void>::__type \
+             std::__fill_a1<int*, int>(int*, int*, int const&)",
+        ),
+    ];
+    for (mangled, cxxfilt) in cases {
+        assert_eq!(elf::demangle(mangled), cxxfilt, "{mangled}");
+    }
+    // Names that do not demangle at all are left to the caller.
+    assert_eq!(elf::demangle_libstdcxx("_ZsrStXXX"), None);
+    assert_eq!(elf::demangle_libstdcxx("main"), None);
+    assert_eq!(elf::demangle("main"), "main");
+    assert_eq!(
+        elf::demangle("_ZN4demo4stepEm"),
+        "demo::step(unsigned long)"
+    );
+}

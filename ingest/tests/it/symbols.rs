@@ -198,6 +198,8 @@ struct Agreement {
     equal: usize,
     inline_compared: usize,
     inline_equal: usize,
+    /// Levels of agreeing chains that perf named after the symbol table (see [`PerfLevel`]).
+    inline_symtab_named: usize,
 }
 
 /// A demangled name as perf 6.1 prints it: no return type, no parameter list, no clone suffix.
@@ -227,41 +229,49 @@ fn perf_style(name: &str) -> String {
             }
         }
     }
-    // A leading return type: the first space outside brackets ("void std::sort<...>").
+    // A leading return type ends at the last space outside brackets ("void std::sort<...>",
+    // "unsigned long* std::__fill_n_a<...>"), not at the one in "operator new".
     let mut depth = 0i32;
+    let mut name_at = 0;
     for (i, c) in name.char_indices() {
         match c {
             '<' | '(' | '{' | '[' => depth += 1,
             '>' | ')' | '}' | ']' => depth -= 1,
-            ' ' if depth == 0 && !name[..i].ends_with("operator") => {
-                return name[i + 1..].to_string();
-            }
+            ' ' if depth == 0 && !name[..i].ends_with("operator") => name_at = i + 1,
             _ => {}
         }
     }
-    name
+    name[name_at..].to_string()
 }
 
-/// The leaf frame of each sample of `perf script --inline -F ...,srcline`: the functions
-/// inlined at the sample ip, innermost first, with their srclines. perf prints the outermost
-/// DWARF function as "inlined" too when its DWARF name differs from the symbol table's, and then
-/// no line of its own; that entry is dropped, as it is the function itself.
-fn parse_perf_inline_leaves(text: &str) -> HashMap<(i32, u64), Vec<(String, String)>> {
+/// One inline level of perf's leaf frame, as `perf script --inline -F ...,srcline` prints it.
+#[derive(Debug, Clone)]
+struct PerfLevel {
+    /// The function perf names.
+    name: String,
+    /// `file:line` (perf's srcline: the file's base name).
+    srcline: Option<String>,
+    /// perf printed this level as a real frame (with its dso) instead of "inlined": binutils'
+    /// addr2line could not name the innermost inlined function, and perf 6.1 then names the
+    /// level after the symbol table. The level is still there, with its own srcline.
+    named_by_symtab: bool,
+}
+
+/// The inline levels of each sample's leaf frame, innermost first, without the function itself
+/// (the last entry at the leaf address: the symbol table's function, or the same function under
+/// its DWARF name, printed as "inlined" with the line of its call to the next level in).
+fn parse_perf_inline_leaves(text: &str) -> HashMap<(i32, u64), Vec<PerfLevel>> {
     let mut out = HashMap::new();
     let mut key: Option<(i32, u64)> = None;
     let mut leaf_addr: Option<u64> = None;
-    let mut inlined: Vec<(String, String)> = Vec::new();
-    let mut has_real = false;
+    let mut entries: Vec<PerfLevel> = Vec::new();
     let mut done = false;
-    let mut finish = |key: Option<(i32, u64)>, mut inl: Vec<(String, String)>, has_real: bool| {
+    let mut finish = |key: Option<(i32, u64)>, mut entries: Vec<PerfLevel>| {
         if let Some(k) = key {
-            if !has_real {
-                inl.pop();
-            }
-            out.insert(k, inl);
+            entries.pop();
+            out.insert(k, entries);
         }
     };
-    let mut last_sym: Option<String> = None;
     for line in text.lines() {
         if line.trim().is_empty() {
             continue;
@@ -272,23 +282,20 @@ fn parse_perf_inline_leaves(text: &str) -> HashMap<(i32, u64), Vec<(String, Stri
             };
             if done || leaf_addr.is_some_and(|a| a != addr) {
                 done = true;
-                last_sym = None;
                 continue;
             }
             leaf_addr = Some(addr);
-            if dso.is_some() {
-                has_real = true;
-                last_sym = None;
-            } else {
-                last_sym = Some(sym);
-            }
+            entries.push(PerfLevel {
+                name: sym,
+                srcline: None,
+                named_by_symtab: dso.is_some(),
+            });
             continue;
         }
         if line.starts_with("  ") {
-            if let (Some(sym), Some(src)) =
-                (last_sym.take(), line.trim().strip_suffix(" (inlined)"))
-            {
-                inlined.push((sym, src.to_string()));
+            if let (false, Some(level)) = (done, entries.last_mut()) {
+                let src = line.trim();
+                level.srcline = Some(src.strip_suffix(" (inlined)").unwrap_or(src).to_string());
             }
             continue;
         }
@@ -299,15 +306,40 @@ fn parse_perf_inline_leaves(text: &str) -> HashMap<(i32, u64), Vec<(String, Stri
         ) else {
             continue;
         };
-        finish(key.take(), std::mem::take(&mut inlined), has_real);
+        finish(key.take(), std::mem::take(&mut entries));
         key = Some((tid, time));
         leaf_addr = None;
-        has_real = false;
         done = false;
-        last_sym = None;
     }
-    finish(key, inlined, has_real);
+    finish(key, entries);
     out
+}
+
+/// `file:line` of a kvmtrace inline level as perf prints srclines (base name of the file).
+fn srcline(level: &KtLevel) -> String {
+    let file = level
+        .2
+        .as_deref()
+        .map(|f| f.rsplit('/').next().unwrap_or(f).to_string())
+        .unwrap_or_default();
+    format!("{file}:{}", level.3.unwrap_or(0))
+}
+
+/// Whether kvmtrace's inline levels of a leaf frame (outermost first, the function itself
+/// included) are perf's: the same number of levels and, level by level, the same function; a
+/// level perf named after the symbol table (see [`PerfLevel`]) must carry the frame's symbol
+/// in perf's output and the same srcline in both.
+fn same_inline_levels(frame: &KtFrame, perf: &[PerfLevel]) -> bool {
+    let ours: Vec<&KtLevel> = frame.levels.iter().skip(1).rev().collect();
+    ours.len() == perf.len()
+        && ours.iter().zip(perf).all(|(ours, theirs)| {
+            if theirs.named_by_symtab {
+                Some(perf_style(&theirs.name)) == frame.symbol().map(perf_style)
+                    && theirs.srcline.as_deref() == Some(srcline(ours).as_str())
+            } else {
+                ours.0.as_deref().map(perf_style) == Some(perf_style(&theirs.name))
+            }
+        })
 }
 
 fn compare_recording(name: &str, dwarf_unwound: bool) -> Agreement {
@@ -370,17 +402,17 @@ fn compare_recording(name: &str, dwarf_unwound: bool) -> Agreement {
             frames.first(),
         ) {
             a.inline_compared += 1;
-            let ours: Vec<String> = kf
-                .levels
-                .iter()
-                .skip(1)
-                .rev()
-                .filter_map(|l| l.0.as_deref().map(perf_style))
-                .collect();
-            let theirs: Vec<String> = theirs.iter().map(|(s, _)| perf_style(s)).collect();
-            if ours == theirs {
+            if same_inline_levels(kf, theirs) {
                 a.inline_equal += 1;
+                a.inline_symtab_named += theirs.iter().filter(|l| l.named_by_symtab).count();
             } else {
+                let ours: Vec<(Option<String>, String)> = kf
+                    .levels
+                    .iter()
+                    .skip(1)
+                    .rev()
+                    .map(|l| (l.0.as_deref().map(perf_style), srcline(l)))
+                    .collect();
                 eprintln!(
                     "{name}: tid {} time {} leaf inlines: kvmtrace {ours:?} perf {theirs:?}",
                     p.tid, p.time_ns
@@ -389,8 +421,9 @@ fn compare_recording(name: &str, dwarf_unwound: bool) -> Agreement {
         }
     }
     eprintln!(
-        "{name}: {}/{} frames agree ({} differ), inlined chains {}/{}",
-        a.equal, a.compared, n_diff, a.inline_equal, a.inline_compared
+        "{name}: {}/{} frames agree ({} differ), inlined chains {}/{} \
+         ({} levels perf named after the symbol table, same srcline)",
+        a.equal, a.compared, n_diff, a.inline_equal, a.inline_compared, a.inline_symtab_named
     );
     a
 }
@@ -411,10 +444,8 @@ fn assert_agrees(name: &str, dwarf_unwound: bool) {
         ratio
     );
     let inline_ratio = a.inline_equal as f64 / a.inline_compared.max(1) as f64;
-    // perf 6.1 names the innermost level after the symbol table when binutils' addr2line cannot
-    // name it (and skips it), so a few leaves differ by perf's doing; every difference is printed.
     assert!(
-        a.inline_compared == 0 || inline_ratio >= 0.97,
+        a.inline_compared == 0 || inline_ratio >= 0.999,
         "{name}: {}/{} inline chains agree with perf",
         a.inline_equal,
         a.inline_compared
@@ -492,20 +523,19 @@ fn inlined_leaf_lines_agree_with_perf_srcline() {
         let Some(kf) = kt.get(&key).and_then(|f| f.first()) else {
             continue;
         };
-        let Some((_, perf_line)) = perf.get(&key).and_then(|l| l.first()) else {
+        let Some(perf_line) = perf
+            .get(&key)
+            .and_then(|l| l.first())
+            .and_then(|l| l.srcline.as_deref())
+        else {
             continue;
         };
         let Some(innermost) = kf.levels.last() else {
             continue;
         };
         compared += 1;
-        let file = innermost
-            .2
-            .as_deref()
-            .map(|f| f.rsplit('/').next().unwrap_or(f).to_string())
-            .unwrap_or_default();
-        let ours = format!("{file}:{}", innermost.3.unwrap_or(0));
-        if &ours == perf_line {
+        let ours = srcline(innermost);
+        if ours == perf_line {
             equal += 1;
         } else {
             eprintln!(
@@ -516,9 +546,8 @@ fn inlined_leaf_lines_agree_with_perf_srcline() {
     }
     eprintln!("cppinline.dwarf: innermost inlined lines {equal}/{compared}");
     assert!(compared > 300, "only {compared} inlined leaves");
-    // Where perf skipped the innermost level (see assert_agrees) its first line is the next one out.
     assert!(
-        equal as f64 >= 0.98 * compared as f64,
+        equal as f64 >= 0.999 * compared as f64,
         "{equal}/{compared} innermost lines agree"
     );
 }
