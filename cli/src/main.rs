@@ -11,6 +11,27 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// mimalloc's option setter (libmimalloc-sys links mimalloc's C library; its Rust bindings do not
+// name the purge option).
+unsafe extern "C" {
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
+/// `mi_option_purge_delay` in mimalloc's `mi_option_e` (v2 and v3 alike).
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+/// Keeps freed memory for reuse instead of purging it 10 ms after the free (mimalloc's default):
+/// polars and the exit statistics free and allocate column-sized buffers batch after batch, and
+/// each purged page came back as a fresh one the kernel had to zero (on 10 M exits 17% of the
+/// CPU time, on a flame graph 13%). An explicit `MIMALLOC_PURGE_DELAY` wins.
+fn keep_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: called before any other thread exists (mi_option_set is not thread safe);
+        // the option is a plain integer setting.
+        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}
+
 /// Exit codes, documented in `--help`.
 pub(crate) const EXIT_OK: u8 = 0;
 pub(crate) const EXIT_WARNINGS: u8 = 1;
@@ -47,6 +68,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     if cli.threads > 0 && std::env::var_os("POLARS_MAX_THREADS").is_none() {
         // polars sizes its thread pool from this variable once, on first use: `-j` bounds the
