@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::error::{Error, Warning, WarningKind};
 use crate::schema;
 use crate::session::{
-    GuestContext, IdBase, Session, SessionConfig, SessionSummary, Space, StackEntry, WrittenTable,
+    GuestContext, IdBase, Session, SessionConfig, SessionSummary, Space, Stacks, WrittenTable,
 };
 use crate::symbols::{
     AddrSpace, Bundle, FrameQuery, GUEST_KERNEL_DSO, SymbolizeOptions, Symbolizer,
@@ -59,7 +59,7 @@ fn display_name(token: &str, given: Option<&str>, bundle: Option<&Path>) -> Stri
 pub(crate) struct GuestIngest {
     pub(crate) tables: Vec<WrittenTable>,
     /// Its stacks (for symbolisation); the first has the id the recording started at.
-    pub(crate) stacks: Vec<StackEntry>,
+    pub(crate) stacks: Stacks,
     pub(crate) warnings: Vec<Warning>,
     /// Where the next guest recording's part number and ids start.
     pub(crate) next: IdBase,
@@ -169,7 +169,7 @@ pub(crate) fn ingest_guest(
         });
     }
     let stacks = std::mem::take(&mut summary.stacks);
-    let next = u32::try_from(stacks.len())
+    let next = u32::try_from(stacks.entries.len())
         .ok()
         .and_then(|n| ids.stack_id.checked_add(n))
         .and_then(|stack_id| {
@@ -217,7 +217,7 @@ fn recorded_here(host: &SessionSummary) -> bool {
 /// `guest_stacks` holds each guest recording's stacks with the id of its first one.
 pub(crate) fn write_frames(
     host: &SessionSummary,
-    guest_stacks: &[(u32, Vec<StackEntry>)],
+    guest_stacks: &[(u32, Stacks)],
     root: &Path,
     recording: &str,
     opts: &Options,
@@ -267,7 +267,7 @@ pub(crate) fn write_frames(
             }
         }
         let mut names: Vec<String> = host.vms.iter().map(|(_, n)| n.clone()).collect();
-        for st in host.stacks.iter().flat_map(|s| s.frames.iter()) {
+        for st in &host.stacks.frames {
             if let Space::GuestKernel(vm) | Space::GuestUser(vm) = &st.origin.space {
                 names.push(vm.to_string());
             }
@@ -295,14 +295,13 @@ pub(crate) fn write_frames(
 
     drop(t_new);
     let mut out = Vec::new();
-    let sets: Vec<(&str, u32, &[StackEntry])> =
-        std::iter::once(("frames", 0, host.stacks.as_slice()))
-            .chain(
-                guest_stacks
-                    .iter()
-                    .map(|(base, g)| ("guest_frames", *base, g.as_slice())),
-            )
-            .collect();
+    let sets: Vec<(&str, u32, &Stacks)> = std::iter::once(("frames", 0, &host.stacks))
+        .chain(
+            guest_stacks
+                .iter()
+                .map(|(base, g)| ("guest_frames", *base, g)),
+        )
+        .collect();
     // guest_frames of several guest recordings go into one file: their stack ids do not
     // overlap (each guest's continue after the previous one's, as in guest_stacks).
     let mut writers: HashMap<&str, TableWriter> = HashMap::new();
@@ -313,33 +312,30 @@ pub(crate) fn write_frames(
         // (origin pointer, address, offset) is a cheap key for "the same query".
         let mut index: HashMap<(usize, u64, Option<u64>), usize, foldhash::fast::FixedState> =
             HashMap::default();
-        let mut refs: Vec<Vec<usize>> = Vec::with_capacity(stacks.len());
-        for st in stacks {
-            let mut r = Vec::with_capacity(st.frames.len());
-            for f in &st.frames {
-                let o = &f.origin;
-                let kernel = matches!(o.space, Space::HostKernel | Space::GuestKernel(_));
-                let file_offset = if kernel { None } else { f.dso_offset };
-                let key = (Arc::as_ptr(o) as usize, f.addr, file_offset);
-                let n = index.len();
-                let i = *index.entry(key).or_insert_with(|| {
-                    queries.push(FrameQuery {
-                        space: match &o.space {
-                            Space::HostKernel => AddrSpace::HostKernel,
-                            Space::HostUser => AddrSpace::HostUser,
-                            Space::GuestKernel(vm) => AddrSpace::GuestKernel { vm: vm.to_string() },
-                            Space::GuestUser(vm) => AddrSpace::GuestUser { vm: vm.to_string() },
-                        },
-                        dso: o.dso.as_deref().unwrap_or("").to_string(),
-                        build_id: o.build_id.as_deref().map(<[u8]>::to_vec),
-                        addr: f.addr,
-                        file_offset,
-                    });
-                    n
+        // One query per distinct frame (stacks share them).
+        let mut query_of: Vec<usize> = Vec::with_capacity(stacks.frames.len());
+        for f in &stacks.frames {
+            let o = &f.origin;
+            let kernel = matches!(o.space, Space::HostKernel | Space::GuestKernel(_));
+            let file_offset = if kernel { None } else { f.dso_offset };
+            let key = (Arc::as_ptr(o) as usize, f.addr, file_offset);
+            let n = index.len();
+            let i = *index.entry(key).or_insert_with(|| {
+                queries.push(FrameQuery {
+                    space: match &o.space {
+                        Space::HostKernel => AddrSpace::HostKernel,
+                        Space::HostUser => AddrSpace::HostUser,
+                        Space::GuestKernel(vm) => AddrSpace::GuestKernel { vm: vm.to_string() },
+                        Space::GuestUser(vm) => AddrSpace::GuestUser { vm: vm.to_string() },
+                    },
+                    dso: o.dso.as_deref().unwrap_or("").to_string(),
+                    build_id: o.build_id.as_deref().map(<[u8]>::to_vec),
+                    addr: f.addr,
+                    file_offset,
                 });
-                r.push(i);
-            }
-            refs.push(r);
+                n
+            });
+            query_of.push(i);
         }
         drop(t_q);
         let t_r = crate::timing::phase("ingest: frames: resolve");
@@ -362,8 +358,12 @@ pub(crate) fn write_frames(
                 ))
             }
         };
-        for (stack_id, (st, r)) in stacks.iter().zip(&refs).enumerate() {
-            for (frame_idx, (f, &qi)) in st.frames.iter().zip(r).enumerate() {
+        for (stack_id, st) in stacks.entries.iter().enumerate() {
+            for (frame_idx, &fi) in st.frames.iter().enumerate() {
+                let Some(f) = stacks.frames.get(fi as usize) else {
+                    continue;
+                };
+                let qi = query_of.get(fi as usize).copied().unwrap_or(usize::MAX);
                 let res = resolved.get(qi).map(Vec::as_slice).unwrap_or(&[]);
                 // Outermost function first, then what is inlined into it.
                 // An unresolved frame is one row without a level (no allocation per frame).
