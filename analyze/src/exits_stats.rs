@@ -38,15 +38,55 @@ fn log2_of_fine(b: usize) -> u32 {
 /// arrived in.
 #[derive(Default)]
 pub(crate) struct Durations {
-    pieces: Vec<Vec<u64>>,
+    pieces: Vec<Piece>,
     n: u64,
+}
+
+/// Durations as they arrived: 32 bits each while they fit (below 4.3 s, nearly all exits), which
+/// halves the memory the kept durations take, and the fresh pages the kernel zeroes for them.
+enum Piece {
+    Narrow(Vec<u32>),
+    Wide(Vec<u64>),
+}
+
+impl Piece {
+    fn is_empty(&self) -> bool {
+        match self {
+            Piece::Narrow(v) => v.is_empty(),
+            Piece::Wide(v) => v.is_empty(),
+        }
+    }
+
+    fn iter(&self) -> PieceIter<'_> {
+        match self {
+            Piece::Narrow(v) => PieceIter::Narrow(v.iter()),
+            Piece::Wide(v) => PieceIter::Wide(v.iter()),
+        }
+    }
+}
+
+enum PieceIter<'a> {
+    Narrow(std::slice::Iter<'a, u32>),
+    Wide(std::slice::Iter<'a, u64>),
+}
+
+impl Iterator for PieceIter<'_> {
+    type Item = u64;
+
+    #[inline]
+    fn next(&mut self) -> Option<u64> {
+        match self {
+            PieceIter::Narrow(it) => it.next().map(|&d| u64::from(d)),
+            PieceIter::Wide(it) => it.next().copied(),
+        }
+    }
 }
 
 impl Durations {
     /// Starts a piece of `capacity` values (one row chunk's share).
     pub(crate) fn with_piece(capacity: usize) -> Durations {
         Durations {
-            pieces: vec![Vec::with_capacity(capacity)],
+            pieces: vec![Piece::Narrow(Vec::with_capacity(capacity))],
             n: 0,
         }
     }
@@ -55,9 +95,19 @@ impl Durations {
     #[inline]
     pub(crate) fn push(&mut self, d: u64) {
         self.n += 1;
-        match self.pieces.last_mut() {
-            Some(p) => p.push(d),
-            None => self.pieces.push(vec![d]),
+        match (self.pieces.last_mut(), u32::try_from(d)) {
+            (Some(Piece::Narrow(p)), Ok(d)) => p.push(d),
+            (Some(Piece::Wide(p)), _) => p.push(d),
+            (Some(last @ Piece::Narrow(_)), Err(_)) => {
+                // The first value of 4.3 s or more: the piece widens (once).
+                if let Piece::Narrow(p) = last {
+                    let mut wide = Vec::with_capacity(p.capacity());
+                    wide.extend(p.iter().map(|&v| u64::from(v)));
+                    wide.push(d);
+                    *last = Piece::Wide(wide);
+                }
+            }
+            (None, _) => self.pieces.push(Piece::Wide(vec![d])),
         }
     }
 
@@ -73,7 +123,7 @@ impl Durations {
     }
 
     fn values(&self) -> impl Iterator<Item = u64> + '_ {
-        self.pieces.iter().flatten().copied()
+        self.pieces.iter().flat_map(Piece::iter)
     }
 }
 
