@@ -674,6 +674,9 @@ impl StackBuilder {
 /// One small aggregation (the first sample of each event of each recording), not a sort of
 /// every sample.
 pub fn default_event(ds: &Dataset) -> Result<Option<String>, Error> {
+    if let Some(only) = only_sampled_event(ds)? {
+        return Ok(Some(only));
+    }
     // Per partition file: keyed by the event index alone.
     let mut parts = Vec::new();
     for (rec, lf) in ds.scan_parts("samples")? {
@@ -737,6 +740,49 @@ pub fn default_event(ds: &Dataset) -> Result<Option<String>, Error> {
         }
     }
     Ok(profiled.or(any).and_then(|(_, _, e)| e.map(str::to_string)))
+}
+
+/// The answer of [`default_event`] when `events` alone gives it: every profiling event with
+/// samples (or, without any, every event with samples) has one name. Then no sample is read
+/// (on 12 M samples the scan took 1.2 s).
+fn only_sampled_event(ds: &Dataset) -> Result<Option<String>, Error> {
+    const TRACEPOINT: u32 = 2;
+    if !ds.has("events") {
+        return Ok(None);
+    }
+    let ev = ds
+        .scan("events")?
+        .select([col("name"), col("type"), col("n_samples")])
+        .collect()
+        .map_err(pl("events"))?;
+    let (names, types, counts) = (
+        strs(&ev, "events", "name")?,
+        u32s(&ev, "events", "type")?,
+        u64s(&ev, "events", "n_samples")?,
+    );
+    let sampled: Vec<(Option<&str>, Option<u32>)> = names
+        .iter()
+        .zip(&types)
+        .zip(&counts)
+        .filter(|(_, n)| n.is_some_and(|n| n > 0))
+        .map(|((&name, &t), _)| (name, t))
+        .collect();
+    let profiles: Vec<Option<&str>> = sampled
+        .iter()
+        .filter(|(_, t)| t.is_some_and(|t| t != TRACEPOINT))
+        .map(|&(n, _)| n)
+        .collect();
+    let candidates: Vec<Option<&str>> = if profiles.is_empty() {
+        sampled.iter().map(|&(n, _)| n).collect()
+    } else {
+        profiles
+    };
+    Ok(match candidates.split_first() {
+        Some((&Some(first), rest)) if rest.iter().all(|&n| n == Some(first)) => {
+            Some(first.to_string())
+        }
+        _ => None,
+    })
 }
 
 fn pool(threads: usize) -> Result<rayon::ThreadPool, Error> {
