@@ -447,7 +447,10 @@ pub(crate) fn demangle(name: &str) -> String {
 /// substitution order. `None` for names that are not `_Z` names, when libstdc++ is not
 /// installed, or when it fails too: the caller keeps the mangled name.
 pub(crate) fn demangle_libstdcxx(name: &str) -> Option<String> {
-    if !name.starts_with("_Z") {
+    // Names come from untrusted binaries: a bound on what reaches the C demangler (whose
+    // recursion is bounded too), far above real names (libstdc++'s longest are ~1 KiB).
+    const MAX_NAME: usize = 16 << 10;
+    if !name.starts_with("_Z") || name.len() > MAX_NAME {
         return None;
     }
     cxa::demangle(name)
