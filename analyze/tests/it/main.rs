@@ -7,6 +7,7 @@
 //! The `exits` tests also generate recordings with kvmtrace-synth and ingest them with
 //! kvmtrace-ingest (dev-dependencies, for tests only).
 
+mod encoding;
 mod exits;
 mod flame;
 mod flame_kvm;
