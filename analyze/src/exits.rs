@@ -364,18 +364,9 @@ fn key_cols(by: &[By]) -> Vec<KeyCol> {
     out
 }
 
-/// The unified row set: `exits`, or every kvm_emulate_insn with `emulated`; with the VM's name
-/// (`vm`, `vm_comm`) joined in when `with_vm` (a string-keyed join over every row: the largest
-/// cost of a per-reason breakdown, so only when a key or filter needs it).
-///
-/// `batched`: as frames of at most [`BATCH_ROWS`] rows (the statistics stream over them), else
-/// one frame.
-fn base(
-    ds: &Dataset,
-    opts: &Options,
-    with_vm: bool,
-    batched: bool,
-) -> Result<Vec<LazyFrame>, Error> {
+/// The table the unified row set is made of: `exits`, or with `emulated` kvm_emulate_insn;
+/// an error naming it (and how to get it) when the dataset has none.
+fn base_table(ds: &Dataset, opts: &Options) -> Result<&'static str, Error> {
     let table = if opts.emulated {
         "kvm__kvm_emulate_insn"
     } else {
@@ -392,21 +383,16 @@ fn base(
             }),
         });
     }
-    let frames = if batched {
-        ds.scan_batches(table, BATCH_ROWS)?
-    } else {
-        vec![ds.scan(table)?]
-    };
-    frames
-        .into_iter()
-        .map(|lf| base_frame(ds, lf, opts, with_vm))
-        .collect()
+    Ok(table)
 }
 
-/// Rows per batch of [`base`]: a few row groups (256 k rows each).
+/// Rows per batch of the statistics' main pass: a few row groups (256 k rows each).
 const BATCH_ROWS: usize = 1 << 20;
 
-/// One frame of [`base`] from a frame of its table.
+/// The unified row set of a frame of [`base_table`]: its rows, or every kvm_emulate_insn with
+/// `emulated`, with the VM's name (`vm`, `vm_comm`) joined in when `with_vm` (a string-keyed
+/// join over every row: the largest cost of a per-reason breakdown, so only when a key or
+/// filter needs it).
 fn base_frame(
     ds: &Dataset,
     table: LazyFrame,
@@ -1236,11 +1222,8 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
     // Guest symbols name each distinct (recording, VM, rip) once over all rows: one frame.
     // Otherwise every step is row by row, so the statistics stream over batches.
     let by_symbol = by.contains(&By::GuestSymbol);
-    let whole = base(ds, opts, with_vm, false)?
-        .into_iter()
-        .map(|lf| filters(lf, opts))
-        .next_back()
-        .ok_or_else(|| Error::Invalid("exits: no rows to scan".into()))?;
+    let table = base_table(ds, opts)?;
+    let whole = filters(base_frame(ds, ds.scan(table)?, opts, with_vm)?, opts);
     let mut symbol_notes = Vec::new();
     let mut frames = if by_symbol {
         let (lf, notes) = guest_symbols(ds, whole, opts)?;
@@ -1251,10 +1234,11 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
         }
     } else {
         Frames {
-            batches: base(ds, opts, with_vm, true)?
+            batches: ds
+                .scan_batches(table, BATCH_ROWS)?
                 .into_iter()
-                .map(|lf| filters(lf, opts))
-                .collect(),
+                .map(|lf| Ok(filters(base_frame(ds, lf, opts, with_vm)?, opts)))
+                .collect::<Result<_, Error>>()?,
             whole,
         }
     };

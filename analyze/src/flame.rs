@@ -674,7 +674,28 @@ impl StackBuilder {
 /// One small aggregation (the first sample of each event of each recording), not a sort of
 /// every sample.
 pub fn default_event(ds: &Dataset) -> Result<Option<String>, Error> {
-    if let Some(only) = only_sampled_event(ds)? {
+    let events = if ds.has("events") {
+        Some(
+            ds.scan("events")?
+                .select([
+                    col("recording"),
+                    col("event_idx"),
+                    col("type"),
+                    col("name"),
+                    col("n_samples"),
+                ])
+                .collect()
+                .map_err(pl("events"))?,
+        )
+    } else {
+        None
+    };
+    if let Some(only) = events
+        .as_ref()
+        .map(only_sampled_event)
+        .transpose()?
+        .flatten()
+    {
         return Ok(Some(only));
     }
     // Per partition file: keyed by the event index alone.
@@ -698,16 +719,11 @@ pub fn default_event(ds: &Dataset) -> Result<Option<String>, Error> {
         .map_err(pl("samples"))?;
     // (recording, event_idx) → perf_event_attr type.
     let mut types: HashMap<(String, u32), u32> = HashMap::new();
-    if ds.has("events") {
-        let ev = ds
-            .scan("events")?
-            .select([col("recording"), col("event_idx"), col("type")])
-            .collect()
-            .map_err(pl("events"))?;
+    if let Some(ev) = &events {
         let (r, i, t) = (
-            strs(&ev, "events", "recording")?,
-            u32s(&ev, "events", "event_idx")?,
-            u32s(&ev, "events", "type")?,
+            strs(ev, "events", "recording")?,
+            u32s(ev, "events", "event_idx")?,
+            u32s(ev, "events", "type")?,
         );
         for k in 0..ev.height() {
             if let (Some(r), Some(i), Some(t)) = (r[k], i[k], t[k]) {
@@ -734,7 +750,7 @@ pub fn default_event(ds: &Dataset) -> Result<Option<String>, Error> {
         }
         let is_profile = idx[k]
             .and_then(|i| types.get(&(r.to_string(), i)))
-            .is_some_and(|&t| t != 2);
+            .is_some_and(|&t| t != PERF_TYPE_TRACEPOINT);
         if is_profile && earlier(&profiled) {
             profiled = Some(cand);
         }
@@ -742,23 +758,17 @@ pub fn default_event(ds: &Dataset) -> Result<Option<String>, Error> {
     Ok(profiled.or(any).and_then(|(_, _, e)| e.map(str::to_string)))
 }
 
-/// The answer of [`default_event`] when `events` alone gives it: every profiling event with
-/// samples (or, without any, every event with samples) has one name. Then no sample is read
-/// (on 12 M samples the scan took 1.2 s).
-fn only_sampled_event(ds: &Dataset) -> Result<Option<String>, Error> {
-    const TRACEPOINT: u32 = 2;
-    if !ds.has("events") {
-        return Ok(None);
-    }
-    let ev = ds
-        .scan("events")?
-        .select([col("name"), col("type"), col("n_samples")])
-        .collect()
-        .map_err(pl("events"))?;
+/// perf_event_attr.type of tracepoints (not profiles).
+const PERF_TYPE_TRACEPOINT: u32 = 2;
+
+/// The answer of [`default_event`] when the `events` rows `ev` alone give it: every profiling
+/// event with samples (or, without any, every event with samples) has one name. Then no sample
+/// is read (on 12 M samples the scan took 1.2 s).
+fn only_sampled_event(ev: &DataFrame) -> Result<Option<String>, Error> {
     let (names, types, counts) = (
-        strs(&ev, "events", "name")?,
-        u32s(&ev, "events", "type")?,
-        u64s(&ev, "events", "n_samples")?,
+        strs(ev, "events", "name")?,
+        u32s(ev, "events", "type")?,
+        u64s(ev, "events", "n_samples")?,
     );
     let sampled: Vec<(Option<&str>, Option<u32>)> = names
         .iter()
@@ -769,7 +779,7 @@ fn only_sampled_event(ds: &Dataset) -> Result<Option<String>, Error> {
         .collect();
     let profiles: Vec<Option<&str>> = sampled
         .iter()
-        .filter(|(_, t)| t.is_some_and(|t| t != TRACEPOINT))
+        .filter(|(_, t)| t.is_some_and(|t| t != PERF_TYPE_TRACEPOINT))
         .map(|&(n, _)| n)
         .collect();
     let candidates: Vec<Option<&str>> = if profiles.is_empty() {
