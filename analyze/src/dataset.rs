@@ -200,28 +200,14 @@ impl Dataset {
     /// was half the time of a 10 M-row `exits`). A file whose footer cannot be read is one
     /// frame: its error surfaces when collected.
     pub fn scan_batches(&self, table: &str, rows: usize) -> Result<Vec<LazyFrame>, Error> {
-        let files = self.existing_files(table)?;
-        let rows = rows.max(1);
         let mut out = Vec::new();
-        for (path, rec) in files {
-            let n = std::fs::File::open(&path)
-                .ok()
-                .and_then(|f| ParquetReader::new(f).num_rows().ok());
+        for (path, rec) in self.existing_files(table)? {
             let lf = scan_file(&path, table)?;
-            let windows: Vec<Option<(usize, usize)>> = match n {
-                Some(n) if n > rows => (0..n)
-                    .step_by(rows)
-                    .map(|at| Some((at, rows.min(n - at))))
-                    .collect(),
-                _ => vec![None],
-            };
-            for w in windows {
-                let part = match w {
-                    Some((at, len)) => lf.clone().slice(at as i64, len as IdxSize),
-                    None => lf.clone(),
-                };
-                out.push(with_partition(part, rec));
-            }
+            out.extend(
+                windows(&path, lf, rows)
+                    .into_iter()
+                    .map(|w| with_partition(w, rec)),
+            );
         }
         Ok(out)
     }
@@ -235,9 +221,42 @@ impl Dataset {
             .collect()
     }
 
+    /// [`Dataset::scan_parts`] with each file cut into consecutive frames of at most `rows`
+    /// rows, as [`Dataset::scan_batches`].
+    pub fn scan_parts_batches(
+        &self,
+        table: &str,
+        rows: usize,
+    ) -> Result<Vec<(String, Vec<LazyFrame>)>, Error> {
+        self.files(table)
+            .into_iter()
+            .map(|(path, rec)| {
+                let lf = scan_file(&path, table)?;
+                Ok((rec.recording.clone(), windows(&path, lf, rows)))
+            })
+            .collect()
+    }
+
     /// `table` collected into memory.
     pub fn load(&self, table: &str) -> Result<DataFrame, Error> {
         self.scan(table)?.collect().map_err(pl(table))
+    }
+}
+
+/// `lf` (the file at `path`) cut into consecutive frames of at most `rows` rows, by the row
+/// count in its footer; the whole file when that cannot be read (its error surfaces when
+/// collected).
+fn windows(path: &Path, lf: LazyFrame, rows: usize) -> Vec<LazyFrame> {
+    let rows = rows.max(1);
+    let n = std::fs::File::open(path)
+        .ok()
+        .and_then(|f| ParquetReader::new(f).num_rows().ok());
+    match n {
+        Some(n) if n > rows => (0..n)
+            .step_by(rows)
+            .map(|at| lf.clone().slice(at as i64, rows.min(n - at) as IdxSize))
+            .collect(),
+        _ => vec![lf],
     }
 }
 

@@ -98,6 +98,9 @@ pub struct Options {
     /// Keep at most this many innermost frames (callchain entries) of each stack, as perf's
     /// `--max-stack` (perf's default: 127); `None`: all.
     pub max_stack: Option<u32>,
+    /// Rows of a frames table read at a time (the result does not depend on it; tests make
+    /// stacks cross batch boundaries with small values).
+    pub frame_batch_rows: usize,
 }
 
 /// perf script's and perf report's default `--max-stack` (`PERF_MAX_STACK_DEPTH`).
@@ -116,6 +119,7 @@ impl Default for Options {
             match_tolerance_ns: JoinOptions::default().match_tolerance_ns,
             threads: 0,
             max_stack: Some(PERF_MAX_STACK),
+            frame_batch_rows: FRAME_BATCH_ROWS,
         }
     }
 }
@@ -267,30 +271,116 @@ fn inferno_frame(symbol: Option<&str>, dso: &str) -> Option<String> {
 }
 
 /// The names of one interned stack.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 struct StackNames {
-    /// Frame names root first, `;`-joined.
-    folded: String,
+    /// Where its frame names (root first) start in [`Stacks::ids`].
+    start: u32,
     /// Number of names.
     n: u32,
-    /// Symbol of the leaf frame (inline depth 0), when resolved.
-    leaf_symbol: Option<String>,
+    /// Symbol of the leaf frame (inline depth 0), when resolved: an id of [`Stacks::names`].
+    leaf_symbol: Option<u32>,
     /// Address of the leaf frame.
     leaf_addr: Option<u64>,
-    /// The least stack id of the recording with the same names (`folded` and `n`): lines are
-    /// keyed by it, so that stacks differing only in addresses fold into one key.
+    /// The least stack id of the recording with the same names: lines are keyed by it, so
+    /// that stacks differing only in addresses fold into one key.
     canon: u32,
+}
+
+/// Distinct texts (frame names, symbols), each once: stacks hold 4-byte ids, and their text is
+/// only built for the distinct lines of the output (a 97 MB recording has 419 k stacks of
+/// ~10 names but 83 k distinct lines).
+#[derive(Debug, Default)]
+struct Names {
+    ids: FastMap<Box<str>, u32>,
+    texts: Vec<Box<str>>,
+}
+
+impl Names {
+    fn id(&mut self, text: &str) -> u32 {
+        if let Some(&id) = self.ids.get(text) {
+            return id;
+        }
+        let id = self.texts.len() as u32;
+        self.texts.push(text.into());
+        self.ids.insert(text.into(), id);
+        id
+    }
+
+    fn text(&self, id: u32) -> &str {
+        self.texts.get(id as usize).map_or("", |t| t)
+    }
+}
+
+/// Interned stacks of one frames table by (recording, stack_id), their names as ids.
+#[derive(Debug, Default)]
+struct Stacks {
+    by_key: FastMap<(u32, u32), StackNames>,
+    /// The name ids of every stack, root first, one stack after the other.
+    ids: Vec<u32>,
+    names: Names,
+}
+
+impl Stacks {
+    fn get(&self, key: &(u32, u32)) -> Option<&StackNames> {
+        self.by_key.get(key)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// The name ids of `s`, root first.
+    fn ids_of(&self, s: &StackNames) -> &[u32] {
+        let a = s.start as usize;
+        self.ids.get(a..a + s.n as usize).unwrap_or_default()
+    }
+
+    /// Appends the names of `s`, root first and `;`-joined.
+    fn push_folded(&self, s: &StackNames, line: &mut String) {
+        for (k, &id) in self.ids_of(s).iter().enumerate() {
+            if k > 0 {
+                line.push(';');
+            }
+            line.push_str(self.names.text(id));
+        }
+    }
+
+    /// The leaf's (last) name of `s`.
+    fn leaf_name(&self, s: &StackNames) -> Option<&str> {
+        self.ids_of(s).last().map(|&id| self.names.text(id))
+    }
+
+    fn leaf_symbol(&self, s: &StackNames) -> Option<&str> {
+        s.leaf_symbol.map(|id| self.names.text(id))
+    }
+
+    /// Adds the stacks `p` built over rows of recording data, its ids made ours.
+    fn absorb(&mut self, p: PartStacks<'_>) {
+        let remap: Vec<u32> = p.texts.iter().map(|t| self.names.id(t)).collect();
+        let base = self.ids.len() as u32;
+        self.ids.extend(
+            p.ids
+                .iter()
+                .map(|&i| remap.get(i as usize).copied().unwrap_or(0)),
+        );
+        self.by_key.reserve(p.out.len());
+        for (k, mut e) in p.out {
+            e.start += base;
+            e.leaf_symbol = e.leaf_symbol.and_then(|i| remap.get(i as usize).copied());
+            self.by_key.insert(k, e);
+        }
+    }
 }
 
 /// Sets [`StackNames::canon`].
 fn canonicalize(stacks: &mut Stacks) {
     // One hash per stack: each stack notes its group, each group its least id.
-    let mut group: FastMap<(u32, &str, u32), usize> =
-        FastMap::with_capacity_and_hasher(stacks.len(), Default::default());
+    let mut group: FastMap<(u32, &[u32]), usize> =
+        FastMap::with_capacity_and_hasher(stacks.by_key.len(), Default::default());
     let mut least: Vec<u32> = Vec::new();
-    let mut of: Vec<((u32, u32), usize)> = Vec::with_capacity(stacks.len());
-    for (&(r, s), e) in stacks.iter() {
-        let g = *group.entry((r, e.folded.as_str(), e.n)).or_insert_with(|| {
+    let mut of: Vec<((u32, u32), usize)> = Vec::with_capacity(stacks.by_key.len());
+    for (&(r, s), e) in &stacks.by_key {
+        let g = *group.entry((r, stacks.ids_of(e))).or_insert_with(|| {
             least.push(s);
             least.len() - 1
         });
@@ -299,7 +389,7 @@ fn canonicalize(stacks: &mut Stacks) {
     }
     drop(group);
     for (k, g) in of {
-        if let Some(e) = stacks.get_mut(&k) {
+        if let Some(e) = stacks.by_key.get_mut(&k) {
             e.canon = least[g];
         }
     }
@@ -410,9 +500,6 @@ fn i32s(df: &DataFrame, table: &str, name: &str) -> Result<Vec<Option<i32>>, Err
 /// is sorted, so iteration order never shows).
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Interned stacks by (recording, stack_id).
-type Stacks = FastMap<(u32, u32), StackNames>;
-
 /// One row of a frames table, as [`load_stacks`] needs it.
 struct FrameRow<'a> {
     frame_idx: Option<u32>,
@@ -425,33 +512,39 @@ struct FrameRow<'a> {
     dso: Option<&'a str>,
 }
 
+/// Rows of a frames table read at a time ([`Options::frame_batch_rows`]), one row group of
+/// ingest's: memory holds one batch of frames, not the table (read whole, the 4.2 M frames of
+/// a 100 MB recording made flame's RSS 1 GB, and the kernel zeroing fresh pages cost more than
+/// building the stacks).
+pub const FRAME_BATCH_ROWS: usize = 1 << 18;
+
 /// Loads a frames table (`frames` or `guest_frames`) into names per (recording, stack_id), and
 /// guest code addresses into `rips`.
 ///
 /// Frames are ordered per stack root first (frame_idx descending), each frame's outermost
 /// function before what is inlined into it (inline_depth ascending). Ingest writes each stack's
-/// rows together in stack order, so the table is read as a stream of stacks, one stack's rows in
-/// memory at a time (4 M frames of a 100 MB recording would take ~0.5 GB as columns); only a
-/// table that is not grouped that way is sorted by polars first.
+/// rows together in stack order, so the table is read in batches as a stream of stacks (the
+/// rows of a stack cut by a batch's end are carried into the next); only a file that is not
+/// grouped that way is read whole and sorted by polars.
 fn load_stacks(
     ds: &Dataset,
     table: &str,
-    max_stack: Option<u32>,
+    opts: &Options,
     recs: &mut Recordings,
     rips: &mut RipIndex,
 ) -> Result<Stacks, Error> {
+    let mut stacks = Stacks::default();
     if !ds.has(table) {
-        return Ok(Stacks::default());
+        return Ok(stacks);
     }
-    let mut b = StackBuilder::default();
-    // One partition file at a time: its recording is known, not read per row.
-    for (rec, lf) in ds.scan_parts(table)? {
-        let r = recs.id(&rec);
-        let mut lf = lf;
-        if let Some(m) = max_stack {
-            lf = lf.filter(col("frame_idx").lt(lit(m)));
-        }
-        let lf = lf.select([
+    let mut exact: FastMap<(u32, u64), String> = FastMap::default();
+    let mut starts: BTreeMap<(u32, u64), String> = BTreeMap::new();
+    let select = |lf: LazyFrame| {
+        let lf = match opts.max_stack {
+            Some(m) => lf.filter(col("frame_idx").lt(lit(m))),
+            None => lf,
+        };
+        lf.select([
             col("stack_id"),
             col("frame_idx"),
             col("inline_depth"),
@@ -464,94 +557,157 @@ fn load_stacks(
             col("sym_offset"),
             col("name"),
             col("dso"),
-        ]);
-        let t = crate::timing::phase("flame: read frames");
-        let df = lf.clone().collect().map_err(pl(table))?;
-        drop(t);
-        if !stacks_of_grouped(&df, table, r, &mut b)? {
-            let df = lf
+        ])
+    };
+    // One partition file at a time: its recording is known, not read per row.
+    for (rec, batches) in ds.scan_parts_batches(table, opts.frame_batch_rows)? {
+        let r = recs.id(&rec);
+        let mut carry: Option<DataFrame> = None;
+        let mut last: Option<u32> = None;
+        let n_batches = batches.len();
+        let mut grouped = true;
+        for (k, lf) in batches.into_iter().enumerate() {
+            let t = crate::timing::phase("flame: read frames");
+            let df = select(lf).collect().map_err(pl(table))?;
+            drop(t);
+            let df = match carry.take() {
+                Some(mut c) => {
+                    c.vstack_mut(&df).map_err(pl(table))?;
+                    c
+                }
+                None => df,
+            };
+            let last_batch = k + 1 == n_batches;
+            let Some(done) = stacks_of_grouped(&df, table, r, &mut last, last_batch)? else {
+                grouped = false;
+                break;
+            };
+            for p in done.parts {
+                absorb_rips(&mut exact, &mut starts, &p);
+                stacks.absorb(p);
+            }
+            if done.rest < df.height() {
+                carry = Some(df.slice(done.rest as i64, df.height() - done.rest));
+            }
+        }
+        if !grouped {
+            // Read whole and sorted: every stack of the file is built again (replacing any
+            // built from the batches before the disorder showed).
+            let lf = ds
+                .scan_parts(table)?
+                .into_iter()
+                .find(|(rr, _)| *rr == rec)
+                .map(|(_, lf)| lf)
+                .ok_or_else(|| Error::Invalid(format!("{table}: partition {rec} vanished")))?;
+            let df = select(lf)
                 .sort_by_exprs(
                     [col("stack_id")],
                     SortMultipleOptions::default().with_maintain_order(true),
                 )
                 .collect()
                 .map_err(pl(table))?;
-            if !stacks_of_grouped(&df, table, r, &mut b)? {
+            let Some(done) = stacks_of_grouped(&df, table, r, &mut None, true)? else {
                 return Err(Error::Invalid(format!(
                     "{table}: rows not grouped by stack after sorting"
                 )));
+            };
+            for p in done.parts {
+                absorb_rips(&mut exact, &mut starts, &p);
+                stacks.absorb(p);
             }
         }
     }
-    rips.exact.extend(b.exact);
+    rips.exact.extend(exact);
     rips.starts
-        .extend(b.starts.into_iter().map(|((r, s), n)| (r, s, n)));
+        .extend(starts.into_iter().map(|((r, s), n)| (r, s, n)));
     rips.starts.sort();
     rips.starts.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-    Ok(b.out)
+    Ok(stacks)
 }
 
-/// Adds the stacks of one partition file (recording `r`) to `b`, from rows grouped by stack_id
-/// in increasing order; false (and nothing added) when they are not.
+/// Adds a part's guest code addresses, in row order: a later row's `exact` name replaces an
+/// earlier one's, the first `starts` entry stays.
+fn absorb_rips(
+    exact: &mut FastMap<(u32, u64), String>,
+    starts: &mut BTreeMap<(u32, u64), String>,
+    p: &PartStacks<'_>,
+) {
+    for (k, v) in &p.exact {
+        exact.insert(*k, v.clone());
+    }
+    for (k, v) in &p.starts {
+        starts.entry(*k).or_insert_with(|| v.clone());
+    }
+}
+
+/// The stacks of a batch, and where the rows left for the next batch start.
+struct Grouped {
+    /// In row order.
+    parts: Vec<PartStacks<'static>>,
+    rest: usize,
+}
+
+/// Builds the stacks of a batch of one partition file (recording `r`) whose rows are grouped
+/// by stack_id in increasing order (continuing from `last`, the previous batch's last id); the
+/// last stack is left for the next batch unless this is the `final` one. None (and nothing
+/// built) when the rows are not grouped.
 fn stacks_of_grouped(
     df: &DataFrame,
     table: &str,
     r: u32,
-    b: &mut StackBuilder,
-) -> Result<bool, Error> {
-    let c = |name: &str| column(df, table, name);
-    let stack_ids = c("stack_id")?.u32().map_err(pl(table))?;
-    // Grouped: stack ids never decrease (checked first, so that nothing is half added).
+    last: &mut Option<u32>,
+    final_batch: bool,
+) -> Result<Option<Grouped>, Error> {
+    let stack_ids = column(df, table, "stack_id")?.u32().map_err(pl(table))?;
+    // Grouped: stack ids never decrease (checked first, so that nothing is half built).
     // On the way, cut the rows at stack boundaries into a few parts per thread.
     let n = df.height();
     let n_parts = (rayon::current_num_threads() * 4).max(1);
     let mut cuts: Vec<usize> = vec![0];
-    let mut prev: Option<u32> = None;
+    let mut prev = *last;
+    let mut last_start = 0;
     for (i, s) in stack_ids.iter().enumerate() {
         let Some(s) = s else { continue };
         if prev.is_some_and(|p| s < p) {
-            return Ok(false);
+            return Ok(None);
         }
-        let next_cut = cuts.len() * n / n_parts;
-        if prev.is_some_and(|p| p != s) && i >= next_cut {
-            cuts.push(i);
+        if prev != Some(s) {
+            last_start = i;
+            let next_cut = cuts.len() * n / n_parts;
+            if i >= next_cut && i > 0 {
+                cuts.push(i);
+            }
         }
         prev = Some(s);
     }
-    cuts.push(n);
-    // Built in parallel, merged in row order: the same maps as one pass over all rows (a later
-    // row's `exact` name replaces an earlier one's, the first `starts` entry stays).
-    let parts: Vec<StackBuilder> = cuts
+    *last = prev;
+    let rest = if final_batch { n } else { last_start };
+    cuts.retain(|&c| c < rest);
+    cuts.push(rest);
+    // Built in parallel, absorbed in row order: the same stacks as one pass over all rows.
+    let parts: Vec<PartStacks<'static>> = cuts
         .windows(2)
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|w| match w {
             [a, z] => stacks_of_part(&df.slice(*a as i64, z - a), table, r),
-            _ => Ok(StackBuilder::default()),
+            _ => Ok(PartStacks::default()),
         })
         .collect::<Result<_, _>>()?;
-    for p in parts {
-        b.out.extend(p.out);
-        b.exact.extend(p.exact);
-        for (k, v) in p.starts {
-            b.starts.entry(k).or_insert(v);
-        }
-    }
-    Ok(true)
+    Ok(Some(Grouped { parts, rest }))
 }
 
 /// The stacks of `df`'s rows (grouped by stack_id) of recording `r`.
-fn stacks_of_part(df: &DataFrame, table: &str, r: u32) -> Result<StackBuilder, Error> {
-    let mut b = StackBuilder::default();
+fn stacks_of_part(df: &DataFrame, table: &str, r: u32) -> Result<PartStacks<'static>, Error> {
+    let mut b = PartStacks::default();
     let c = |name: &str| column(df, table, name);
-    let stack_ids = c("stack_id")?.u32().map_err(pl(table))?;
     let str_iter =
         |name: &str| -> Result<_, Error> { Ok(c(name)?.str().map_err(pl(table))?.iter()) };
     let u32_iter =
         |name: &str| -> Result<_, Error> { Ok(c(name)?.u32().map_err(pl(table))?.iter()) };
     let u64_iter =
         |name: &str| -> Result<_, Error> { Ok(c(name)?.u64().map_err(pl(table))?.iter()) };
-    let mut stack = stack_ids.iter();
+    let mut stack = u32_iter("stack_id")?;
     let mut frame_idx = u32_iter("frame_idx")?;
     let mut depth = u32_iter("inline_depth")?;
     let mut addr = u64_iter("addr")?;
@@ -589,26 +745,55 @@ fn stacks_of_part(df: &DataFrame, table: &str, r: u32) -> Result<StackBuilder, E
     if let Some(k) = current {
         b.stack((r, k), &mut group);
     }
-    Ok(b)
+    Ok(b.into_owned())
 }
 
-/// Builds [`StackNames`] one stack at a time.
+/// The stacks of some rows of a frames table, built one stack at a time; texts are the rows'
+/// own strings until [`Stacks::absorb`] interns them.
 #[derive(Default)]
-struct StackBuilder {
-    out: Stacks,
-    exact: FastMap<(u32, u64), String>,
-    starts: BTreeMap<(u32, u64), String>,
-    /// inferno's tidy_generic of the names it changes (with `;` or `(`), once per name.
-    tidied: FastMap<String, String>,
+struct PartStacks<'a> {
+    out: Vec<((u32, u32), StackNames)>,
+    /// Name ids (of `texts`) of the stacks, one after the other.
+    ids: Vec<u32>,
+    /// Frame names (tidied) and leaf symbols; one text may appear more than once.
+    texts: Vec<std::borrow::Cow<'a, str>>,
+    /// A row's name → its text's id.
+    by_name: FastMap<&'a str, u32>,
+    /// A leaf symbol → its text's id.
+    by_symbol: FastMap<&'a str, u32>,
+    exact: Vec<((u32, u64), String)>,
+    starts: Vec<((u32, u64), String)>,
 }
 
-impl StackBuilder {
+impl<'a> PartStacks<'a> {
+    /// Its texts copied out of the rows (each distinct one once), which it no longer indexes.
+    fn into_owned(self) -> PartStacks<'static> {
+        PartStacks {
+            out: self.out,
+            ids: self.ids,
+            texts: self
+                .texts
+                .into_iter()
+                .map(|t| std::borrow::Cow::Owned(t.into_owned()))
+                .collect(),
+            by_name: FastMap::default(),
+            by_symbol: FastMap::default(),
+            exact: self.exact,
+            starts: self.starts,
+        }
+    }
+
+    fn text(&mut self, t: std::borrow::Cow<'a, str>) -> u32 {
+        self.texts.push(t);
+        (self.texts.len() - 1) as u32
+    }
+
     /// Adds stack `key` from its rows (any order), and empties `group`.
-    fn stack(&mut self, key: (u32, u32), group: &mut Vec<FrameRow<'_>>) {
+    fn stack(&mut self, key: (u32, u32), group: &mut Vec<FrameRow<'a>>) {
         group.sort_by_key(|f| (std::cmp::Reverse(f.frame_idx), f.depth));
         let (r, _) = key;
         let mut e = StackNames {
-            folded: String::with_capacity(group.len() * 24),
+            start: self.ids.len() as u32,
             ..StackNames::default()
         };
         for f in group.iter() {
@@ -617,54 +802,59 @@ impl StackBuilder {
                 .dso
                 .filter(|d| d.contains(' '))
                 .map(|d| inferno_frame(f.symbol, d).unwrap_or_else(|| "(".to_string()));
-            let emulated_tidy;
-            let (raw, name): (&str, &str) = match &emulated {
-                Some(raw) => {
-                    emulated_tidy = tidy_generic(raw);
-                    (raw, &emulated_tidy)
-                }
+            let (id, skip) = match emulated {
+                Some(raw) => (self.text(tidy_generic(&raw).into()), raw.starts_with('(')),
                 None => {
                     let raw = f.name.unwrap_or("[unknown]");
-                    // Two memchr scans: much faster than one scan for either character.
-                    let name: &str = if raw.contains(';') || raw.contains('(') {
-                        if !self.tidied.contains_key(raw) {
-                            self.tidied.insert(raw.to_string(), tidy_generic(raw));
+                    let id = match self.by_name.get(raw) {
+                        Some(&id) => id,
+                        None => {
+                            // Two memchr scans: much faster than one scan for either character.
+                            let name = if raw.contains(';') || raw.contains('(') {
+                                tidy_generic(raw).into()
+                            } else {
+                                raw.into()
+                            };
+                            let id = self.text(name);
+                            self.by_name.insert(raw, id);
+                            id
                         }
-                        self.tidied.get(raw).map_or(raw, String::as_str)
-                    } else {
-                        raw
                     };
-                    (raw, name)
+                    (id, raw.starts_with('('))
                 }
             };
             // inferno-collapse-perf skips frames named like "(…)".
-            if !raw.starts_with('(') {
-                if e.n > 0 {
-                    e.folded.push(';');
-                }
-                e.folded.push_str(name);
+            if !skip {
+                self.ids.push(id);
                 e.n += 1;
             }
             if f.frame_idx == Some(0) && f.depth == Some(0) {
-                e.leaf_symbol = f.symbol.map(str::to_string);
+                e.leaf_symbol = f.symbol.map(|s| match self.by_symbol.get(s) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.text(s.into());
+                        self.by_symbol.insert(s, id);
+                        id
+                    }
+                });
                 e.leaf_addr = f.addr;
             }
             if f.guest
                 && let Some(a) = f.addr
             {
                 // Sorted by inline depth ascending: the last one written is the innermost.
-                self.exact.insert((r, a), name.to_string());
+                let name = self.texts.get(id as usize).map_or("", |t| t);
+                self.exact.push(((r, a), name.to_string()));
                 if f.depth == Some(0)
                     && let (Some(sym), Some(off)) = (f.symbol, f.sym_offset)
                 {
                     self.starts
-                        .entry((r, a.wrapping_sub(off)))
-                        .or_insert_with(|| tidy_generic(sym));
+                        .push(((r, a.wrapping_sub(off)), tidy_generic(sym)));
                 }
             }
         }
         group.clear();
-        self.out.insert(key, e);
+        self.out.push((key, e));
     }
 }
 
@@ -858,16 +1048,14 @@ impl LineNames<'_> {
     fn line(&self, key: &LineKey<'_>) -> (String, StackLayout) {
         match *key {
             LineKey::Plain { rec, comm, stack } => {
-                let folded = self
-                    .host
-                    .get(&(rec, stack))
-                    .map_or("", |s| s.folded.as_str());
-                let mut line = String::with_capacity(comm.len() + 1 + folded.len());
+                let mut line = String::with_capacity(comm.len() + 256);
                 for c in comm.chars() {
                     line.push(if c == ' ' { '_' } else { c });
                 }
                 line.push(';');
-                line.push_str(folded);
+                if let Some(s) = self.host.get(&(rec, stack)) {
+                    self.host.push_folded(s, &mut line);
+                }
                 (line, StackLayout::default())
             }
             LineKey::Vm {
@@ -884,13 +1072,13 @@ impl LineNames<'_> {
                     ..StackLayout::default()
                 };
                 let stack = |r: StackRef| match r {
-                    StackRef::Host(s) => self.host.get(&(rec, s)),
-                    StackRef::Guest(s) => self.guest.get(&(rec, s)),
+                    StackRef::Host(s) => self.host.get(&(rec, s)).map(|e| (self.host, e)),
+                    StackRef::Guest(s) => self.guest.get(&(rec, s)).map(|e| (self.guest, e)),
                 };
-                if let Some(s) = guest.and_then(stack) {
+                if let Some((t, s)) = guest.and_then(stack) {
                     if s.n > 0 {
                         line.push(';');
-                        line.push_str(&s.folded);
+                        t.push_folded(s, &mut line);
                     }
                     layout.n_guest = s.n;
                 }
@@ -905,11 +1093,11 @@ impl LineNames<'_> {
                     line.push(']');
                     layout.n_exit = 1;
                 }
-                if let Some(s) = host.and_then(|s| stack(StackRef::Host(s)))
+                if let Some((t, s)) = host.and_then(|s| stack(StackRef::Host(s)))
                     && s.n > 0
                 {
                     line.push(';');
-                    line.push_str(&s.folded);
+                    t.push_folded(s, &mut line);
                 }
                 (line, layout)
             }
@@ -1034,8 +1222,8 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
     let t = crate::timing::phase("flame: load stacks");
     let (mut host_stacks, mut guest_stacks) = pool.install(|| {
         Ok::<_, Error>((
-            load_stacks(ds, "frames", opts.max_stack, &mut recs, &mut rips)?,
-            load_stacks(ds, "guest_frames", opts.max_stack, &mut recs, &mut rips)?,
+            load_stacks(ds, "frames", opts, &mut recs, &mut rips)?,
+            load_stacks(ds, "guest_frames", opts, &mut recs, &mut rips)?,
         ))
     })?;
     drop(t);
@@ -1250,8 +1438,8 @@ fn fold_samples(
             let valid = candidate.filter(|(_, g)| {
                 (ip.get(i).is_some() && guest_ip.get(i) == ip.get(i))
                     || own
-                        .and_then(|o| o.leaf_symbol.as_ref())
-                        .is_some_and(|s| g.leaf_symbol.as_ref() == Some(s))
+                        .and_then(|o| host_stacks.leaf_symbol(o))
+                        .is_some_and(|s| guest_stacks.leaf_symbol(g) == Some(s))
             });
             let chosen = match (valid, guest_sample.get(i)) {
                 (Some((g, _)), _) => {
@@ -1469,7 +1657,7 @@ fn fold_exits(
             .filter(|g| {
                 rip[i].is_some()
                     && (guest_ip[i] == rip[i] || g.leaf_addr == rip[i] || {
-                        let leaf = g.folded.rsplit(';').next();
+                        let leaf = guest_stacks.leaf_name(g);
                         leaf.is_some() && leaf == rip_name.as_deref()
                     })
             });
@@ -1477,7 +1665,7 @@ fn fold_exits(
             (Some(g), _) if g.n > 0 => {
                 rep.n_guest_matched += 1;
                 line.push(';');
-                line.push_str(&g.folded);
+                guest_stacks.push_folded(g, &mut line);
                 layout.n_guest = g.n;
             }
             (_, Some(n)) => {

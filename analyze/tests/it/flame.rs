@@ -71,6 +71,21 @@ fn synth_small_folded_equals_ground_truth() {
     assert_eq!(r.match_rate(), Some(1.0));
 }
 
+/// Stacks whose frames are cut by the end of a batch, some over several batches (13 and 97
+/// rows a batch; the tables hold 15 k and 12 k rows, stacks up to 19), fold as when
+/// read whole.
+#[test]
+fn frames_read_in_small_batches_fold_to_the_ground_truth() {
+    let want = std::fs::read_to_string(synth_dir().join("folded.txt")).expect("folded.txt");
+    for rows in [13, 97] {
+        let mut o = opts(2);
+        o.frame_batch_rows = rows;
+        let f = flame::fold(synth_small(), &o).expect("fold");
+        assert_eq!(folded_text(&f), want, "{rows} rows a batch");
+        assert_eq!(f.report.match_rate(), Some(1.0));
+    }
+}
+
 /// A two-VM scenario generated at test time (seed 1, 2 vCPUs each, 0.2 s), ingested with both
 /// guest recordings and bundles: (tempdir holding the generator's output, dataset, truth.json).
 /// Ingest options for a generated recording in `d`: every VM's guest recording and bundle, the
