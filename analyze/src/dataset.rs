@@ -221,18 +221,19 @@ impl Dataset {
             .collect()
     }
 
-    /// [`Dataset::scan_parts`] with each file cut into consecutive frames of at most `rows`
-    /// rows, as [`Dataset::scan_batches`].
+    /// [`Dataset::scan_parts`], each file also cut into consecutive frames of at most `rows`
+    /// rows, as [`Dataset::scan_batches`]: (recording id, whole file, its batches).
     pub fn scan_parts_batches(
         &self,
         table: &str,
         rows: usize,
-    ) -> Result<Vec<(String, Vec<LazyFrame>)>, Error> {
+    ) -> Result<Vec<(String, LazyFrame, Vec<LazyFrame>)>, Error> {
         self.files(table)
             .into_iter()
             .map(|(path, rec)| {
                 let lf = scan_file(&path, table)?;
-                Ok((rec.recording.clone(), windows(&path, lf, rows)))
+                let batches = windows(&path, lf.clone(), rows);
+                Ok((rec.recording.clone(), lf, batches))
             })
             .collect()
     }

@@ -560,7 +560,7 @@ fn load_stacks(
         ])
     };
     // One partition file at a time: its recording is known, not read per row.
-    for (rec, batches) in ds.scan_parts_batches(table, opts.frame_batch_rows)? {
+    for (rec, whole, batches) in ds.scan_parts_batches(table, opts.frame_batch_rows)? {
         let r = recs.id(&rec);
         let mut carry: Option<DataFrame> = None;
         let mut last: Option<u32> = None;
@@ -593,13 +593,7 @@ fn load_stacks(
         if !grouped {
             // Read whole and sorted: every stack of the file is built again (replacing any
             // built from the batches before the disorder showed).
-            let lf = ds
-                .scan_parts(table)?
-                .into_iter()
-                .find(|(rr, _)| *rr == rec)
-                .map(|(_, lf)| lf)
-                .ok_or_else(|| Error::Invalid(format!("{table}: partition {rec} vanished")))?;
-            let df = select(lf)
+            let df = select(whole)
                 .sort_by_exprs(
                     [col("stack_id")],
                     SortMultipleOptions::default().with_maintain_order(true),
@@ -649,7 +643,7 @@ struct Grouped {
 
 /// Builds the stacks of a batch of one partition file (recording `r`) whose rows are grouped
 /// by stack_id in increasing order (continuing from `last`, the previous batch's last id); the
-/// last stack is left for the next batch unless this is the `final` one. None (and nothing
+/// last stack is left for the next batch unless this is the final one. None (and nothing
 /// built) when the rows are not grouped.
 fn stacks_of_grouped(
     df: &DataFrame,
@@ -766,7 +760,7 @@ struct PartStacks<'a> {
 }
 
 impl<'a> PartStacks<'a> {
-    /// Its texts copied out of the rows (each distinct one once), which it no longer indexes.
+    /// Its texts copied out of the rows, which it then no longer indexes.
     fn into_owned(self) -> PartStacks<'static> {
         PartStacks {
             out: self.out,
