@@ -582,8 +582,8 @@ fn load_stacks(
                 grouped = false;
                 break;
             };
-            for p in done.parts {
-                absorb_rips(&mut exact, &mut starts, &p);
+            for mut p in done.parts {
+                absorb_rips(&mut exact, &mut starts, &mut p);
                 stacks.absorb(p);
             }
             if done.rest < df.height() {
@@ -605,8 +605,8 @@ fn load_stacks(
                     "{table}: rows not grouped by stack after sorting"
                 )));
             };
-            for p in done.parts {
-                absorb_rips(&mut exact, &mut starts, &p);
+            for mut p in done.parts {
+                absorb_rips(&mut exact, &mut starts, &mut p);
                 stacks.absorb(p);
             }
         }
@@ -619,18 +619,19 @@ fn load_stacks(
     Ok(stacks)
 }
 
-/// Adds a part's guest code addresses, in row order: a later row's `exact` name replaces an
-/// earlier one's, the first `starts` entry stays.
+/// Takes a part's guest code addresses (parts in row order): a later row's `exact` name
+/// replaces an earlier one's, the first `starts` entry stays.
 fn absorb_rips(
     exact: &mut FastMap<(u32, u64), String>,
     starts: &mut BTreeMap<(u32, u64), String>,
-    p: &PartStacks<'_>,
+    p: &mut PartStacks<'_>,
 ) {
-    for (k, v) in &p.exact {
-        exact.insert(*k, v.clone());
+    for (k, id) in p.exact.drain() {
+        let name = p.texts.get(id as usize).map_or("", |t| t);
+        exact.insert(k, name.to_string());
     }
-    for (k, v) in &p.starts {
-        starts.entry(*k).or_insert_with(|| v.clone());
+    for (k, v) in p.starts.drain() {
+        starts.entry(k).or_insert(v);
     }
 }
 
@@ -755,8 +756,10 @@ struct PartStacks<'a> {
     by_name: FastMap<&'a str, u32>,
     /// A leaf symbol → its text's id.
     by_symbol: FastMap<&'a str, u32>,
-    exact: Vec<((u32, u64), String)>,
-    starts: Vec<((u32, u64), String)>,
+    /// Guest code address → the innermost name there (an id of `texts`; the last row's).
+    exact: FastMap<(u32, u64), u32>,
+    /// Guest symbol start → its name (the first row's).
+    starts: FastMap<(u32, u64), String>,
 }
 
 impl<'a> PartStacks<'a> {
@@ -837,13 +840,13 @@ impl<'a> PartStacks<'a> {
                 && let Some(a) = f.addr
             {
                 // Sorted by inline depth ascending: the last one written is the innermost.
-                let name = self.texts.get(id as usize).map_or("", |t| t);
-                self.exact.push(((r, a), name.to_string()));
+                self.exact.insert((r, a), id);
                 if f.depth == Some(0)
                     && let (Some(sym), Some(off)) = (f.symbol, f.sym_offset)
                 {
                     self.starts
-                        .push(((r, a.wrapping_sub(off)), tidy_generic(sym)));
+                        .entry((r, a.wrapping_sub(off)))
+                        .or_insert_with(|| tidy_generic(sym));
                 }
             }
         }

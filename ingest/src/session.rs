@@ -1338,11 +1338,14 @@ impl Session {
             Vec::new(),
         );
         let stacks = &self.stacks.stacks;
+        // One buffer for every stack's modes (419 k stacks in a 97 MB `-g` recording).
+        let mut modes: Vec<&'static str> = Vec::new();
         for (id, e) in stacks.entries.iter().enumerate() {
             w.u32(0, Some(self.cfg.ids.stack_id + id as u32));
             w.i32(1, Some(e.pid));
             w.list_u64(2, Some(&mut stacks.frames_of(e).map(|f| f.addr)));
-            let modes: Vec<&str> = stacks.frames_of(e).map(|f| f.mode.as_str()).collect();
+            modes.clear();
+            modes.extend(stacks.frames_of(e).map(|f| f.mode.as_str()));
             w.list_str(3, Some(&modes));
             w.end_row()?;
         }
