@@ -9,7 +9,7 @@
 //! [`perf_compat`](crate::exits_perf) replays the raw tracepoints the way `perf kvm stat report`
 //! does; [`render`](crate::exits_render) turns either report into bytes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use polars::prelude::*;
 use rayon::prelude::*;
@@ -19,6 +19,7 @@ use crate::dataset::Dataset;
 use crate::error::{Error, pl};
 use crate::exits_stats::{Durations, Summary, summarize};
 use crate::exits_symbols::GuestKallsyms;
+use crate::place::FastMap;
 
 /// A grouping dimension of `--by`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -547,10 +548,6 @@ impl Acc {
         }
     }
 }
-
-/// Hash maps keyed by values of our own columns (foldhash: no untrusted keys reach it in a way
-/// that matters, and the output is sorted).
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// polars' (arrow) arrays of a chunk: polars re-exports no array type by name.
 type U64Array = <UInt64Type as PolarsDataType>::Array;

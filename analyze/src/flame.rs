@@ -28,6 +28,7 @@ use rayon::prelude::*;
 use crate::dataset::Dataset;
 use crate::error::{Error, pl};
 use crate::join::{self, JoinOptions, placement};
+use crate::place::{self, FastMap};
 
 /// Which samples a flame graph shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -426,26 +427,21 @@ impl RipIndex {
 
 /// Recording ids → small integers.
 #[derive(Debug, Default)]
-struct Recordings(HashMap<String, u32>);
+struct Recordings(FastMap<String, u32>);
 
 impl Recordings {
+    /// The dataset's recordings, numbered as [`place`] numbers them.
+    fn of(ds: &Dataset) -> Recordings {
+        Recordings(place::recording_numbers(ds))
+    }
+
+    fn numbers(&self) -> &FastMap<String, u32> {
+        &self.0
+    }
+
     fn id(&mut self, r: &str) -> u32 {
         let n = self.0.len() as u32;
         *self.0.entry(r.to_string()).or_insert(n)
-    }
-
-    /// [`Recordings::id`] for a column of recording ids, which repeats one value per
-    /// partition: the previous row's answer when `r` is the same (a repeated view: same
-    /// pointer, else the same bytes).
-    fn id_after<'a>(&mut self, last: &mut Option<(&'a str, u32)>, r: &'a str) -> u32 {
-        match *last {
-            Some((l, id)) if (l.as_ptr() == r.as_ptr() && l.len() == r.len()) || l == r => id,
-            _ => {
-                let id = self.id(r);
-                *last = Some((r, id));
-                id
-            }
-        }
     }
 }
 
@@ -458,17 +454,6 @@ fn strs<'a>(df: &'a DataFrame, table: &str, name: &str) -> Result<Vec<Option<&'a
         .str()
         .map_err(pl(table))?
         .iter()
-        .collect())
-}
-
-/// The recording column as ids, one per row.
-fn recording_ids(df: &DataFrame, table: &str, recs: &mut Recordings) -> Result<Vec<u32>, Error> {
-    let mut last: Option<(&str, u32)> = None;
-    Ok(column(df, table, "recording")?
-        .str()
-        .map_err(pl(table))?
-        .iter()
-        .map(|r| recs.id_after(&mut last, r.unwrap_or_default()))
         .collect())
 }
 
@@ -495,10 +480,6 @@ fn i32s(df: &DataFrame, table: &str, name: &str) -> Result<Vec<Option<i32>>, Err
         .iter()
         .collect())
 }
-
-/// HashMaps on the hot paths: foldhash instead of SipHash (no untrusted keys here; the output
-/// is sorted, so iteration order never shows).
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One row of a frames table, as [`load_stacks`] needs it.
 struct FrameRow<'a> {
@@ -1007,14 +988,16 @@ enum LineKey<'a> {
     /// A thread that is not a vCPU: `<comm>;<frames>`.
     Plain { rec: u32, comm: &'a str, stack: u32 },
     /// A vCPU thread: `VM <vm>;vCPU <n>[;<guest frames>][;<guest symbol>;[exit R]][;<host frames>]`.
+    /// Numbers only, so that hashing a key per sample hashes no text.
     Vm {
         rec: u32,
-        vm: Option<&'a str>,
-        vcpu: Option<u32>,
+        /// The vCPU thread (a row of [`place::Vcpus`]).
+        vcpu: u32,
         /// Guest frames (guest mode).
         guest: Option<StackRef>,
-        /// guest_rip and reason of the exit the sample fell in.
-        exit: Option<(Option<u64>, &'a str)>,
+        /// guest_rip and reason (an id of [`place::Exits::reason_name`]) of the exit the
+        /// sample fell in.
+        exit: Option<(Option<u64>, u32)>,
         /// The host stack (inside or outside an exit).
         host: Option<u32>,
     },
@@ -1039,6 +1022,8 @@ struct LineNames<'a> {
     host: &'a Stacks,
     guest: &'a Stacks,
     rips: &'a RipIndex,
+    vcpus: Option<&'a place::Vcpus>,
+    exits: Option<&'a place::Exits>,
 }
 
 impl LineNames<'_> {
@@ -1057,13 +1042,13 @@ impl LineNames<'_> {
             }
             LineKey::Vm {
                 rec,
-                vm,
                 vcpu,
                 guest,
                 exit,
                 host,
             } => {
-                let mut line = header(vm, vcpu);
+                let v = self.vcpus.map(|vs| vs.thread(vcpu));
+                let mut line = header(v.map(|v| v.1), v.map(|v| v.2));
                 let mut layout = StackLayout {
                     n_header: 2,
                     ..StackLayout::default()
@@ -1086,7 +1071,7 @@ impl LineNames<'_> {
                         layout.n_guest = 1;
                     }
                     line.push_str(";[exit ");
-                    line.push_str(reason);
+                    line.push_str(self.exits.map_or("", |x| x.reason_name(reason)));
                     line.push(']');
                     layout.n_exit = 1;
                 }
@@ -1214,7 +1199,7 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
         event: event.clone(),
         match_tolerance_ns: opts.match_tolerance_ns,
     };
-    let mut recs = Recordings::default();
+    let mut recs = Recordings::of(ds);
     let mut rips = RipIndex::default();
     let t = crate::timing::phase("flame: load stacks");
     let (mut host_stacks, mut guest_stacks) = pool.install(|| {
@@ -1254,12 +1239,6 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
         )?
     };
     folded.report.event = event;
-    if ds.has("guest_samples") && !opts.exits {
-        let _t = crate::timing::phase("flame: place guest samples");
-        for (state, n) in join::guest_state_counts(ds)? {
-            *folded.report.guest_states.entry(state).or_default() += n;
-        }
-    }
     Ok(folded)
 }
 
@@ -1288,75 +1267,110 @@ fn fold_samples(
             "--weight exit-time needs host and guest: drop --guest-only/--host-only".into(),
         ));
     }
-    let t = crate::timing::phase("flame: place host samples");
-    let df = join::place_host_samples(ds, jopts)?;
-    drop(t);
-    let _t = crate::timing::phase("flame: fold samples");
+    let t = crate::timing::phase("flame: read host samples, exits, guest samples");
     const T: &str = "samples";
-    // Columns are read by row index from the (rechunked) arrays: most are null without VMs and
-    // are only read for samples that need them.
-    let mut df = df;
-    df.rechunk_mut_par();
-    let rec = recording_ids(&df, T, recs)?;
+    // Host samples and what they are placed against are read side by side: each read has
+    // stretches on one thread (concatenating files, grouping by thread).
+    let numbers = recs.numbers();
+    let read_samples = || {
+        let (df, rec) = place::read_parts(ds, T, numbers, |lf| {
+            let lf = match &jopts.event {
+                Some(ev) => lf.filter(col("event").eq(lit(ev.as_str()))),
+                None => lf,
+            };
+            lf.select([
+                col("time_ns"),
+                col("tid"),
+                col("comm"),
+                col("period"),
+                col("ip"),
+                col("stack_id"),
+                col("cpumode"),
+            ])
+        })?;
+        let cpumode = column(&df, T, "cpumode")?.str().map_err(pl(T))?;
+        let mode: Vec<place::Mode> = (0..df.height())
+            .into_par_iter()
+            .with_min_len(1 << 16)
+            .map(|i| place::Mode::of(cpumode.get(i)))
+            .collect();
+        Ok::<_, Error>((df, rec, mode))
+    };
+    let (samples, placer) = pool.install(|| {
+        rayon::join(read_samples, || {
+            place::Placer::load(ds, numbers.clone(), jopts)
+        })
+    });
+    let ((df, rec, mode), placer) = (samples?, placer?);
+    // Columns are read by row index from the (rechunked) arrays.
     let time = column(&df, T, "time_ns")?.u64().map_err(pl(T))?;
     let comm = column(&df, T, "comm")?.str().map_err(pl(T))?;
     let period = column(&df, T, "period")?.u64().map_err(pl(T))?;
     let ip = column(&df, T, "ip")?.u64().map_err(pl(T))?;
     let stack_id = column(&df, T, "stack_id")?.u32().map_err(pl(T))?;
-    let vm_pid = column(&df, T, "vm_pid")?.i32().map_err(pl(T))?;
-    let vm = column(&df, T, "vm")?.str().map_err(pl(T))?;
-    let vcpu = column(&df, T, "vcpu")?.u32().map_err(pl(T))?;
-    let place = column(&df, T, "placement")?.str().map_err(pl(T))?;
-    let cpumode = column(&df, T, "cpumode")?.str().map_err(pl(T))?;
-    let exit_idx = column(&df, T, "exit_idx")?.u64().map_err(pl(T))?;
-    let exit_time = column(&df, T, "exit_time_ns")?.u64().map_err(pl(T))?;
-    let entry_time = column(&df, T, "entry_time_ns")?.u64().map_err(pl(T))?;
-    let reason = column(&df, T, "reason_name")?.str().map_err(pl(T))?;
-    let guest_rip = column(&df, T, "guest_rip")?.u64().map_err(pl(T))?;
-    let guest_sample = column(&df, T, "guest_sample_idx")?.u64().map_err(pl(T))?;
-    let guest_stack = column(&df, T, "guest_stack_id")?.u32().map_err(pl(T))?;
-    let guest_ip = column(&df, T, "guest_ip")?.u64().map_err(pl(T))?;
+    drop(t);
+    let t = crate::timing::phase("flame: place host samples");
+    let tid = column(&df, T, "tid")?.i32().map_err(pl(T))?;
+    let placed = pool.install(|| placer.place(&rec, tid, time, &mode));
+    drop(t);
+    let _t = crate::timing::phase("flame: fold samples");
+    let vcpus = placer.vcpus.as_ref();
+    let exits = placer.exits.as_ref();
+    let guests = placer.guests.as_ref();
+    let row = |r: u32| (r != place::NONE).then_some(r as usize);
+    // The sample's vCPU thread: (vm_pid, vm, vcpu).
+    let vcpu_of = |i: usize| Some(vcpus?.thread(row(placed[i].vcpu)? as u32));
+    let exit_of = |i: usize| Some((exits?, row(placed[i].exit)?));
+    let guest_of = |i: usize| Some((guests?, row(placed[i].guest)?));
 
-    let selected: Vec<bool> = (0..df.height())
-        .map(|i| {
-            let is_guest = place.get(i) == Some(placement::GUEST_MODE);
-            let scope_ok = match opts.scope {
-                Scope::All => true,
-                Scope::GuestOnly => is_guest,
-                // Host mode only: not guest mode on a vCPU, nor a guest-mode sample perf could
-                // not place on one (perf script skips those).
-                Scope::HostOnly => {
-                    !is_guest && !cpumode.get(i).is_some_and(|m| m.starts_with("guest"))
-                }
-            };
-            let vm_ok = opts.vms.is_empty()
-                || (vcpu.get(i).is_some() && vm_selected(opts, vm.get(i), vm_pid.get(i)));
-            let vcpu_ok =
-                opts.vcpus.is_empty() || vcpu.get(i).is_some_and(|v| opts.vcpus.contains(&v));
-            let time_ok = opts.time.is_none_or(|r| r.contains(time.get(i)));
-            scope_ok && vm_ok && vcpu_ok && time_ok
-        })
-        .collect();
+    let selected: Vec<bool> = pool.install(|| {
+        (0..df.height())
+            .into_par_iter()
+            .with_min_len(4096)
+            .map(|i| {
+                let is_guest = placed[i].placement(mode[i]) == placement::GUEST_MODE;
+                let scope_ok = match opts.scope {
+                    Scope::All => true,
+                    Scope::GuestOnly => is_guest,
+                    // Host mode only: not guest mode on a vCPU, nor a guest-mode sample perf
+                    // could not place on one (perf script skips those).
+                    Scope::HostOnly => !is_guest && mode[i] != place::Mode::Guest,
+                };
+                let vc = vcpu_of(i);
+                let vm_ok = opts.vms.is_empty()
+                    || vc.is_some_and(|(pid, vm, _)| vm_selected(opts, Some(vm), pid));
+                let vcpu_ok =
+                    opts.vcpus.is_empty() || vc.is_some_and(|(_, _, v)| opts.vcpus.contains(&v));
+                let time_ok = opts.time.is_none_or(|r| r.contains(time.get(i)));
+                scope_ok && vm_ok && vcpu_ok && time_ok
+            })
+            .collect()
+    });
 
-    // Exit-time weight: each exit's duration shared among its samples, in sample order.
+    // Exit-time weight: each exit's duration shared among its samples, in sample order (the
+    // order ingest writes them in).
     let mut exit_share: Vec<u64> = Vec::new();
     let mut exits_with_samples: HashMap<(u32, u64), ()> = HashMap::new();
     if weight == Weight::ExitTime {
         let mut n_in: HashMap<(u32, u64), u64> = HashMap::new();
         for i in 0..df.height() {
-            if let (true, Some(x)) = (selected[i], exit_idx.get(i)) {
-                *n_in.entry((rec[i], x)).or_default() += 1;
+            if let (true, Some((x, r))) = (selected[i], exit_of(i)) {
+                *n_in
+                    .entry((rec[i], x.exit_idx.get(r).unwrap_or_default()))
+                    .or_default() += 1;
             }
         }
         let mut seen: HashMap<(u32, u64), u64> = HashMap::new();
         exit_share = (0..df.height())
             .map(|i| {
-                let (true, Some(x), Some(a), Some(b)) = (
-                    selected[i],
-                    exit_idx.get(i),
-                    exit_time.get(i),
-                    entry_time.get(i),
-                ) else {
+                let (true, Some((xs, r))) = (selected[i], exit_of(i)) else {
+                    return 0;
+                };
+                let (x, a) = (
+                    xs.exit_idx.get(r).unwrap_or_default(),
+                    xs.exit_time.get(r).unwrap_or_default(),
+                );
+                let Some(b) = xs.entry_time.get(r) else {
                     return 0;
                 };
                 let n = n_in.get(&(rec[i], x)).copied().unwrap_or(1).max(1);
@@ -1388,7 +1402,7 @@ fn fold_samples(
             Weight::ExitTime => exit_share.get(i).copied().unwrap_or(0),
         };
         rep.n_samples += 1;
-        let pl = place.get(i).unwrap_or(placement::OTHER);
+        let pl = placed[i].placement(mode[i]);
         let other = match pl {
             placement::GUEST_MODE => {
                 rep.n_guest_mode += 1;
@@ -1429,16 +1443,16 @@ fn fold_samples(
         let own_ref = own_id.map(StackRef::Host);
         // Guest mode: guest frames only; else the exit (if any) and the host stack.
         let (guest, exit, host) = if pl == placement::GUEST_MODE {
-            let candidate = guest_stack
-                .get(i)
+            let candidate = guest_of(i)
+                .and_then(|(gs, r)| gs.stack_id.get(r))
                 .and_then(|g| guest_stacks.get(&(rec[i], g)).map(|s| (s.canon, s)));
             let valid = candidate.filter(|(_, g)| {
-                (ip.get(i).is_some() && guest_ip.get(i) == ip.get(i))
+                (ip.get(i).is_some() && guest_of(i).and_then(|(gs, r)| gs.ip.get(r)) == ip.get(i))
                     || own
                         .and_then(|o| host_stacks.leaf_symbol(o))
                         .is_some_and(|s| guest_stacks.leaf_symbol(g) == Some(s))
             });
-            let chosen = match (valid, guest_sample.get(i)) {
+            let chosen = match (valid, guest_of(i)) {
                 (Some((g, _)), _) => {
                     rep.n_guest_matched += 1;
                     Some(StackRef::Guest(g))
@@ -1456,18 +1470,15 @@ fn fold_samples(
             };
             (chosen, None, None)
         } else {
-            let exit = reason
-                .get(i)
-                .filter(|_| exit_idx.get(i).is_some())
-                .map(|r| (guest_rip.get(i), r));
+            let exit = exit_of(i)
+                .and_then(|(xs, r)| xs.reason_id(r).map(|reason| (xs.guest_rip.get(r), reason)));
             (None, exit, own_id)
         };
         add_key(
             acc,
             LineKey::Vm {
                 rec: rec[i],
-                vm: vm.get(i),
-                vcpu: vcpu.get(i),
+                vcpu: placed[i].vcpu,
                 guest,
                 exit,
                 host,
@@ -1504,6 +1515,8 @@ fn fold_samples(
         host: host_stacks,
         guest: guest_stacks,
         rips,
+        vcpus,
+        exits,
     };
     // Distinct keys can still make the same text (e.g. a guest stack without frames): lines are
     // sorted and equal neighbours merged, instead of hashing every long line.
@@ -1572,6 +1585,13 @@ fn fold_samples(
                 });
             }
         }
+    }
+    if placer.guests.is_some() {
+        let _t = crate::timing::phase("flame: place guest samples");
+        report.guest_states = pool
+            .install(|| placer.guest_state_counts(ds))?
+            .into_iter()
+            .collect();
     }
     let count_name = match weight {
         Weight::Samples => "samples",

@@ -109,7 +109,7 @@ fn sort_by(lf: LazyFrame, cols: &[&str]) -> LazyFrame {
 }
 
 /// `vcpus` as (recording, vm_pid, vcpu, tid), one row per thread, plus the VM display name.
-fn vcpu_threads(ds: &Dataset) -> Result<LazyFrame, Error> {
+pub(crate) fn vcpu_threads(ds: &Dataset) -> Result<LazyFrame, Error> {
     let vcpus = ds.scan("vcpus")?.filter(col("vcpu").is_not_null()).select([
         col("recording"),
         col("vm_pid"),
@@ -154,7 +154,7 @@ fn with_vm_names(lf: LazyFrame, ds: &Dataset) -> Result<LazyFrame, Error> {
 }
 
 /// The exit reason as a name: `reason_name`, else the numeric code as text.
-fn reason_name(ds: &Dataset) -> Result<Expr, Error> {
+pub(crate) fn reason_name(ds: &Dataset) -> Result<Expr, Error> {
     let names = ds.scan("exits")?.collect_schema().map_err(pl("exits"))?;
     Ok(if names.contains("reason_name") {
         when(col("reason_name").is_null())
@@ -477,24 +477,10 @@ pub fn place_guest_samples(ds: &Dataset) -> Result<DataFrame, Error> {
 }
 
 /// The number of guest-side samples in each [`guest_state`], as [`place_guest_samples`] places
-/// them (without putting them back in sample order, nor carrying columns the count needs not).
+/// them (by sorted searches in each vCPU thread's exits and switches, in parallel: see
+/// `place.rs`; not put back in sample order, no columns gathered).
 pub fn guest_state_counts(ds: &Dataset) -> Result<Vec<(String, u64)>, Error> {
-    let df = guest_placement(ds)?
-        .group_by([col("state")])
-        .agg([len().cast(DataType::UInt64).alias("n")])
-        .collect()
-        .map_err(pl(GUEST_TABLES))?;
-    let states = df.column("state").map_err(pl(GUEST_TABLES))?;
-    let states = states.str().map_err(pl(GUEST_TABLES))?;
-    let n = df.column("n").map_err(pl(GUEST_TABLES))?;
-    let n = n.u64().map_err(pl(GUEST_TABLES))?;
-    let mut out: Vec<(String, u64)> = states
-        .iter()
-        .zip(n.iter())
-        .filter_map(|(s, n)| Some((s?.to_string(), n.unwrap_or(0))))
-        .collect();
-    out.sort();
-    Ok(out)
+    crate::place::guest_state_counts(ds)
 }
 
 /// The tables [`place_guest_samples`] reads, for error messages.
@@ -703,7 +689,7 @@ fn with_nearest_guest_sample(
 }
 
 /// Whether the guest recordings have samples of `event`.
-fn guest_has_event(ds: &Dataset, event: &str) -> Result<bool, Error> {
+pub(crate) fn guest_has_event(ds: &Dataset, event: &str) -> Result<bool, Error> {
     // One matching row is enough. (A bare `len()` over several parquet parts fails in polars
     // 0.55: "casting from UInt32 to UInt128 not supported".)
     let found = ds

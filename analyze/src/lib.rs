@@ -15,6 +15,7 @@ pub mod exits_symbols;
 pub mod flame;
 pub mod info;
 pub mod join;
+mod place;
 pub mod sql;
 mod timing;
 

@@ -71,6 +71,43 @@ fn synth_small_folded_equals_ground_truth() {
     assert_eq!(r.match_rate(), Some(1.0));
 }
 
+/// `join::place_host_samples` (polars' as-of joins; flame places by its own searches) puts the
+/// generator's samples where the generator did, and finds every guest-mode sample's guest stack.
+#[test]
+fn place_host_samples_equals_the_generators_placement() {
+    let ds = synth_small();
+    let mut o = kvmtrace_analyze::join::JoinOptions::default();
+    o.event = flame::default_event(ds).expect("default event");
+    let df = kvmtrace_analyze::join::place_host_samples(ds, &o).expect("place");
+    let mut by: std::collections::BTreeMap<String, u64> = Default::default();
+    let place = df
+        .column("placement")
+        .expect("placement")
+        .str()
+        .expect("str");
+    let guest_stack = df.column("guest_stack_id").expect("guest_stack_id");
+    let mut guest_unmatched = 0;
+    for (i, p) in place.iter().enumerate() {
+        let p = p.expect("every sample is placed");
+        *by.entry(p.to_string()).or_default() += 1;
+        if p == "guest_mode" && guest_stack.get(i).expect("row").is_null() {
+            guest_unmatched += 1;
+        }
+    }
+    let truth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(synth_dir().join("truth.json")).expect("truth"),
+    )
+    .expect("json");
+    let t = |k: &str| truth["samples"][k].as_u64().expect(k);
+    let n = |k: &str| by.get(k).copied().unwrap_or(0);
+    assert_eq!(df.height() as u64, t("host_total"));
+    assert_eq!(n("guest_mode"), t("guest_mode"));
+    assert_eq!(n("in_exit_kernel"), t("in_exit_kernel"));
+    assert_eq!(n("in_exit_vmm"), t("in_exit_vmm"));
+    assert_eq!(n("other") + n("vcpu_outside_exit"), t("other"));
+    assert_eq!(guest_unmatched, 0);
+}
+
 /// Stacks whose frames are cut by the end of a batch, some over several batches (13 and 97
 /// rows a batch; the tables hold 15 k and 12 k rows, stacks up to 19), fold as when
 /// read whole.
