@@ -1278,11 +1278,16 @@ fn fold_samples(
                 Some(ev) => lf.filter(col("event").eq(lit(ev.as_str()))),
                 None => lf,
             };
+            // The period is read only to weigh by it (one zstd column fewer to decode).
+            let period = match weight {
+                Weight::Period => col("period"),
+                _ => lit(NULL).cast(DataType::UInt64).alias("period"),
+            };
             lf.select([
                 col("time_ns"),
                 col("tid"),
                 col("comm"),
-                col("period"),
+                period,
                 col("ip"),
                 col("stack_id"),
                 col("cpumode"),

@@ -49,29 +49,25 @@ pub(crate) struct Timeline<K> {
     entries: Vec<(u64, u32)>,
 }
 
-impl<K: Copy + Eq + Hash> Timeline<K> {
-    /// Groups `rows` (row n: the n-th item; `None` rows belong to no group).
-    pub(crate) fn new(rows: impl Iterator<Item = Option<(K, u64)>>) -> Self {
-        let mut groups: FastMap<K, u32> = FastMap::default();
-        let mut counts: Vec<usize> = Vec::new();
-        let mut tagged: Vec<(u32, u64, u32)> = Vec::new();
-        let mut last: Option<(K, u32)> = None;
-        for (row, item) in rows.enumerate() {
-            let Some((k, t)) = item else { continue };
-            let g = match last {
-                Some((lk, g)) if lk == k => g,
-                _ => {
-                    let n = groups.len() as u32;
-                    let g = *groups.entry(k).or_insert(n);
-                    if g as usize == counts.len() {
-                        counts.push(0);
-                    }
-                    last = Some((k, g));
-                    g
+impl<K: Copy + Eq + Hash + Send + Sync> Timeline<K> {
+    /// Groups rows `0..n` by `key` (`None`: the row belongs to no group). Keys are read in
+    /// parallel, a chunk of rows per task grouped on its own (reading the columns is most of
+    /// the cost); the chunks' groups are then numbered in order of first appearance.
+    pub(crate) fn new(n: usize, key: impl Fn(usize) -> Option<(K, u64)> + Sync) -> Self {
+        Self::in_chunks(n, CHUNK, key)
+    }
+
+    /// [`Timeline::new`] with `chunk` rows a task.
+    fn in_chunks(n: usize, chunk: usize, key: impl Fn(usize) -> Option<(K, u64)> + Sync) -> Self {
+        let (keys, parts) = number_rows(n, chunk, key);
+        let groups: FastMap<K, u32> = keys.iter().zip(0..).map(|(k, g)| (*k, g)).collect();
+        let mut counts = vec![0usize; keys.len()];
+        for (codes, _) in &parts {
+            for &g in codes {
+                if g != NONE {
+                    counts[g as usize] += 1;
                 }
-            };
-            counts[g as usize] += 1;
-            tagged.push((g, t, row as u32));
+            }
         }
         let mut starts = Vec::with_capacity(counts.len() + 1);
         let mut at = 0;
@@ -82,11 +78,17 @@ impl<K: Copy + Eq + Hash> Timeline<K> {
         starts.push(at);
         let mut fill = starts.clone();
         let mut entries = vec![(0u64, 0u32); at];
-        for (g, t, row) in tagged {
-            let f = &mut fill[g as usize];
-            entries[*f] = (t, row);
-            *f += 1;
+        for (c, (codes, times)) in parts.iter().enumerate() {
+            for (k, (&g, &t)) in codes.iter().zip(times).enumerate() {
+                if g == NONE {
+                    continue;
+                }
+                let f = &mut fill[g as usize];
+                entries[*f] = (t, (c * chunk + k) as u32);
+                *f += 1;
+            }
         }
+        drop(parts);
         // Perf writes events in time order, so this is a check; rows keep their order on ties.
         let mut rest = entries.as_mut_slice();
         let mut slices = Vec::with_capacity(counts.len());
@@ -247,28 +249,86 @@ pub(crate) fn read_parts(
 
 /// Interned strings of a column: an index per row, the distinct texts once.
 fn interned(df: &DataFrame, table: &str, name: &str) -> Result<(Vec<u32>, Vec<String>), Error> {
-    let mut ids: FastMap<&str, u32> = FastMap::default();
-    let mut names = Vec::new();
     let ca = col_of(df, table, name)?.str().map_err(pl(table))?;
-    let mut last: Option<(&str, u32)> = None;
-    let idx = ca
-        .iter()
-        .map(|s| {
-            let Some(s) = s else { return NONE };
-            match last {
-                Some((l, id)) if l == s => id,
-                _ => {
-                    let id = *ids.entry(s).or_insert_with(|| {
-                        names.push(s.to_string());
-                        names.len() as u32 - 1
-                    });
-                    last = Some((s, id));
-                    id
-                }
+    let (names, parts) = number_rows(ca.len(), CHUNK, |i| Some((ca.get(i)?, ())));
+    let idx = parts.into_iter().flat_map(|(codes, _)| codes).collect();
+    Ok((idx, names.into_iter().map(str::to_string).collect()))
+}
+
+/// A chunk of [`number_rows`]: each row's number and value.
+type NumberedChunk<X> = (Vec<u32>, Vec<X>);
+
+/// Rows `0..n` numbered by their `key`, in parallel, `chunk` rows a task: the distinct keys
+/// in order of first appearance, and for each chunk its rows' numbers (NONE: no key) and
+/// values (the default for none). Each task numbers the keys of its rows on its own, its
+/// numbers are then made the global ones.
+fn number_rows<K, X>(
+    n: usize,
+    chunk: usize,
+    key: impl Fn(usize) -> Option<(K, X)> + Sync,
+) -> (Vec<K>, Vec<NumberedChunk<X>>)
+where
+    K: Copy + Eq + Hash + Send + Sync,
+    X: Default + Send,
+{
+    let mut parts: Vec<(Vec<K>, Vec<u32>, Vec<X>)> = (0..n.div_ceil(chunk))
+        .into_par_iter()
+        .map(|c| {
+            let rows = c * chunk..n.min((c + 1) * chunk);
+            let mut ids: FastMap<K, u32> = FastMap::default();
+            let mut keys = Vec::new();
+            let mut codes = Vec::with_capacity(rows.len());
+            let mut values = Vec::with_capacity(rows.len());
+            let mut last: Option<(K, u32)> = None;
+            for row in rows {
+                let Some((k, x)) = key(row) else {
+                    codes.push(NONE);
+                    values.push(X::default());
+                    continue;
+                };
+                let id = match last {
+                    Some((lk, id)) if lk == k => id,
+                    _ => {
+                        let id = *ids.entry(k).or_insert_with(|| {
+                            keys.push(k);
+                            keys.len() as u32 - 1
+                        });
+                        last = Some((k, id));
+                        id
+                    }
+                };
+                codes.push(id);
+                values.push(x);
             }
+            (keys, codes, values)
         })
         .collect();
-    Ok((idx, names))
+    let mut global: FastMap<K, u32> = FastMap::default();
+    let mut keys = Vec::new();
+    let remaps: Vec<Vec<u32>> = parts
+        .iter()
+        .map(|(local, _, _)| {
+            local
+                .iter()
+                .map(|k| {
+                    *global.entry(*k).or_insert_with(|| {
+                        keys.push(*k);
+                        keys.len() as u32 - 1
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    parts
+        .par_iter_mut()
+        .zip(&remaps)
+        .for_each(|((_, codes, _), remap)| {
+            for c in codes.iter_mut().filter(|c| **c != NONE) {
+                *c = remap[*c as usize];
+            }
+        });
+    let parts = parts.into_iter().map(|(_, c, x)| (c, x)).collect();
+    (keys, parts)
 }
 
 /// vCPU threads, as [`join::vcpu_threads`] lists them: one per (recording, tid).
@@ -369,10 +429,9 @@ impl Exits {
         })?;
         let tid = i32_col(&df, T, "tid")?;
         let exit_time = u64_col(&df, T, "exit_time_ns")?;
-        let timeline = Timeline::new(
-            (0..df.height())
-                .map(|i| Some(((rec[i], tid.get(i)?), exit_time.get(i).unwrap_or_default()))),
-        );
+        let timeline = Timeline::new(df.height(), |i| {
+            Some(((rec[i], tid.get(i)?), exit_time.get(i).unwrap_or_default()))
+        });
         let (reason, reasons) = interned(&df, T, "reason_name")?;
         Ok(Some(Exits {
             timeline,
@@ -459,10 +518,10 @@ impl GuestSamples {
         let vcpu = u32_col(&df, T, "vcpu")?;
         let time = u64_col(&df, T, "time_ns")?;
         let same = col_of(&df, T, "same_event")?.bool().map_err(pl(T))?;
-        let timeline = Timeline::new((0..df.height()).map(|i| {
+        let timeline = Timeline::new(df.height(), |i| {
             let key = (rec[i], vm_pid.get(i)?, vcpu.get(i)?);
             same.get(i)?.then_some((key, time.get(i)?))
-        }));
+        });
         Ok(Some(GuestSamples {
             timeline,
             rec,
@@ -711,11 +770,10 @@ impl Switches {
         // Each switch is an "out" of prev_pid and an "in" of next_pid: rows 0..n the outs,
         // n..2n the ins (so an out and an in at one time resolve as in `join`).
         let at = |i: usize, pid: Option<i32>| Some(((rec[i], pid?), time.get(i)?));
-        let timeline = Timeline::new(
-            (0..n)
-                .map(|i| at(i, prev.get(i)))
-                .chain((0..n).map(|i| at(i, next.get(i)))),
-        );
+        let timeline = Timeline::new(2 * n, |i| match i.checked_sub(n) {
+            None => at(i, prev.get(i)),
+            Some(i) => at(i, next.get(i)),
+        });
         Ok(Some(Switches { timeline, n_out: n }))
     }
 
@@ -766,22 +824,37 @@ mod tests {
 
         #[test]
         fn nearest_and_last_at_answer_as_their_definitions(
-            v in proptest::collection::vec(0u64..50, 0..40),
+            rows in proptest::collection::vec((0u8..4, 0u64..50), 0..40),
             queries in proptest::collection::vec(0u64..60, 1..20),
             tol in 0u64..20,
+            chunk in 1usize..8,
         ) {
-            let s = sorted(&v);
-            let line = Timeline::new(v.iter().map(|t| Some((0u8, *t))));
+            // Key 3 is no group's: those rows are left out.
+            let key = |i: usize| {
+                let (k, t) = rows[i];
+                (k < 3).then_some((k, t))
+            };
+            let line = Timeline::in_chunks(rows.len(), chunk, key);
             let mut hints = line.new_hints();
-            for t in queries {
-                let Some(g) = line.group(&0) else {
-                    prop_assert!(s.is_empty());
-                    continue;
+            for k in 0..4u8 {
+                // The group's rows, numbered as in `rows`.
+                let mine: Vec<(u64, u32)> = {
+                    let mut s: Vec<(u64, u32)> = (0..rows.len())
+                        .filter_map(|i| key(i).filter(|e| e.0 == k).map(|e| (e.1, i as u32)))
+                        .collect();
+                    s.sort_unstable();
+                    s
                 };
-                let want_last = s.iter().rposition(|e| e.0 <= t).map(|i| s[i].1);
-                prop_assert_eq!(line.last_at(g, t, &mut hints), want_last);
-                let want = nearest_by_definition(&s, t, tol);
-                prop_assert_eq!(line.nearest(g, t, tol, &mut hints), want);
+                for &t in &queries {
+                    let Some(g) = line.group(&k) else {
+                        prop_assert!(mine.is_empty());
+                        continue;
+                    };
+                    let want_last = mine.iter().rposition(|e| e.0 <= t).map(|i| mine[i].1);
+                    prop_assert_eq!(line.last_at(g, t, &mut hints), want_last);
+                    let want = nearest_by_definition(&mine, t, tol);
+                    prop_assert_eq!(line.nearest(g, t, tol, &mut hints), want);
+                }
             }
         }
     }
