@@ -2,8 +2,8 @@
 //!
 //! The semantics follow perf's `dso__load_kallsyms`: only the symbol types perf
 //! keeps (`T`, `W`, `D`, `B`, any case) enter the table, ARM mapping symbols
-//! (`$x`) are dropped, aliases at one address are reduced to one symbol with
-//! perf's `choose_best_symbol` rules, and a symbol extends to the start of the
+//! (`$x`) are dropped, aliases at one address are reduced to the last of them in
+//! file order (what perf's `choose_best_symbol` ends with, see below), and a symbol extends to the start of the
 //! next one (`symbols__fixup_end`), except that the last symbol of the kernel
 //! or of a module ends at the next page boundary.
 
@@ -134,36 +134,6 @@ fn binding_of(kind: char) -> KernelSymbolBinding {
     }
 }
 
-fn leading_underscores(name: &str) -> usize {
-    name.bytes().take_while(|&b| b == b'_').count()
-}
-
-/// perf's `choose_best_symbol` for symbols of zero length: true keeps `a`.
-fn prefer_first(a: &RawSymbol, b: &RawSymbol) -> bool {
-    let a_weak = a.binding == KernelSymbolBinding::Weak;
-    let b_weak = b.binding == KernelSymbolBinding::Weak;
-    if a_weak != b_weak {
-        return !a_weak;
-    }
-    let a_global = a.binding == KernelSymbolBinding::Global;
-    let b_global = b.binding == KernelSymbolBinding::Global;
-    if a_global != b_global {
-        return a_global;
-    }
-    let (ua, ub) = (leading_underscores(&a.name), leading_underscores(&b.name));
-    if ua != ub {
-        return ua < ub;
-    }
-    // perf compares the whole kallsyms name, which includes the module suffix.
-    let la = a.name.len() + a.module.as_ref().map_or(0, |m| m.len() + 3);
-    let lb = b.name.len() + b.module.as_ref().map_or(0, |m| m.len() + 3);
-    if la != lb {
-        return la > lb;
-    }
-    // arch__choose_best_symbol: avoid "SyS" syscall aliases.
-    !(a.name.starts_with("SyS") || a.name.starts_with("compat_SyS"))
-}
-
 fn round_up_page(addr: u64) -> u64 {
     addr.saturating_add(4095) & !4095
 }
@@ -288,14 +258,15 @@ impl KernelSymbols {
         }
         // Stable sort by address keeps file order among aliases, as perf's rbtree insert does.
         raw.sort_by_key(|s| (s.start, s.line_idx));
+        // Of the aliases at one address the last in file order stays: perf (6.1) runs
+        // `symbols__fixup_end` before `symbols__fixup_duplicate`, so only the last of them
+        // has a length, and `choose_best_symbol` prefers a symbol with a length to any other
+        // rule (on this machine's kallsyms perf names `__pi_memcpy`, not `memcpy`, and
+        // `__x64_sys_vfork`, not `__ia32_sys_vfork`).
         let mut deduped: Vec<RawSymbol> = Vec::with_capacity(raw.len());
         for sym in raw {
             match deduped.last_mut() {
-                Some(last) if last.start == sym.start => {
-                    if !prefer_first(last, &sym) {
-                        *last = sym;
-                    }
-                }
+                Some(last) if last.start == sym.start => *last = sym,
                 _ => deduped.push(sym),
             }
         }

@@ -128,7 +128,7 @@ fn guest_kallsyms_lookups_match_nm_order_and_addr2line() {
             probes.push((addr, name));
         }
     }
-    // perf picks startup_64 over its aliases _stext/_text (fewer leading underscores).
+    // perf picks startup_64 over its aliases _stext/_text (the last of them in the file).
     assert_eq!(
         table
             .lookup(0xffff_ffff_8100_0000)
@@ -237,6 +237,47 @@ fn emulate_insn_rips_match_counts() {
             serde_json::from_value(json["emulate_insn_by_guest_symbol"].clone()).expect("map");
         assert_eq!(counts, expected, "{name}");
     }
+}
+
+/// Aliases at one kernel address resolve to the last of them in kallsyms order. The groups and
+/// perf's choices are from a `perf record -a -g` on this machine's 6.18 kernel: `perf script`
+/// (perf 6.1) printed `__pi_memcpy` (not `memcpy`: fewer underscores, nor `__memcpy`),
+/// `__x64_sys_vfork` (not the longer `__ia32_sys_vfork`) and `__x86_indirect_thunk_rax` (not
+/// the longer `__pi___x86_indirect_thunk_rax`) for addresses in them.
+#[test]
+fn kallsyms_aliases_resolve_as_perf_names_them() {
+    let kallsyms = "\
+ffffffff81000000 T startup_64
+ffffffff81410000 T __do_sys_vfork
+ffffffff81410000 T __ia32_sys_vfork
+ffffffff81410000 T __x64_sys_vfork
+ffffffff81410040 T do_other
+ffffffff82260000 T memcpy
+ffffffff82260000 T __memcpy
+ffffffff82260000 T __pi_memcpy
+ffffffff82260100 T memset
+ffffffff82260100 T __memset
+ffffffff82260100 T __pi_memset
+ffffffff82270000 T __pi___x86_indirect_thunk_rax
+ffffffff82270000 T __x86_indirect_thunk_array
+ffffffff82270000 T __x86_indirect_thunk_rax
+ffffffff82270020 T __pi___x86_indirect_thunk_r12
+ffffffff82270020 T __x86_indirect_thunk_r12
+ffffffff82270040 T __pi___x86_indirect_thunk_rdx
+";
+    let t = KernelSymbols::parse(kallsyms, None, HOST_KERNEL_DSO).expect("parses");
+    let name = |a: u64| t.lookup(a).symbol.map(|s| s.name.clone());
+    assert_eq!(name(0xffffffff81410010).as_deref(), Some("__x64_sys_vfork"));
+    assert_eq!(name(0xffffffff82260010).as_deref(), Some("__pi_memcpy"));
+    assert_eq!(name(0xffffffff82260110).as_deref(), Some("__pi_memset"));
+    assert_eq!(
+        name(0xffffffff82270006).as_deref(),
+        Some("__x86_indirect_thunk_rax")
+    );
+    assert_eq!(
+        name(0xffffffff82270026).as_deref(),
+        Some("__x86_indirect_thunk_r12")
+    );
 }
 
 #[test]
