@@ -1338,8 +1338,13 @@ fn fold_samples(
                     Scope::All => true,
                     Scope::GuestOnly => is_guest,
                     // Host mode only: not guest mode on a vCPU, nor a guest-mode sample perf
-                    // could not place on one (perf script skips those).
-                    Scope::HostOnly => !is_guest && mode[i] != place::Mode::Guest,
+                    // could not place on one (perf script skips those), nor a sample of thread
+                    // -1: perf script prints it as `:-1    -1 [001] …`, where
+                    // inferno-collapse-perf takes the period for the thread id and the event's
+                    // modifiers for its name, and leaves the stack out.
+                    Scope::HostOnly => {
+                        !is_guest && mode[i] != place::Mode::Guest && tid.get(i) != Some(-1)
+                    }
                 };
                 let vc = vcpu_of(i);
                 let vm_ok = opts.vms.is_empty()
