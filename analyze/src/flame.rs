@@ -1453,16 +1453,18 @@ fn fold_samples(
         let own_ref = own_id.map(StackRef::Host);
         // Guest mode: guest frames only; else the exit (if any) and the host stack.
         let (guest, exit, host) = if pl == placement::GUEST_MODE {
-            let candidate = guest_of(i)
+            let matched = guest_of(i);
+            let candidate = matched
                 .and_then(|(gs, r)| gs.stack_id.get(r))
                 .and_then(|g| guest_stacks.get(&(rec[i], g)).map(|s| (s.canon, s)));
+            let host_ip = ip.get(i);
             let valid = candidate.filter(|(_, g)| {
-                (ip.get(i).is_some() && guest_of(i).and_then(|(gs, r)| gs.ip.get(r)) == ip.get(i))
+                (host_ip.is_some() && matched.and_then(|(gs, r)| gs.ip.get(r)) == host_ip)
                     || own
                         .and_then(|o| host_stacks.leaf_symbol(o))
                         .is_some_and(|s| guest_stacks.leaf_symbol(g) == Some(s))
             });
-            let chosen = match (valid, guest_of(i)) {
+            let chosen = match (valid, matched) {
                 (Some((g, _)), _) => {
                     rep.n_guest_matched += 1;
                     Some(StackRef::Guest(g))
