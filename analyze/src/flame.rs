@@ -99,9 +99,25 @@ pub struct Options {
     /// Keep at most this many innermost frames (callchain entries) of each stack, as perf's
     /// `--max-stack` (perf's default: 127); `None`: all.
     pub max_stack: Option<u32>,
+    /// Which functions inlined at a frame's address become frames of their own.
+    pub inline: Inline,
     /// Rows of a frames table read at a time (the result does not depend on it; tests make
     /// stacks cross batch boundaries with small values).
     pub frame_batch_rows: usize,
+}
+
+/// Which inlined functions (rows of a frames table with `inline_depth > 0`) a stack shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Inline {
+    /// Those of user frames unwound from a stack copy (`--call-graph dwarf`), as perf script
+    /// 6.1 does: it lists inlined functions while unwinding only, never for the frames of a
+    /// recorded callchain (frame pointers, LBR, kernel).
+    #[default]
+    Unwound,
+    /// Every frame's, wherever the debug info has them.
+    All,
+    /// None: each address is the function that contains it.
+    None,
 }
 
 /// perf script's and perf report's default `--max-stack` (`PERF_MAX_STACK_DEPTH`).
@@ -120,6 +136,7 @@ impl Default for Options {
             match_tolerance_ns: JoinOptions::default().match_tolerance_ns,
             threads: 0,
             max_stack: Some(PERF_MAX_STACK),
+            inline: Inline::Unwound,
             frame_batch_rows: FRAME_BATCH_ROWS,
         }
     }
@@ -520,9 +537,27 @@ fn load_stacks(
     }
     let mut exact: FastMap<(u32, u64), String> = FastMap::default();
     let mut starts: BTreeMap<(u32, u64), String> = BTreeMap::new();
+    // Which inline levels are frames: datasets made before `unwound` existed have none
+    // marked, so they get perf's rule for frame-pointer stacks (no inlined functions).
+    let inline_filter = match opts.inline {
+        Inline::All => None,
+        Inline::None => Some(col("inline_depth").eq(lit(0u32))),
+        Inline::Unwound => {
+            let schema = ds.scan(table)?.collect_schema().map_err(pl(table))?;
+            Some(if schema.contains("unwound") {
+                col("inline_depth").eq(lit(0u32)).or(col("unwound"))
+            } else {
+                col("inline_depth").eq(lit(0u32))
+            })
+        }
+    };
     let select = |lf: LazyFrame| {
         let lf = match opts.max_stack {
             Some(m) => lf.filter(col("frame_idx").lt(lit(m))),
+            None => lf,
+        };
+        let lf = match &inline_filter {
+            Some(f) => lf.filter(f.clone()),
             None => lf,
         };
         lf.select([

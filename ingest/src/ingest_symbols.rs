@@ -379,7 +379,7 @@ pub(crate) fn write_frames(
                         .or(f.origin.dso.as_deref());
                     let symbol = level.and_then(|l| l.symbol.as_deref());
                     let name: std::borrow::Cow<'_, str> = match (symbol, dso) {
-                        (Some(s), _) => s.into(),
+                        (Some(s), _) => crate::symbols::perf_name(s).into(),
                         (None, Some(d)) if !d.is_empty() => {
                             format!("[{}]", d.rsplit('/').next().unwrap_or(d)).into()
                         }
@@ -402,6 +402,7 @@ pub(crate) fn write_frames(
                     w.str(9, level.and_then(|l| l.file.as_deref()));
                     w.u32(10, level.and_then(|l| l.line));
                     w.str(11, Some(&name));
+                    w.bool(12, Some(st.unwound && f.mode.is_user()));
                     w.end_row()?;
                 }
             }

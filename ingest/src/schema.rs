@@ -247,7 +247,7 @@ pub fn stacks() -> TableDoc {
                 ListU64,
                 false,
                 "address",
-                "callchain addresses, leaf first, context markers removed; the sample ip alone when no callchain was recorded (or a guest-mode sample's has no address); empty when a host sample's recorded callchain has no address (perf script prints no frame for it); LBR-stitched for --call-graph lbr as perf shows it; for --call-graph dwarf the recorded kernel part then the user stack unwound from the sample's stack copy (ip, then return addresses - 1, as perf prints them)"
+                "callchain addresses, leaf first, context markers removed; the sample ip alone when no callchain was recorded (or a guest-mode sample's has no address); empty when a host sample's recorded callchain has no address or holds a value at or above PERF_CONTEXT_MAX that is no context marker (perf script prints no frame for either; the raw chain stays in samples only as its ip); LBR-stitched for --call-graph lbr as perf shows it; for --call-graph dwarf the recorded kernel part then the user stack unwound from the sample's stack copy (ip, then return addresses - 1, as perf prints them)"
             ),
             col!(
                 "frame_modes",
@@ -324,7 +324,14 @@ pub fn frames() -> TableDoc {
                 Str,
                 false,
                 "-",
-                "the frame name flame graphs use: symbol, else `[<dso basename>]` (inferno's rule), else `[unknown]`"
+                "the frame name flame graphs use: symbol as perf prints it (C++ without parameters, qualifiers, clone suffix or return type), else `[<dso basename>]` (inferno's rule), else `[unknown]`"
+            ),
+            col!(
+                "unwound",
+                Bool,
+                false,
+                "-",
+                "a user frame kvmtrace unwound from the sample's stack copy (--call-graph dwarf); perf script (6.1) lists inlined functions (inline_depth > 0) for such frames only, and `kvmtrace flame` by default too"
             ),
         ],
     }

@@ -141,6 +141,8 @@ pub(crate) struct StackEntry {
     pub(crate) mode: CpuMode,
     pub(crate) pid: i32,
     pub(crate) raw: Vec<u8>,
+    /// The user part was unwound from the sample's stack copy (`--call-graph dwarf`).
+    pub(crate) unwound: bool,
     /// Indices into [`Stacks::frames`], leaf first: 4 bytes a frame, where a frame of its own
     /// took 40 (a 97 MB `-g` recording holds 419 k stacks of ~30 frames until `frames` is
     /// written: 510 MB of RSS before, 4 bytes a frame now).
@@ -185,6 +187,7 @@ impl StackInterner {
             mode,
             pid,
             raw: raw.to_vec(),
+            unwound: false,
             frames: Vec::new(),
         });
         self.same_hash.push(head.unwrap_or(u32::MAX));
@@ -193,7 +196,7 @@ impl StackInterner {
     }
 
     /// Gives stack `id` its frames, each stored once over all stacks.
-    fn set_frames(&mut self, id: u32, frames: Vec<FrameInfo>) {
+    fn set_frames(&mut self, id: u32, frames: Vec<FrameInfo>, unwound: bool) {
         let Stacks {
             entries,
             frames: table,
@@ -215,6 +218,7 @@ impl StackInterner {
             .collect();
         if let Some(e) = entries.get_mut(id as usize) {
             e.frames = ids;
+            e.unwound = unwound;
         }
     }
 }
@@ -1156,14 +1160,26 @@ impl Session {
         let stitched;
         let only_ip;
         let mut unwound = std::mem::take(&mut self.unwound_buf);
+        let mut is_unwound = false;
         let chain: Option<&[u8]> = match (s.callchain, s.branch_stack.as_ref()) {
             // --call-graph dwarf: the kernel part as recorded, then the unwound user stack.
-            _ if self.unwind_user(&attr, &s, mode, &mut unwound) => Some(&unwound),
+            _ if self.unwind_user(&attr, &s, mode, &mut unwound) => {
+                is_unwound = true;
+                Some(&unwound)
+            }
             (Some(raw), Some(lbr)) if attr.branch_sample_type & BRANCH_CALL_STACK != 0 => {
                 stitched = lbr_callchain(raw, lbr);
                 Some(&stitched)
             }
-            (Some(raw), _) if callchain_ips(raw).any(|ip| records::context_mode(ip).is_none()) => {
+            // A corrupt recorded chain perf discards: no frame for a host sample (as below),
+            // the ip alone for a guest-mode one (the last arm).
+            (Some(raw), _) if records::callchain_discarded(raw) && !mode.is_guest() => {
+                Some(&[][..])
+            }
+            (Some(raw), _)
+                if !records::callchain_discarded(raw)
+                    && callchain_ips(raw).any(|ip| records::context_mode(ip).is_none()) =>
+            {
                 Some(raw)
             }
             // A host sample whose recorded callchain holds no frame (a user-mode sample of
@@ -1186,7 +1202,7 @@ impl Session {
                 let (id, new) = self.stacks.intern(mode, owner, raw);
                 if new {
                     let frames = self.frame_infos(mode, pid, raw);
-                    self.stacks.set_frames(id, frames);
+                    self.stacks.set_frames(id, frames, is_unwound);
                 }
                 Some(id)
             }

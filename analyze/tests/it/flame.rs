@@ -339,10 +339,11 @@ fn corpus(rel: &str) -> Option<PathBuf> {
 /// `perf script -F comm,pid,tid,time,period,event,ip,sym,dso` without symbols, folded by
 /// inferno's own collapser (which weights by the printed period); a field the recording lacks
 /// (perf refuses to print it) is left out, as a user would.
-fn perf_inferno(file: &Path) -> Option<String> {
+fn perf_inferno(file: &Path, binaries: Option<&Path>) -> Option<String> {
     use inferno::collapse::Collapse;
     let home = tempfile::tempdir().expect("home");
-    let symfs = tempfile::tempdir().expect("symfs");
+    let empty = tempfile::tempdir().expect("symfs");
+    let symfs = binaries.unwrap_or(empty.path());
     let mut fields = vec![
         "comm", "pid", "tid", "time", "period", "event", "ip", "sym", "dso",
     ];
@@ -353,7 +354,7 @@ fn perf_inferno(file: &Path) -> Option<String> {
             .arg("-i")
             .arg(file)
             .args(["--kallsyms", "/dev/null", "--symfs"])
-            .arg(symfs.path())
+            .arg(symfs)
             .args(["-F", &fields.join(",")])
             .output();
         let out = match out {
@@ -387,15 +388,16 @@ fn perf_inferno(file: &Path) -> Option<String> {
 }
 
 /// The `--host-only` fold of `file` with its defaults (weight: the period where recorded) and
-/// perf's `--kallsyms /dev/null` and an empty symfs, lines sorted whole; and whether any event
-/// records callchains.
-fn host_only_fold(file: &Path) -> (String, bool) {
+/// perf's `--kallsyms /dev/null` and a symfs (`binaries`, else an empty one; no debug
+/// directory), lines sorted whole; and whether any event records callchains.
+fn host_only_fold(file: &Path, binaries: Option<&Path>) -> (String, bool) {
     let tmp = tempfile::tempdir().expect("tmp");
-    let symfs = tempfile::tempdir().expect("symfs");
+    let empty = tempfile::tempdir().expect("symfs");
     let mut o = kvmtrace_ingest::Options::default();
     o.output = tmp.path().join("ds");
     o.kallsyms = Some("/dev/null".into());
-    o.symfs = Some(symfs.path().to_path_buf());
+    o.symfs = Some(binaries.unwrap_or(empty.path()).to_path_buf());
+    o.debug_dirs = vec![empty.path().to_path_buf()];
     kvmtrace_ingest::run(file, &o).expect("ingest");
     let ds = Dataset::open(&o.output).expect("open");
     let mut f = opts(2);
@@ -430,10 +432,15 @@ fn check_against_perf(rel: &str) {
 }
 
 fn check_file_against_perf(file: &Path) {
-    let Some(want) = perf_inferno(file) else {
+    check_file_against_perf_with(file, None);
+}
+
+/// As [`check_file_against_perf`], both sides resolving symbols in the binaries under `symfs`.
+fn check_file_against_perf_with(file: &Path, symfs: Option<&Path>) {
+    let Some(want) = perf_inferno(file, symfs) else {
         return;
     };
-    let (got, _) = host_only_fold(file);
+    let (got, _) = host_only_fold(file, symfs);
     let diff: Vec<_> = got.lines().filter(|l| !want.contains(l)).take(5).collect();
     assert_eq!(
         got,
@@ -466,6 +473,70 @@ fn a_sample_of_thread_minus_1_is_left_out_as_by_perf_and_inferno() {
         1,
         "the fixture holds one sample of thread -1"
     );
+    check_file_against_perf(&file);
+}
+
+/// Our recordings of test programs with DWARF (testdata/symbols), folded with symbols by both
+/// sides: perf 6.1 names the functions inlined at an address only while it unwinds a stack
+/// copy (`--call-graph dwarf`), never in a frame-pointer chain, and prints C++ names without
+/// parameters or return type. The debug build of kvmtrace had every inline level in every
+/// stack before.
+#[test]
+fn stacks_with_symbols_and_inlines_equal_perf_script_and_inferno() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/symbols");
+    let symfs = tempfile::tempdir().expect("symfs");
+    let bin = symfs.path().join("kvmtrace-symbols");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    for name in ["cdemo", "cppinline", "rustdemo", "reexec"] {
+        let packed = std::fs::read(dir.join(format!("{name}.zst"))).expect("binary");
+        let bytes = zstd::decode_all(&packed[..]).expect("unzstd");
+        std::fs::write(bin.join(name), bytes).expect("write");
+    }
+    for rec in ["cppinline.fp", "rustdemo.fp", "cdemo.fp"] {
+        check_file_against_perf_with(&dir.join(format!("{rec}.perf.data")), Some(symfs.path()));
+    }
+    // DWARF call graph: perf lists the inlined functions. Where binutils' addr2line (perf's)
+    // sees fewer inline levels than the DWARF holds (in `std::sort` with a lambda inlined into
+    // `demo::sort_block`: it names the innermost level `demo::sort_block` at a line of
+    // `std::__final_insertion_sort`), kvmtrace keeps the DWARF's levels: those stacks are
+    // compared by weight only, every other one exactly (`demo::step;demo::rotl` among them).
+    let file = dir.join("cppinline.dwarf.perf.data");
+    let Some(want) = perf_inferno(&file, Some(symfs.path())) else {
+        return;
+    };
+    let (got, _) = host_only_fold(&file, Some(symfs.path()));
+    let split = |text: &str| {
+        let (mut exact, mut sorted) = (Vec::new(), 0u64);
+        for line in text.lines() {
+            if line.contains("demo::sort_block") {
+                let (_, n) = line.rsplit_once(' ').expect("count");
+                sorted += n.parse::<u64>().expect("count");
+            } else {
+                exact.push(line.to_string());
+            }
+        }
+        (exact, sorted)
+    };
+    let (want_exact, want_sort) = split(&want);
+    let (got_exact, got_sort) = split(&got);
+    assert!(
+        want_exact
+            .iter()
+            .any(|l| l.contains("demo::step;demo::rotl")),
+        "perf lists inlined functions of a DWARF-unwound stack"
+    );
+    assert_eq!(got_exact, want_exact);
+    assert_eq!(got_sort, want_sort);
+}
+
+/// Frame-pointer chains walked through code built without frame pointers (rustc's LLVM) hold
+/// garbage, sometimes a value perf takes for an unknown context marker (at or above
+/// PERF_CONTEXT_MAX, e.g. `0xffffffffffffffff`): perf throws the whole chain away and prints no
+/// frame, inferno leaves the sample out. Our recording (testdata/README.md) holds such chains.
+#[test]
+fn a_chain_perf_discards_as_corrupt_is_left_out_as_by_perf_and_inferno() {
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/host-corrupt-callchains.data");
     check_file_against_perf(&file);
 }
 
@@ -510,11 +581,11 @@ fn public_corpus_host_stacks_equal_perf_script_and_inferno() {
             continue;
         }
         let path = public.join(file);
-        let (got, callchains) = host_only_fold(&path);
+        let (got, callchains) = host_only_fold(&path, None);
         if !callchains {
             continue;
         }
-        let Some(want) = perf_inferno(&path) else {
+        let Some(want) = perf_inferno(&path, None) else {
             continue;
         };
         let why = KNOWN_DIFFERENT

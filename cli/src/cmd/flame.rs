@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use kvmtrace_analyze::flame::{self, Scope, TimeRange, Weight};
+use kvmtrace_analyze::flame::{self, Inline, Scope, TimeRange, Weight};
 
 use crate::EXIT_OK;
 
@@ -63,6 +63,11 @@ pub(crate) struct Args {
     /// Keep the innermost N frames of each callchain, as perf's --max-stack (0: all).
     #[arg(long, default_value_t = flame::PERF_MAX_STACK)]
     max_stack: u32,
+    /// Which inlined functions become frames: `unwound` (those of user frames unwound from a
+    /// stack copy, --call-graph dwarf, as perf script 6.1 shows them; never for frame-pointer,
+    /// LBR or kernel callchains), `all` (wherever DWARF has them), `none`.
+    #[arg(long, value_parser = ["unwound", "all", "none"], default_value = "unwound")]
+    inline: String,
     /// Guest-sample match tolerance in microseconds.
     #[arg(long, default_value_t = 1000)]
     tolerance_us: u64,
@@ -143,6 +148,11 @@ pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
     opts.match_tolerance_ns = args.tolerance_us.saturating_mul(1000);
     opts.threads = threads;
     opts.max_stack = (args.max_stack > 0).then_some(args.max_stack);
+    opts.inline = match args.inline.as_str() {
+        "all" => Inline::All,
+        "none" => Inline::None,
+        _ => Inline::Unwound,
+    };
     let mut folded = flame::fold(&ds, &opts).context("folding stacks")?;
     let r = &folded.report;
     if let Some(rate) = r.match_rate() {

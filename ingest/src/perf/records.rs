@@ -144,6 +144,11 @@ impl CpuMode {
     pub fn is_guest(self) -> bool {
         matches!(self, CpuMode::GuestKernel | CpuMode::GuestUser)
     }
+
+    /// A user-space mode, host or guest.
+    pub fn is_user(self) -> bool {
+        matches!(self, CpuMode::HostUser | CpuMode::GuestUser)
+    }
 }
 
 /// Callchain context markers (`PERF_CONTEXT_*`), as u64.
@@ -156,6 +161,27 @@ pub mod context {
     pub const GUEST_KERNEL: u64 = (-2176i64) as u64;
     pub const GUEST_USER: u64 = (-2560i64) as u64;
     pub const MAX: u64 = (-4095i64) as u64;
+}
+
+/// Whether perf 6.1 throws a recorded callchain away: an entry at or above `PERF_CONTEXT_MAX`
+/// that is no context it knows (its `add_callchain_ip` says "invalid callchain context", resets
+/// the cursor and the sample shows no frame). Seen on live recordings: a user chain of garbage
+/// frame pointers that reads `0xffffffffffffffff`. The guest contexts are kept: perf never
+/// meets them (the kernel writes no callchain for a guest-mode sample), kvmtrace's generator
+/// writes them.
+pub fn callchain_discarded(raw: &[u8]) -> bool {
+    callchain_ips(raw).any(|ip| {
+        ip >= context::MAX
+            && !matches!(
+                ip,
+                context::HV
+                    | context::KERNEL
+                    | context::USER
+                    | context::GUEST
+                    | context::GUEST_KERNEL
+                    | context::GUEST_USER
+            )
+    })
 }
 
 /// The cpumode a callchain context marker switches to, if `ip` is a marker. `u64::MAX` is an
@@ -655,6 +681,44 @@ pub fn split_callchain(raw: &[u8], sample_mode: CpuMode) -> Vec<(u64, CpuMode)> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// perf 6.1's rule (`add_callchain_ip`): a value at or above PERF_CONTEXT_MAX that is not
+    /// a context it knows discards the chain; an address just below it does not.
+    #[test]
+    fn a_chain_with_an_unknown_context_is_discarded() {
+        let chain = |ips: &[u64]| {
+            ips.iter()
+                .flat_map(|ip| ip.to_le_bytes())
+                .collect::<Vec<u8>>()
+        };
+        assert!(!callchain_discarded(&chain(&[
+            context::USER,
+            0x7f00_0000_1000,
+            0x40_1000
+        ])));
+        assert!(!callchain_discarded(&chain(&[
+            context::KERNEL,
+            0xffff_ffff_8100_0000
+        ])));
+        assert!(!callchain_discarded(&chain(&[
+            context::USER,
+            0xffff_ffff_ffff_f000
+        ])));
+        assert!(callchain_discarded(&chain(&[
+            context::USER,
+            0x7f00_0000_1000,
+            u64::MAX
+        ])));
+        assert!(callchain_discarded(&chain(&[
+            context::USER,
+            0x7f00_0000_1000,
+            context::MAX
+        ])));
+        assert!(callchain_discarded(&chain(&[
+            context::USER,
+            (-3i64) as u64
+        ])));
+    }
 
     #[test]
     fn truncated_sample_is_none_not_panic() {

@@ -196,12 +196,11 @@ impl DwarfContext {
                 if let Some(n) = self.demangled.borrow().get(&*raw) {
                     return Some(n.clone());
                 }
-                let mut n = f.demangle().ok()?.into_owned();
-                if *n.as_bytes() == *raw
-                    && let Some(d) = super::elf::demangle_libstdcxx(&n)
-                {
-                    n = d;
-                }
+                // As the symbol table's names (`elf::demangle`), whatever the unit's language.
+                let n = match std::str::from_utf8(&raw) {
+                    Ok(name) => super::elf::demangle(name),
+                    Err(_) => f.demangle().ok()?.into_owned(),
+                };
                 self.demangled
                     .borrow_mut()
                     .insert(raw.into_owned(), n.clone());

@@ -78,13 +78,26 @@ struct RawSym<'a> {
     name: &'a str,
     weak: bool,
     global: bool,
+    /// The demangled name, made only when an alias at the same address is compared with it.
+    demangled: std::cell::OnceCell<String>,
+}
+
+impl RawSym<'_> {
+    /// The name perf compares aliases by: demangled, as perf stores symbols (`dso__load_sym`
+    /// demangles before `symbol__new`, so `symbols__fixup_duplicate` sees demangled names).
+    fn shown(&self) -> &str {
+        self.demangled.get_or_init(|| demangle(self.name))
+    }
 }
 
 fn leading_underscores(name: &str) -> usize {
     name.bytes().take_while(|&b| b == b'_').count()
 }
 
-/// perf's `choose_best_symbol`: true keeps `a`.
+/// perf's `choose_best_symbol`: true keeps `a`. Names compare as perf holds them, demangled
+/// ([`perf_name`]): of the nine Rust aliases of one `RawVec::grow_one` in cargo, perf 6.1
+/// names the longest demangled one (crate hashes left out), not the longest mangled one; of
+/// two C++ functions folded into one in libLLVM, the longer name without parameters.
 fn prefer_first(a: &RawSym<'_>, b: &RawSym<'_>) -> bool {
     if (a.size == 0) != (b.size == 0) {
         return a.size != 0;
@@ -95,12 +108,13 @@ fn prefer_first(a: &RawSym<'_>, b: &RawSym<'_>) -> bool {
     if a.global != b.global {
         return a.global;
     }
-    let (ua, ub) = (leading_underscores(a.name), leading_underscores(b.name));
+    let (an, bn) = (perf_name(a.shown()), perf_name(b.shown()));
+    let (ua, ub) = (leading_underscores(an), leading_underscores(bn));
     if ua != ub {
         return ua < ub;
     }
-    if a.name.len() != b.name.len() {
-        return a.name.len() > b.name.len();
+    if an.len() != bn.len() {
+        return an.len() > bn.len();
     }
     true
 }
@@ -137,6 +151,7 @@ fn collect_text_symbols<'data: 'file, 'file>(
             name,
             weak: sym.is_weak(),
             global: sym.is_global(),
+            demangled: std::cell::OnceCell::new(),
         });
     }
     n
@@ -272,8 +287,11 @@ impl ElfSymbols {
             name,
             weak: false,
             global: true,
+            demangled: std::cell::OnceCell::new(),
         }));
-        raw.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.name.cmp(b.name)));
+        // Stable: aliases stay in symbol-table order, and an exact tie keeps the first, as
+        // perf's rbtree (equal starts go right) and `symbols__fixup_duplicate` do.
+        raw.sort_by_key(|s| s.start);
         let mut deduped: Vec<RawSym<'_>> = Vec::with_capacity(raw.len());
         for sym in raw {
             match deduped.last_mut() {
@@ -295,7 +313,11 @@ impl ElfSymbols {
                     None => (sym.start & !4095).saturating_add(8192),
                 }
             };
-            symbols.push(ElfSymbol::new(sym.start, end, sym.name.to_owned()));
+            let kept = ElfSymbol::new(sym.start, end, sym.name.to_owned());
+            if let Some(d) = sym.demangled.get() {
+                let _ = kept.demangled.set(d.clone());
+            }
+            symbols.push(kept);
         }
         let anchors: Vec<(String, u64)> = file
             .symbols()
@@ -432,15 +454,83 @@ impl ElfSymbols {
 }
 
 /// Demangles a Rust or C++ symbol name; other names come back unchanged.
+///
+/// Rust first (rustc-demangle: legacy `_ZN…17h<hash>E` names are Rust's, printed as perf's
+/// Rust pass prints them), then C++ by libstdc++'s `__cxa_demangle` (the text of c++filt and
+/// perf; cpp_demangle 0.5 prints an empty pack as `AnalysisManager<llvm::Function, >` and
+/// `0u` as `(unsigned int)0`, seen in every second libLLVM frame of a live recording), then
+/// cpp_demangle when libstdc++ is missing or refuses the name.
 pub(crate) fn demangle(name: &str) -> String {
+    if let Some(d) = addr2line::demangle(name, addr2line::gimli::DW_LANG_Rust) {
+        return d;
+    }
+    if let Some(d) = demangle_libstdcxx(name) {
+        return d;
+    }
     match addr2line::demangle_auto(Cow::Borrowed(name), None) {
-        Cow::Borrowed(_) => demangle_libstdcxx(name).unwrap_or_else(|| name.to_owned()),
+        Cow::Borrowed(_) => name.to_owned(),
         demangled => demangled.into_owned(),
     }
 }
 
-/// Demangles a C++ name cpp_demangle rejects with libstdc++'s own `__cxa_demangle` (GCC's
-/// demangler, the one behind c++filt and perf), loaded at run time. cpp_demangle 0.5 rejects
+/// A demangled name as perf 6.1 prints it. perf demangles C++ without `DMGL_PARAMS`: no
+/// parameter list, cv/ref qualifiers, clone suffixes (`[clone .warm]`) or the return type a
+/// template function's mangled name carries ("void std::vector<…>::_M_realloc_insert<…>(…)"
+/// is "std::vector<…>::_M_realloc_insert<…>"); kvmtrace keeps the full name in
+/// `frames.symbol` and this one in `frames.name`. Other names (C, Rust, Go) come back as
+/// they are: none ends with a parameter list or holds a space outside brackets.
+pub fn perf_name(name: &str) -> &str {
+    let mut name = name.trim();
+    while let Some(at) = name.rfind(" [clone ") {
+        if !name.ends_with(']') {
+            break;
+        }
+        name = name[..at].trim_end();
+    }
+    let mut unqualified = name;
+    while let Some(n) = [" &&", " &", " volatile", " const"]
+        .iter()
+        .find_map(|q| unqualified.strip_suffix(q))
+    {
+        unqualified = n;
+    }
+    if unqualified.ends_with(')') {
+        name = unqualified;
+    }
+    // A trailing "(…)" is the parameter list (not the "()" of `operator()` itself).
+    if name.ends_with(')') && !name.ends_with("operator()") {
+        let mut depth = 0i32;
+        for (i, c) in name.char_indices().rev() {
+            match c {
+                ')' => depth += 1,
+                '(' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        name = &name[..i];
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // A leading return type ends at the last space outside brackets ("unsigned long*
+    // std::__fill_n_a<…>"), not at the one of "operator new".
+    let mut depth = 0i32;
+    let mut at = 0;
+    for (i, c) in name.char_indices() {
+        match c {
+            '<' | '(' | '{' | '[' => depth += 1,
+            '>' | ')' | '}' | ']' => depth -= 1,
+            ' ' if depth == 0 && !name[..i].ends_with("operator") => at = i + 1,
+            _ => {}
+        }
+    }
+    if at < name.len() { &name[at..] } else { name }
+}
+
+/// Demangles a C++ name with libstdc++'s own `__cxa_demangle` (GCC's demangler, the one
+/// behind c++filt and perf), loaded at run time. cpp_demangle 0.5 rejects
 /// names GCC emits, e.g. libstdc++'s `std::__fill_a1`, whose return type holds
 /// `srSt11__is_scalarIT0_E7__value` (GCC's `sr <type>` spelling of
 /// `std::__is_scalar<T>::__value`); a patch to the crate would have to replay libiberty's
@@ -542,4 +632,40 @@ pub fn parse_build_id_note(data: &[u8], little_endian: bool) -> Option<Vec<u8>> 
         at = next;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym(name: &str) -> RawSym<'_> {
+        RawSym {
+            start: 0x1000,
+            size: 100,
+            name,
+            weak: false,
+            global: true,
+            demangled: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Aliases perf 6.1 chose on a live recording (`perf script` on this machine): cargo's
+    /// `RawVec::grow_one` (longest demangled name, where the longest mangled one loses) and two
+    /// C++ functions libLLVM folded into one (longer without parameters, shorter with them).
+    #[test]
+    fn aliases_are_chosen_by_the_names_perf_prints() {
+        let perf = "_RNvMs3_NtCslNYArtu3iFV_5alloc7raw_vecINtB5_6RawVecTNtNtNtNtNtCs26ezDKuLN16_5cargo4core8compiler7timings6report11SectionNameNtBP_11SectionDataEE8grow_oneBX_";
+        let other = "_RNvMs3_NtCslNYArtu3iFV_5alloc7raw_vecINtB5_6RawVecINtCshM9mHYv9SnI_8indexmap6BucketNtNtNtNtCs26ezDKuLN16_5cargo4core8compiler4unit9UnitIndexINtNtB7_3vec3VecNtNtB7_6string6StringEEE8grow_oneB1r_";
+        assert!(other.len() > perf.len());
+        assert!(prefer_first(&sym(perf), &sym(other)));
+        assert!(!prefer_first(&sym(other), &sym(perf)));
+        let perf = "_ZN4llvm9AAResults5ModelINS_21ScopedNoAliasAAResultEE17getModRefInfoMaskERKNS_14MemoryLocationERNS_11AAQueryInfoEb";
+        let other = "_ZN4llvm9AAResults5ModelINS_15GlobalsAAResultEE13getModRefInfoEPKNS_8CallBaseES6_RNS_11AAQueryInfoE";
+        assert!(demangle(other).len() > demangle(perf).len());
+        assert!(!prefer_first(&sym(other), &sym(perf)));
+        assert_eq!(
+            perf_name(&demangle(perf)),
+            "llvm::AAResults::Model<llvm::ScopedNoAliasAAResult>::getModRefInfoMask"
+        );
+    }
 }

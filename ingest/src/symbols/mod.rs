@@ -26,7 +26,7 @@ pub use bundle::{
 pub(crate) use debuginfo::default_debug_dirs;
 pub use debuginfo::{DwarfFrame, find_debug_file, gnu_debuglink_crc32};
 pub(crate) use elf::map_file;
-pub use elf::{ElfLoadSegment, ElfSymbol, ElfSymbols, parse_build_id_note};
+pub use elf::{ElfLoadSegment, ElfSymbol, ElfSymbols, parse_build_id_note, perf_name};
 pub use kallsyms::{
     GUEST_KERNEL_DSO, HOST_KERNEL_DSO, KernelLookup, KernelModule, KernelSymbol,
     KernelSymbolBinding, KernelSymbols, is_idle_symbol, parse_modules,

@@ -1225,6 +1225,13 @@ fn names_cpp_demangle_rejects_demangle_like_cxxfilt() {
     for (mangled, cxxfilt) in cases {
         assert_eq!(elf::demangle(mangled), cxxfilt, "{mangled}");
     }
+    // cpp_demangle 0.5 printed an empty pack as "AnalysisManager<llvm::Function, >".
+    assert_eq!(
+        elf::demangle(
+            "_ZN4llvm15AnalysisManagerINS_8FunctionEJEE10invalidateERS1_RKNS_17PreservedAnalysesE"
+        ),
+        "llvm::AnalysisManager<llvm::Function>::invalidate(llvm::Function&, llvm::PreservedAnalyses const&)"
+    );
     // Names that do not demangle at all are left to the caller.
     assert_eq!(elf::demangle_libstdcxx("_ZsrStXXX"), None);
     assert_eq!(elf::demangle_libstdcxx("main"), None);
@@ -1233,4 +1240,45 @@ fn names_cpp_demangle_rejects_demangle_like_cxxfilt() {
         elf::demangle("_ZN4demo4stepEm"),
         "demo::step(unsigned long)"
     );
+}
+
+/// perf 6.1's text of real libLLVM symbols (`perf script` on a live recording of rustc) from
+/// c++filt's: no parameters, clone suffix or return type; "operator new" keeps its space.
+#[test]
+fn perf_name_is_what_perf_script_prints() {
+    let cases = [
+        (
+            "llvm::AnalysisManager<llvm::Function>::invalidate(llvm::Function&, llvm::PreservedAnalyses const&)",
+            "llvm::AnalysisManager<llvm::Function>::invalidate",
+        ),
+        (
+            "void std::vector<llvm::MCDwarfFrameInfo, std::allocator<llvm::MCDwarfFrameInfo> >::_M_realloc_insert<llvm::MCDwarfFrameInfo>(__gnu_cxx::__normal_iterator<llvm::MCDwarfFrameInfo*, std::vector<llvm::MCDwarfFrameInfo, std::allocator<llvm::MCDwarfFrameInfo> > >, llvm::MCDwarfFrameInfo&&)",
+            "std::vector<llvm::MCDwarfFrameInfo, std::allocator<llvm::MCDwarfFrameInfo> >::_M_realloc_insert<llvm::MCDwarfFrameInfo>",
+        ),
+        (
+            "llvm::GlobalOptPass::run(llvm::Module&, llvm::AnalysisManager<llvm::Module>&) [clone .warm]",
+            "llvm::GlobalOptPass::run",
+        ),
+        (
+            "llvm::raw_ostream::operator<<(unsigned long)",
+            "llvm::raw_ostream::operator<<",
+        ),
+        (
+            "llvm::SCCPSolver::removeNonFeasibleEdges(llvm::BasicBlock*, llvm::DomTreeUpdater&, llvm::BasicBlock*&) const",
+            "llvm::SCCPSolver::removeNonFeasibleEdges",
+        ),
+        ("operator new(unsigned long)", "operator new"),
+        ("(anonymous namespace)::f()", "(anonymous namespace)::f"),
+        (
+            "<alloc::sync::Arc<dyn core::marker::Sync + core::marker::Send>>::drop_slow",
+            "<alloc::sync::Arc<dyn core::marker::Sync + core::marker::Send>>::drop_slow",
+        ),
+        (
+            "entry_SYSCALL_64_after_hwframe",
+            "entry_SYSCALL_64_after_hwframe",
+        ),
+    ];
+    for (full, perf) in cases {
+        assert_eq!(perf_name(full), perf, "{full}");
+    }
 }

@@ -202,46 +202,10 @@ struct Agreement {
     inline_symtab_named: usize,
 }
 
-/// A demangled name as perf 6.1 prints it: no return type, no parameter list, no clone suffix.
+/// A demangled name as perf 6.1 prints it: no return type, no parameter list, no clone suffix
+/// (`perf_name` has its own test against perf's text of real libLLVM names).
 fn perf_style(name: &str) -> String {
-    let mut name = name.trim();
-    while let Some(at) = name.rfind(" [clone ") {
-        if !name.ends_with(']') {
-            break;
-        }
-        name = name[..at].trim_end();
-    }
-    let mut name = name.strip_suffix(" const").unwrap_or(name).to_string();
-    // A trailing "(...)" closing the name is the parameter list (not for `operator()` itself).
-    if name.ends_with(')') && !name.ends_with("operator()") {
-        let mut depth = 0i32;
-        for (i, c) in name.char_indices().rev() {
-            match c {
-                ')' => depth += 1,
-                '(' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        name.truncate(i);
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    // A leading return type ends at the last space outside brackets ("void std::sort<...>",
-    // "unsigned long* std::__fill_n_a<...>"), not at the one in "operator new".
-    let mut depth = 0i32;
-    let mut name_at = 0;
-    for (i, c) in name.char_indices() {
-        match c {
-            '<' | '(' | '{' | '[' => depth += 1,
-            '>' | ')' | '}' | ']' => depth -= 1,
-            ' ' if depth == 0 && !name[..i].ends_with("operator") => name_at = i + 1,
-            _ => {}
-        }
-    }
-    name[name_at..].to_string()
+    kvmtrace_ingest::symbols::perf_name(name).to_string()
 }
 
 /// One inline level of perf's leaf frame, as `perf script --inline -F ...,srcline` prints it.
