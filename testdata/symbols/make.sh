@@ -12,6 +12,12 @@ g++ -g -O2 -fno-omit-frame-pointer -no-pie -o cppinline "$here/src/cppinline.cpp
 rustc -C debuginfo=2 -O -C force-frame-pointers=yes -C panic=abort -C codegen-units=1 \
     -o rustdemo "$here/src/rustdemo.rs"
 gcc -g -O1 -fomit-frame-pointer -o reexec "$here/src/reexec.c"
+# lld's .plt (sh_entsize 0): rustup ships lld as rust-lld; gcc finds it as ld.lld under -B.
+lld=$(mktemp -d)
+ln -s "$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld" "$lld/ld.lld"
+gcc -g -O1 -fno-omit-frame-pointer -fno-builtin-strlen -B"$lld" -fuse-ld=lld -o pltdemo "$here/src/pltdemo.c"
+rm -rf "$lld"
+zstd -q -19 -f -o "$here/pltdemo.zst" pltdemo
 for p in cdemo cppinline rustdemo; do
     perf record -N -q -e cpu-clock:u -F 4000 -g -o "$here/$p.fp.perf.data" "./$p" 0.3
 done

@@ -201,9 +201,12 @@ fn plt_symbols_of<Elf: FileHeader<Endian = Endianness>>(
             (e, e)
         }
     };
-    if entry == 0 {
-        return None;
-    }
+    // A `.plt` whose sh_entsize is 0 (lld's, e.g. rustup's cargo, rustc, rust-lld): perf 6.1
+    // puts every entry's symbol at the start of `.plt`, zero bytes long, after the other
+    // symbols' ends were fixed. Its lookup then goes right at them and finds nothing above that
+    // address, not even the symbol before (`_fini`, which the last-entry rule stretched over
+    // `.plt`): perf prints `[unknown]` there. One such symbol stands for them all.
+    let degenerate = entry == 0;
     let syms: Vec<u32> = match rel.sh_type(endian) {
         object::elf::SHT_RELA => rel
             .data_as_array::<Elf::Rela, _>(endian, data)
@@ -229,6 +232,9 @@ fn plt_symbols_of<Elf: FileHeader<Endian = Endianness>>(
             .map(|n| demangle(&String::from_utf8_lossy(n)))
             .unwrap_or_default();
         out.push((at, entry, format!("{name}@plt")));
+        if degenerate {
+            break;
+        }
         at += entry;
     }
     Some(out)
@@ -281,14 +287,18 @@ impl ElfSymbols {
             collect_text_symbols(&file, file.dynamic_symbols(), &mut raw);
         }
         let plt = plt_symbols(&file);
-        raw.extend(plt.iter().map(|(start, size, name)| RawSym {
-            start: *start,
-            size: *size,
-            name,
-            weak: false,
-            global: true,
-            demangled: std::cell::OnceCell::new(),
-        }));
+        raw.extend(
+            plt.iter()
+                .filter(|p| p.1 > 0)
+                .map(|(start, size, name)| RawSym {
+                    start: *start,
+                    size: *size,
+                    name,
+                    weak: false,
+                    global: true,
+                    demangled: std::cell::OnceCell::new(),
+                }),
+        );
         // Stable: aliases stay in symbol-table order, and an exact tie keeps the first, as
         // perf's rbtree (equal starts go right) and `symbols__fixup_duplicate` do.
         raw.sort_by_key(|s| s.start);
@@ -318,6 +328,11 @@ impl ElfSymbols {
                 let _ = kept.demangled.set(d.clone());
             }
             symbols.push(kept);
+        }
+        // A degenerate `.plt`'s symbol (zero bytes): inserted as it is, it ends the lookup.
+        for (start, _, name) in plt.iter().filter(|p| p.1 == 0) {
+            let at = symbols.partition_point(|s| s.start <= *start);
+            symbols.insert(at, ElfSymbol::new(*start, *start, name.clone()));
         }
         let anchors: Vec<(String, u64)> = file
             .symbols()
@@ -410,11 +425,17 @@ impl ElfSymbols {
         // Nested symbols: look back a few entries for one that still holds the address.
         let first = idx.saturating_sub(8);
         let candidates = self.symbols.get(first..idx)?;
-        candidates
-            .iter()
-            .rev()
-            .find(|s| svma < s.end || s.start == svma)
-            .map(|s| (s, svma - s.start))
+        for s in candidates.iter().rev() {
+            if svma < s.end || s.start == svma {
+                return Some((s, svma - s.start));
+            }
+            // A zero-byte symbol (a degenerate `.plt`'s, see `plt_symbols_of`) below the
+            // address: perf's search turns right at it and never meets the symbols before.
+            if s.start == s.end {
+                return None;
+            }
+        }
+        None
     }
 
     /// Replaces the symbol table with another file's (a stripped binary
@@ -461,6 +482,12 @@ impl ElfSymbols {
 /// `0u` as `(unsigned int)0`, seen in every second libLLVM frame of a live recording), then
 /// cpp_demangle when libstdc++ is missing or refuses the name.
 pub(crate) fn demangle(name: &str) -> String {
+    // A Rust v0 name's `.` suffix (`.warm`, `.cold`, `.llvm.…`): libiberty's demangler (perf's)
+    // stops at the first `.`; rustc-demangle would print it.
+    let name = match name.split_once('.') {
+        Some((v0, _)) if v0.starts_with("_R") => v0,
+        _ => name,
+    };
     if let Some(d) = addr2line::demangle(name, addr2line::gimli::DW_LANG_Rust) {
         return d;
     }
@@ -514,15 +541,40 @@ pub fn perf_name(name: &str) -> &str {
             }
         }
     }
+    // The demangler's special names ("non-virtual thunk to X::~X") start with words, not a
+    // return type.
+    const SPECIAL: [&str; 8] = [
+        "non-virtual thunk to ",
+        "virtual thunk to ",
+        "covariant return thunk to ",
+        "construction vtable for ",
+        "vtable for ",
+        "typeinfo ",
+        "guard variable for ",
+        "transaction clone for ",
+    ];
+    if SPECIAL.iter().any(|p| name.starts_with(p)) {
+        return name;
+    }
     // A leading return type ends at the last space outside brackets ("unsigned long*
-    // std::__fill_n_a<…>"), not at the one of "operator new".
+    // std::__fill_n_a<…>", "decltype(auto) llvm::operator<< <…>"), not at the one of
+    // "operator new" nor before the qualifier of an enclosing function ("f(int)
+    // const::$_0::operator()", a local entity).
     let mut depth = 0i32;
     let mut at = 0;
     for (i, c) in name.char_indices() {
         match c {
             '<' | '(' | '{' | '[' => depth += 1,
             '>' | ')' | '}' | ']' => depth -= 1,
-            ' ' if depth == 0 && !name[..i].ends_with("operator") => at = i + 1,
+            ' ' if depth == 0
+                && !name[..i].ends_with("operator")
+                && !(name[..i].ends_with(')')
+                    && ["const", "volatile", "&"]
+                        .iter()
+                        .any(|q| name[i + 1..].starts_with(q))) =>
+            {
+                at = i + 1
+            }
             _ => {}
         }
     }

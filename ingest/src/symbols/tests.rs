@@ -1232,6 +1232,13 @@ fn names_cpp_demangle_rejects_demangle_like_cxxfilt() {
         ),
         "llvm::AnalysisManager<llvm::Function>::invalidate(llvm::Function&, llvm::PreservedAnalyses const&)"
     );
+    // A Rust v0 name with LLVM's `.warm` suffix, as perf 6.1 prints it (librustc_driver).
+    assert_eq!(
+        elf::demangle(
+            "_RNvXNtNtNtCsdadwybgsbvk_12rustc_middle2ty7context13impl_internerNtB4_6TyCtxtNtNtCsdoLGDhjbLAL_13rustc_type_ir8interner8Interner13alias_ty_kind.warm"
+        ),
+        "<rustc_middle::ty::context::TyCtxt as rustc_type_ir::interner::Interner>::alias_ty_kind"
+    );
     // Names that do not demangle at all are left to the caller.
     assert_eq!(elf::demangle_libstdcxx("_ZsrStXXX"), None);
     assert_eq!(elf::demangle_libstdcxx("main"), None);
@@ -1268,6 +1275,19 @@ fn perf_name_is_what_perf_script_prints() {
             "llvm::SCCPSolver::removeNonFeasibleEdges",
         ),
         ("operator new(unsigned long)", "operator new"),
+        (
+            "decltype(auto) llvm::operator<< <llvm::raw_string_ostream&>(llvm::raw_string_ostream&, llvm::InlineCost const&)",
+            "llvm::operator<< <llvm::raw_string_ostream&>",
+        ),
+        (
+            "non-virtual thunk to llvm::VPInstruction::~VPInstruction()",
+            "non-virtual thunk to llvm::VPInstruction::~VPInstruction",
+        ),
+        // A lambda in a const member function: perf prints the enclosing parameters.
+        (
+            "llvm::ScalarEvolution::LoopGuards::rewrite(llvm::SCEV const*) const::SCEVLoopGuardRewriter::visitAddExpr(llvm::SCEVAddExpr const*)::{lambda(llvm::SCEV const*)#1}::operator()(llvm::SCEV const*) const",
+            "llvm::ScalarEvolution::LoopGuards::rewrite(llvm::SCEV const*) const::SCEVLoopGuardRewriter::visitAddExpr(llvm::SCEVAddExpr const*)::{lambda(llvm::SCEV const*)#1}::operator()",
+        ),
         ("(anonymous namespace)::f()", "(anonymous namespace)::f"),
         (
             "<alloc::sync::Arc<dyn core::marker::Sync + core::marker::Send>>::drop_slow",
@@ -1281,4 +1301,27 @@ fn perf_name_is_what_perf_script_prints() {
     for (full, perf) in cases {
         assert_eq!(perf_name(full), perf, "{full}");
     }
+}
+
+/// lld writes `.plt` with sh_entsize 0 (rustup's cargo, rustc and rust-lld are linked so):
+/// perf 6.1 then makes every PLT symbol zero bytes long at the start of `.plt`, and its lookup
+/// finds nothing above that address, where it would otherwise stretch the last symbol
+/// (`_fini`, zero bytes long) over `.plt`. On a live recording perf printed `[unknown]` for the
+/// samples in cargo's, rustc's and rust-lld's PLT. testdata/symbols/pltdemo is such a binary.
+#[test]
+fn a_zero_entsize_plt_leaves_its_addresses_unnamed_as_perf_does() {
+    let bytes = zstd::decode_all(
+        std::fs::File::open(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/symbols/pltdemo.zst"),
+        )
+        .expect("pltdemo"),
+    )
+    .expect("unzstd");
+    let elf = ElfSymbols::parse(&bytes).expect("parse");
+    let name = |svma: u64| elf.lookup(svma).map(|(s, _)| s.name.clone());
+    // .plt: 0x1940..0x1990 (sh_entsize 0); _fini: 0x1928, size 0; main: 0x1839..0x190e.
+    assert_eq!(name(0x1839).as_deref(), Some("main"));
+    assert_eq!(name(0x1930).as_deref(), Some("_fini"));
+    assert_eq!(name(0x1950), None);
+    assert_eq!(name(0x1985), None);
 }
