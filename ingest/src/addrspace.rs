@@ -72,13 +72,20 @@ impl AddressSpaces {
         *maps = kept;
     }
 
-    /// A new process inherits its parent's mappings (threads share their process's).
-    pub(crate) fn fork(&mut self, guest: bool, pid: i32, ppid: i32) {
+    /// A new process: perf's `machine__process_fork_event` drops what it knew of the pid and
+    /// gives it a copy of its parent's mappings (`clone`), or none (threads share their
+    /// process's).
+    pub(crate) fn fork(&mut self, guest: bool, pid: i32, ppid: i32, clone: bool) {
         if pid == ppid {
             return;
         }
-        if let Some(parent) = self.procs.get(&(guest, ppid)).cloned() {
-            self.procs.insert((guest, pid), parent);
+        match self.procs.get(&(guest, ppid)).cloned().filter(|_| clone) {
+            Some(parent) => {
+                self.procs.insert((guest, pid), parent);
+            }
+            None => {
+                self.procs.remove(&(guest, pid));
+            }
         }
     }
 
@@ -161,8 +168,11 @@ mod tests {
         let tail = a.find(false, 1, 0x4000).cloned();
         assert_eq!(tail.as_ref().map(|m| m.pgoff), Some(0x2000));
         assert!(a.find(false, 1, 0x5000).is_none());
-        a.fork(false, 2, 1);
+        a.fork(false, 2, 1, true);
         assert!(a.find(false, 2, 0x2500).is_some());
+        // perf's synthesized FORK of a running task (PERF_RECORD_MISC_FORK_EXEC): no copy.
+        a.fork(false, 2, 1, false);
+        assert!(a.find(false, 2, 0x2500).is_none());
     }
 
     #[test]

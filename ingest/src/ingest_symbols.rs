@@ -378,7 +378,13 @@ pub(crate) fn write_frames(
                         .filter(|d| !d.is_empty())
                         .or(f.origin.dso.as_deref());
                     let symbol = level.and_then(|l| l.symbol.as_deref());
-                    let name: std::borrow::Cow<'_, str> = match (symbol, dso) {
+                    // perf names the levels of a frame it unwinds as binutils' addr2line does.
+                    let unwound = st.unwound && f.mode.is_user();
+                    let shown = match level.and_then(|l| l.unwound_symbol.as_deref()) {
+                        Some(u) if unwound => Some(u),
+                        _ => symbol,
+                    };
+                    let name: std::borrow::Cow<'_, str> = match (shown, dso) {
                         (Some(s), _) => crate::symbols::perf_name(s).into(),
                         (None, Some(d)) if !d.is_empty() => {
                             format!("[{}]", d.rsplit('/').next().unwrap_or(d)).into()
@@ -402,7 +408,7 @@ pub(crate) fn write_frames(
                     w.str(9, level.and_then(|l| l.file.as_deref()));
                     w.u32(10, level.and_then(|l| l.line));
                     w.str(11, Some(&name));
-                    w.bool(12, Some(st.unwound && f.mode.is_user()));
+                    w.bool(12, Some(unwound));
                     w.end_row()?;
                 }
             }

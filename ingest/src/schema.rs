@@ -324,7 +324,7 @@ pub fn frames() -> TableDoc {
                 Str,
                 false,
                 "-",
-                "the frame name flame graphs use: symbol as perf prints it (C++ without parameters, qualifiers, clone suffix or return type), else `[<dso basename>]` (inferno's rule), else `[unknown]`"
+                "the frame name flame graphs use: symbol as perf prints it (C++ without parameters, qualifiers, clone suffix or return type; in an unwound frame each level as binutils' addr2line names it, as perf does there), else `[<dso basename>]` (inferno's rule), else `[unknown]`"
             ),
             col!(
                 "unwound",

@@ -1038,7 +1038,13 @@ impl Session {
                 Some(t) if type_ == rt::FORK => {
                     self.threads
                         .fork(guest, t.pid, t.tid, t.ppid, t.ptid, Some(t.time));
-                    self.spaces.fork(guest, t.pid, t.ppid);
+                    // perf's synthesized FORK of a task running before the recording says
+                    // PERF_RECORD_MISC_FORK_EXEC: perf does not clone the parent's maps then
+                    // (the task's own MMAPs follow), else stale parent mappings (a shell's
+                    // libc lower in memory) would sit beside the task's.
+                    const MISC_FORK_EXEC: u16 = 1 << 13;
+                    self.spaces
+                        .fork(guest, t.pid, t.ppid, misc & MISC_FORK_EXEC == 0);
                     self.kvm.on_fork(t.pid, t.tid, t.ppid, t.ptid, t.time);
                 }
                 Some(t) => self.threads.exit(guest, t.tid, Some(t.time)),

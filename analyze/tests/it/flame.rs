@@ -495,11 +495,10 @@ fn stacks_with_symbols_and_inlines_equal_perf_script_and_inferno() {
     for rec in ["cppinline.fp", "rustdemo.fp", "cdemo.fp"] {
         check_file_against_perf_with(&dir.join(format!("{rec}.perf.data")), Some(symfs.path()));
     }
-    // DWARF call graph: perf lists the inlined functions. Where binutils' addr2line (perf's)
-    // sees fewer inline levels than the DWARF holds (in `std::sort` with a lambda inlined into
-    // `demo::sort_block`: it names the innermost level `demo::sort_block` at a line of
-    // `std::__final_insertion_sort`), kvmtrace keeps the DWARF's levels: those stacks are
-    // compared by weight only, every other one exactly (`demo::step;demo::rotl` among them).
+    // DWARF call graph: perf lists the inlined functions, named as binutils' addr2line names
+    // them. Where bfd picks other inline levels than the DWARF reading of kvmtrace (inside
+    // `std::sort` with a lambda inlined into `demo::sort_block`), the stacks differ: those are
+    // compared by weight, every other one exactly (`demo::step;demo::rotl` among them).
     let file = dir.join("cppinline.dwarf.perf.data");
     let Some(want) = perf_inferno(&file, Some(symfs.path())) else {
         return;
@@ -527,6 +526,19 @@ fn stacks_with_symbols_and_inlines_equal_perf_script_and_inferno() {
     );
     assert_eq!(got_exact, want_exact);
     assert_eq!(got_sort, want_sort);
+    // Where binutils names the innermost level by the ELF symbol (an inlined template without
+    // a linkage name becomes `demo::sort_block`), the stacks equal perf's.
+    let symtab_leaf: Vec<&str> = want
+        .lines()
+        .filter(|l| {
+            l.rsplit_once(' ')
+                .is_some_and(|(s, _)| s.ends_with(";demo::sort_block"))
+        })
+        .collect();
+    assert!(!symtab_leaf.is_empty());
+    for line in symtab_leaf {
+        assert!(got.lines().any(|g| g == line), "missing: {line}");
+    }
 }
 
 /// Frame-pointer chains walked through code built without frame pointers (rustc's LLVM) hold

@@ -26,10 +26,30 @@ pub(crate) fn default_debug_dirs() -> Vec<PathBuf> {
 pub struct DwarfFrame {
     /// Demangled function name.
     pub function: Option<String>,
+    /// binutils takes the name as the function's linkage name (a mangled name, or any name in
+    /// C): else it names the address by the ELF symbol table.
+    pub linkage: bool,
     /// Source file path as DWARF names it.
     pub file: Option<String>,
     /// 1-based line, when known.
     pub line: Option<u32>,
+}
+
+/// Languages whose names binutils demangles (`mangle_style` ≠ 0 in bfd's dwarf2.c).
+fn mangles(lang: addr2line::gimli::DwLang) -> bool {
+    use addr2line::gimli as g;
+    [
+        g::DW_LANG_C_plus_plus,
+        g::DW_LANG_C_plus_plus_03,
+        g::DW_LANG_C_plus_plus_11,
+        g::DW_LANG_C_plus_plus_14,
+        g::DW_LANG_Java,
+        g::DW_LANG_D,
+        g::DW_LANG_Rust,
+        g::DW_LANG_Ada83,
+        g::DW_LANG_Ada95,
+    ]
+    .contains(&lang)
 }
 
 const fn crc_table() -> [u32; 256] {
@@ -191,6 +211,13 @@ impl DwarfContext {
             return out;
         };
         while let Ok(Some(frame)) = iter.next() {
+            // binutils' `is_linkage`: a mangled linkage name, or any name of a language that
+            // does not mangle (its `mangle_style` is 0: C, Fortran, …).
+            let linkage = frame.function.as_ref().is_some_and(|f| {
+                let mangled = addr2line::gimli::Reader::to_slice(&f.name)
+                    .is_ok_and(|raw| raw.starts_with(b"_Z") || raw.starts_with(b"_R"));
+                mangled || !f.language.is_some_and(mangles)
+            });
             let function = frame.function.as_ref().and_then(|f| {
                 let raw = addr2line::gimli::Reader::to_slice(&f.name).ok()?;
                 if let Some(n) = self.demangled.borrow().get(&*raw) {
@@ -212,6 +239,7 @@ impl DwarfContext {
                 .map_or((None, None), |l| (l.file.map(str::to_owned), l.line));
             out.push(DwarfFrame {
                 function,
+                linkage,
                 file,
                 line,
             });

@@ -63,6 +63,8 @@ pub struct ElfSymbols {
     symbols: Vec<ElfSymbol>,
     /// The synthesized `@plt` symbols (kept when a debug file's symbols replace the rest).
     plt: Vec<ElfSymbol>,
+    /// Where binutils names an address differently from perf: (start, raw name), by start.
+    bfd_names: Vec<(u64, String)>,
     build_id: Option<Vec<u8>>,
     debuglink: Option<(String, u32)>,
     has_dwarf: bool,
@@ -78,11 +80,26 @@ struct RawSym<'a> {
     name: &'a str,
     weak: bool,
     global: bool,
+    /// A synthesized `@plt` symbol (not in the file's symbol table).
+    synthetic: bool,
     /// The demangled name, made only when an alias at the same address is compared with it.
     demangled: std::cell::OnceCell<String>,
 }
 
-impl RawSym<'_> {
+impl<'a> RawSym<'a> {
+    /// A copy (the demangled name is carried when made).
+    fn clone_shallow(&self) -> RawSym<'a> {
+        RawSym {
+            start: self.start,
+            size: self.size,
+            name: self.name,
+            weak: self.weak,
+            global: self.global,
+            synthetic: self.synthetic,
+            demangled: self.demangled.clone(),
+        }
+    }
+
     /// The name perf compares aliases by: demangled, as perf stores symbols (`dso__load_sym`
     /// demangles before `symbol__new`, so `symbols__fixup_duplicate` sees demangled names).
     fn shown(&self) -> &str {
@@ -151,6 +168,7 @@ fn collect_text_symbols<'data: 'file, 'file>(
             name,
             weak: sym.is_weak(),
             global: sym.is_global(),
+            synthetic: false,
             demangled: std::cell::OnceCell::new(),
         });
     }
@@ -296,6 +314,7 @@ impl ElfSymbols {
                     name,
                     weak: false,
                     global: true,
+                    synthetic: true,
                     demangled: std::cell::OnceCell::new(),
                 }),
         );
@@ -303,16 +322,36 @@ impl ElfSymbols {
         // perf's rbtree (equal starts go right) and `symbols__fixup_duplicate` do.
         raw.sort_by_key(|s| s.start);
         let mut deduped: Vec<RawSym<'_>> = Vec::with_capacity(raw.len());
-        for sym in raw {
+        // binutils' choice at each address (`_bfd_elf_find_function`: the larger symbol, then
+        // the first in the table), kept where it is not perf's: (start, raw name).
+        let mut bfd_names: Vec<(u64, String)> = Vec::new();
+        let mut bfd: Option<&RawSym<'_>> = None;
+        let mut settle = |bfd: Option<&RawSym<'_>>, perf: Option<&RawSym<'_>>| {
+            if let (Some(b), Some(p)) = (bfd, perf)
+                && b.start == p.start
+                && b.name != p.name
+            {
+                bfd_names.push((b.start, b.name.to_owned()));
+            }
+        };
+        for sym in &raw {
+            if bfd.is_some_and(|b| b.start != sym.start) {
+                settle(bfd, deduped.last());
+                bfd = None;
+            }
+            if !sym.synthetic && bfd.is_none_or(|b| sym.size > b.size) {
+                bfd = Some(sym);
+            }
             match deduped.last_mut() {
                 Some(last) if last.start == sym.start => {
-                    if !prefer_first(last, &sym) {
-                        *last = sym;
+                    if !prefer_first(last, sym) {
+                        *last = sym.clone_shallow();
                     }
                 }
-                _ => deduped.push(sym),
+                _ => deduped.push(sym.clone_shallow()),
             }
         }
+        settle(bfd, deduped.last());
         let mut symbols = Vec::with_capacity(deduped.len());
         for (i, sym) in deduped.iter().enumerate() {
             let end = if sym.size > 0 {
@@ -359,6 +398,7 @@ impl ElfSymbols {
             segments,
             symbols,
             plt,
+            bfd_names,
             build_id,
             debuglink,
             has_dwarf,
@@ -419,6 +459,18 @@ impl ElfSymbols {
         Some(seg.address.wrapping_add(file_offset - seg.file_offset))
     }
 
+    /// The raw name binutils' `addr2line` gives an SVMA from the symbol table
+    /// (`_bfd_elf_find_function`): the symbol starting closest below it, whatever its size
+    /// (of several at one address the larger, then the first in the table).
+    pub fn bfd_lookup(&self, svma: u64) -> Option<&str> {
+        let idx = self.symbols.partition_point(|s| s.start <= svma);
+        let s = self.symbols.get(idx.checked_sub(1)?)?;
+        match self.bfd_names.binary_search_by_key(&s.start, |b| b.0) {
+            Ok(i) => self.bfd_names.get(i).map(|b| b.1.as_str()),
+            Err(_) => Some(&s.name),
+        }
+    }
+
     /// The symbol holding an SVMA and the offset into it.
     pub fn lookup(&self, svma: u64) -> Option<(&ElfSymbol, u64)> {
         let idx = self.symbols.partition_point(|s| s.start <= svma);
@@ -456,6 +508,7 @@ impl ElfSymbols {
         );
         symbols.sort_by_key(|s| s.start);
         self.symbols = symbols;
+        self.bfd_names = other.bfd_names.clone();
     }
 
     /// The address of the first function symbol with this raw name, or of the
@@ -697,6 +750,7 @@ mod tests {
             name,
             weak: false,
             global: true,
+            synthetic: false,
             demangled: std::cell::OnceCell::new(),
         }
     }

@@ -108,6 +108,11 @@ pub struct ResolvedFrame {
     pub line: Option<u32>,
     /// DSO name: the query's path, `[kernel.kallsyms]`, `[guest.kernel.kallsyms]` or `[module]`.
     pub dso: String,
+    /// The name perf 6.1 gives this level while it unwinds a stack copy, when DWARF describes
+    /// the address: every level named as binutils' `addr2line -f -i` names it (the DWARF name;
+    /// for the innermost level without a linkage name, the ELF symbol `bfd` picks). `None`:
+    /// `symbol` (no DWARF).
+    pub unwound_symbol: Option<String>,
 }
 
 impl ResolvedFrame {
@@ -119,6 +124,7 @@ impl ResolvedFrame {
             file: None,
             line: None,
             dso: dso.to_owned(),
+            unwound_symbol: None,
         }
     }
 }
@@ -579,7 +585,8 @@ impl Symbolizer {
             .lookup(svma)
             .map(|(s, off)| (s.demangled().to_string(), off));
         let dwarf = dso.frames(svma, self.options.inlines);
-        build_frames(symbol, dwarf, &q.dso)
+        let bfd = dso.elf.bfd_lookup(svma).map(elf_demangle);
+        build_frames(symbol, dwarf, bfd, &q.dso)
     }
 
     fn resolve_kernel(
@@ -613,7 +620,7 @@ impl Symbolizer {
                 .lookup(q.addr.wrapping_sub(d.bias))
                 .map(|(s, off)| (s.name.clone(), off))
         });
-        build_frames(symbol, dwarf, &dso_name)
+        build_frames(symbol, dwarf, None, &dso_name)
     }
 }
 
@@ -639,11 +646,18 @@ fn open_dwarf(path: &Path, elf: &ElfSymbols) -> Option<DwarfContext> {
     }
 }
 
+fn elf_demangle(name: &str) -> String {
+    super::elf::demangle(name)
+}
+
 /// Combines the symbol-table hit with DWARF frames: inlined frames keep their
 /// DWARF names, the outermost frame takes the symbol-table name when there is one.
+/// `bfd`: the ELF symbol binutils names an address by (demangled), for the names perf gives
+/// levels while unwinding ([`ResolvedFrame::unwound_symbol`]).
 fn build_frames(
     symbol: Option<(String, u64)>,
     dwarf: Vec<DwarfFrame>,
+    bfd: Option<String>,
     dso: &str,
 ) -> Vec<ResolvedFrame> {
     if dwarf.is_empty() {
@@ -658,6 +672,7 @@ fn build_frames(
             file: None,
             line: None,
             dso: dso.to_owned(),
+            unwound_symbol: None,
         }];
     }
     let n = dwarf.len();
@@ -666,6 +681,12 @@ fn build_frames(
         .enumerate()
         .map(|(i, f)| {
             let outermost = i + 1 == n;
+            // binutils names the innermost level by the ELF symbol when its DWARF entry has
+            // no linkage name (bfd's `_bfd_dwarf2_find_nearest_line`); the callers keep theirs.
+            let unwound_symbol = match (&bfd, i == 0 && !f.linkage) {
+                (Some(b), true) => Some(b.clone()),
+                _ => f.function.clone(),
+            };
             let (name, offset) = match (&symbol, outermost) {
                 (Some((s, o)), true) => (Some(s.clone()), *o),
                 _ => (f.function, 0),
@@ -677,6 +698,7 @@ fn build_frames(
                 file: f.file,
                 line: f.line,
                 dso: dso.to_owned(),
+                unwound_symbol,
             }
         })
         .collect()
