@@ -459,16 +459,18 @@ impl ElfSymbols {
         Some(seg.address.wrapping_add(file_offset - seg.file_offset))
     }
 
-    /// The raw name binutils' `addr2line` gives an SVMA from the symbol table
+    /// The name binutils' `addr2line` gives an SVMA from the symbol table, demangled
     /// (`_bfd_elf_find_function`): the symbol starting closest below it, whatever its size
     /// (of several at one address the larger, then the first in the table).
-    pub fn bfd_lookup(&self, svma: u64) -> Option<&str> {
+    pub fn bfd_lookup(&self, svma: u64) -> Option<Cow<'_, str>> {
         let idx = self.symbols.partition_point(|s| s.start <= svma);
         let s = self.symbols.get(idx.checked_sub(1)?)?;
-        match self.bfd_names.binary_search_by_key(&s.start, |b| b.0) {
-            Ok(i) => self.bfd_names.get(i).map(|b| b.1.as_str()),
-            Err(_) => Some(&s.name),
-        }
+        Some(
+            match self.bfd_names.binary_search_by_key(&s.start, |b| b.0) {
+                Ok(i) => Cow::Owned(demangle(&self.bfd_names.get(i)?.1)),
+                Err(_) => Cow::Borrowed(s.demangled()),
+            },
+        )
     }
 
     /// The symbol holding an SVMA and the offset into it.

@@ -585,7 +585,7 @@ impl Symbolizer {
             .lookup(svma)
             .map(|(s, off)| (s.demangled().to_string(), off));
         let dwarf = dso.frames(svma, self.options.inlines);
-        let bfd = dso.elf.bfd_lookup(svma).map(elf_demangle);
+        let bfd = || dso.elf.bfd_lookup(svma).map(|b| b.into_owned());
         build_frames(symbol, dwarf, bfd, &q.dso)
     }
 
@@ -620,7 +620,7 @@ impl Symbolizer {
                 .lookup(q.addr.wrapping_sub(d.bias))
                 .map(|(s, off)| (s.name.clone(), off))
         });
-        build_frames(symbol, dwarf, None, &dso_name)
+        build_frames(symbol, dwarf, || None, &dso_name)
     }
 }
 
@@ -646,18 +646,14 @@ fn open_dwarf(path: &Path, elf: &ElfSymbols) -> Option<DwarfContext> {
     }
 }
 
-fn elf_demangle(name: &str) -> String {
-    super::elf::demangle(name)
-}
-
 /// Combines the symbol-table hit with DWARF frames: inlined frames keep their
 /// DWARF names, the outermost frame takes the symbol-table name when there is one.
 /// `bfd`: the ELF symbol binutils names an address by (demangled), for the names perf gives
-/// levels while unwinding ([`ResolvedFrame::unwound_symbol`]).
+/// levels while unwinding ([`ResolvedFrame::unwound_symbol`]); asked only where it is used.
 fn build_frames(
     symbol: Option<(String, u64)>,
     dwarf: Vec<DwarfFrame>,
-    bfd: Option<String>,
+    bfd: impl FnOnce() -> Option<String>,
     dso: &str,
 ) -> Vec<ResolvedFrame> {
     if dwarf.is_empty() {
@@ -676,6 +672,7 @@ fn build_frames(
         }];
     }
     let n = dwarf.len();
+    let mut bfd = Some(bfd);
     dwarf
         .into_iter()
         .enumerate()
@@ -683,10 +680,10 @@ fn build_frames(
             let outermost = i + 1 == n;
             // binutils names the innermost level by the ELF symbol when its DWARF entry has
             // no linkage name (bfd's `_bfd_dwarf2_find_nearest_line`); the callers keep theirs.
-            let unwound_symbol = match (&bfd, i == 0 && !f.linkage) {
-                (Some(b), true) => Some(b.clone()),
-                _ => f.function.clone(),
-            };
+            let by_elf = (i == 0 && !f.linkage)
+                .then(|| bfd.take().and_then(|b| b()))
+                .flatten();
+            let unwound_symbol = by_elf.or_else(|| f.function.clone());
             let (name, offset) = match (&symbol, outermost) {
                 (Some((s, o)), true) => (Some(s.clone()), *o),
                 _ => (f.function, 0),
