@@ -18,6 +18,28 @@ ln -s "$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-ll
 gcc -g -O1 -fno-omit-frame-pointer -fno-builtin-strlen -B"$lld" -fuse-ld=lld -o pltdemo "$here/src/pltdemo.c"
 rm -rf "$lld"
 zstd -q -19 -f -o "$here/pltdemo.zst" pltdemo
+# forkdemo: a parent and its exec'd child both map libforkdemo.so (no frame pointers). Record
+# system-wide after the exec (perf synthesizes the child's FORK) in a run where the parent's
+# library lies below the child's.
+gcc -g -O1 -fomit-frame-pointer -fPIC -shared -o libforkdemo.so "$here/src/libforkdemo.c"
+gcc -g -O1 -fomit-frame-pointer -o forkdemo "$here/src/forkdemo.c" -L. -lforkdemo -Wl,-rpath,'$ORIGIN'
+while :; do
+    ./forkdemo parent 1.0 &
+    parent=$!
+    sleep 0.1
+    child=$(pgrep -P "$parent")
+    pb=$(grep -m1 libforkdemo "/proc/$parent/maps" | cut -d- -f1)
+    cb=$(grep -m1 libforkdemo "/proc/$child/maps" | cut -d- -f1)
+    if [ $((0x$pb < 0x$cb)) -eq 1 ]; then
+        timeout -s INT 0.5 perf record -q -a -e cpu-clock:u --call-graph dwarf,4096 -F 2000 \
+            -o "$here/forkdemo.dwarf.perf.data" || true
+        wait "$parent"
+        break
+    fi
+    wait "$parent"
+done
+zstd -q -19 -f -o "$here/forkdemo.zst" forkdemo
+zstd -q -19 -f -o "$here/libforkdemo.so.zst" libforkdemo.so
 for p in cdemo cppinline rustdemo; do
     perf record -N -q -e cpu-clock:u -F 4000 -g -o "$here/$p.fp.perf.data" "./$p" 0.3
 done
