@@ -479,8 +479,8 @@ fn a_sample_of_thread_minus_1_is_left_out_as_by_perf_and_inferno() {
 /// Our recordings of test programs with DWARF (testdata/symbols), folded with symbols by both
 /// sides: perf 6.1 names the functions inlined at an address only while it unwinds a stack
 /// copy (`--call-graph dwarf`), never in a frame-pointer chain, and prints C++ names without
-/// parameters or return type. The debug build of kvmtrace had every inline level in every
-/// stack before.
+/// parameters or return type (kvmtrace put every inline level into every stack, and C++
+/// parameters into names, before).
 #[test]
 fn stacks_with_symbols_and_inlines_equal_perf_script_and_inferno() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/symbols");
