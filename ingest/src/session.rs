@@ -15,7 +15,8 @@ use crate::perf::bytes::u64_at;
 use crate::perf::format::{ColumnKind, EventFormat, FieldValue};
 use crate::perf::header::{AttrEntry, Features, feature};
 use crate::perf::records::{
-    self, CpuMode, Sample, SampleId, callchain_ips, record_type as rt, sample_id_size,
+    self, CpuMode, RecordedChain, Sample, SampleId, callchain_ips, record_type as rt,
+    sample_id_size,
 };
 use crate::perf::tracing::{TracingData, parse_tracing_data};
 use crate::reader::RecordHandler;
@@ -1167,6 +1168,7 @@ impl Session {
         let only_ip;
         let mut unwound = std::mem::take(&mut self.unwound_buf);
         let mut is_unwound = false;
+        let recorded = s.callchain.map(records::classify_callchain);
         let chain: Option<&[u8]> = match (s.callchain, s.branch_stack.as_ref()) {
             // --call-graph dwarf: the kernel part as recorded, then the unwound user stack.
             _ if self.unwind_user(&attr, &s, mode, &mut unwound) => {
@@ -1179,15 +1181,10 @@ impl Session {
             }
             // A corrupt recorded chain perf discards: no frame for a host sample (as below),
             // the ip alone for a guest-mode one (the last arm).
-            (Some(raw), _) if records::callchain_discarded(raw) && !mode.is_guest() => {
+            (Some(_), _) if recorded == Some(RecordedChain::Discarded) && !mode.is_guest() => {
                 Some(&[][..])
             }
-            (Some(raw), _)
-                if !records::callchain_discarded(raw)
-                    && callchain_ips(raw).any(|ip| records::context_mode(ip).is_none()) =>
-            {
-                Some(raw)
-            }
+            (Some(raw), _) if recorded == Some(RecordedChain::Frames) => Some(raw),
             // A host sample whose recorded callchain holds no frame (a user-mode sample of
             // `--call-graph dwarf` that could not be unwound, a user chain the kernel could not
             // walk): perf script prints no frame for it, and inferno-collapse-perf leaves it

@@ -163,25 +163,41 @@ pub mod context {
     pub const MAX: u64 = (-4095i64) as u64;
 }
 
-/// Whether perf 6.1 throws a recorded callchain away: an entry at or above `PERF_CONTEXT_MAX`
-/// that is no context it knows (its `add_callchain_ip` says "invalid callchain context", resets
-/// the cursor and the sample shows no frame). Seen on live recordings: a user chain of garbage
-/// frame pointers that reads `0xffffffffffffffff`. The guest contexts are kept: perf never
-/// meets them (the kernel writes no callchain for a guest-mode sample), kvmtrace's generator
-/// writes them.
+/// What a recorded callchain holds for perf 6.1, in one pass over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordedChain {
+    /// At least one address.
+    Frames,
+    /// Context markers only.
+    NoFrame,
+    /// A value at or above `PERF_CONTEXT_MAX` that is no context perf knows: its
+    /// `add_callchain_ip` says "invalid callchain context", resets the cursor and the sample
+    /// shows no frame. Seen on live recordings: a user chain of garbage frame pointers that
+    /// reads `0xffffffffffffffff`. The guest contexts are known here: perf never meets them
+    /// (the kernel writes no callchain for a guest-mode sample), kvmtrace's generator writes
+    /// them.
+    Discarded,
+}
+
+/// Classifies a recorded (not unwound) callchain: [`context_mode`]'s markers, with
+/// `u64::MAX`, an address only in chains kvmtrace unwinds, taken for the unknown context it is
+/// in a recorded one.
+pub fn classify_callchain(raw: &[u8]) -> RecordedChain {
+    let mut kind = RecordedChain::NoFrame;
+    for ip in callchain_ips(raw) {
+        match context_mode(ip) {
+            _ if ip == u64::MAX => return RecordedChain::Discarded,
+            Some(CpuMode::Unknown) => return RecordedChain::Discarded,
+            Some(_) => {}
+            None => kind = RecordedChain::Frames,
+        }
+    }
+    kind
+}
+
+/// Whether perf 6.1 throws a recorded callchain away ([`RecordedChain::Discarded`]).
 pub fn callchain_discarded(raw: &[u8]) -> bool {
-    callchain_ips(raw).any(|ip| {
-        ip >= context::MAX
-            && !matches!(
-                ip,
-                context::HV
-                    | context::KERNEL
-                    | context::USER
-                    | context::GUEST
-                    | context::GUEST_KERNEL
-                    | context::GUEST_USER
-            )
-    })
+    classify_callchain(raw) == RecordedChain::Discarded
 }
 
 /// The cpumode a callchain context marker switches to, if `ip` is a marker. `u64::MAX` is an

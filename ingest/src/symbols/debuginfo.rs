@@ -211,15 +211,17 @@ impl DwarfContext {
             return out;
         };
         while let Ok(Some(frame)) = iter.next() {
+            let raw = frame.function.as_ref().and_then(|f| {
+                addr2line::gimli::Reader::to_slice(&f.name)
+                    .ok()
+                    .map(|r| (f, r))
+            });
             // binutils' `is_linkage`: a mangled linkage name, or any name of a language that
             // does not mangle (its `mangle_style` is 0: C, Fortran, …).
-            let linkage = frame.function.as_ref().is_some_and(|f| {
-                let mangled = addr2line::gimli::Reader::to_slice(&f.name)
-                    .is_ok_and(|raw| raw.starts_with(b"_Z") || raw.starts_with(b"_R"));
-                mangled || !f.language.is_some_and(mangles)
+            let linkage = raw.as_ref().is_some_and(|(f, raw)| {
+                raw.starts_with(b"_Z") || raw.starts_with(b"_R") || !f.language.is_some_and(mangles)
             });
-            let function = frame.function.as_ref().and_then(|f| {
-                let raw = addr2line::gimli::Reader::to_slice(&f.name).ok()?;
+            let function = raw.and_then(|(f, raw)| {
                 if let Some(n) = self.demangled.borrow().get(&*raw) {
                     return Some(n.clone());
                 }

@@ -74,6 +74,7 @@ pub struct ElfSymbols {
     is_executable_type: bool,
 }
 
+#[derive(Clone)]
 struct RawSym<'a> {
     start: u64,
     size: u64,
@@ -86,20 +87,7 @@ struct RawSym<'a> {
     demangled: std::cell::OnceCell<String>,
 }
 
-impl<'a> RawSym<'a> {
-    /// A copy (the demangled name is carried when made).
-    fn clone_shallow(&self) -> RawSym<'a> {
-        RawSym {
-            start: self.start,
-            size: self.size,
-            name: self.name,
-            weak: self.weak,
-            global: self.global,
-            synthetic: self.synthetic,
-            demangled: self.demangled.clone(),
-        }
-    }
-
+impl RawSym<'_> {
     /// The name perf compares aliases by: demangled, as perf stores symbols (`dso__load_sym`
     /// demangles before `symbol__new`, so `symbols__fixup_duplicate` sees demangled names).
     fn shown(&self) -> &str {
@@ -345,10 +333,10 @@ impl ElfSymbols {
             match deduped.last_mut() {
                 Some(last) if last.start == sym.start => {
                     if !prefer_first(last, sym) {
-                        *last = sym.clone_shallow();
+                        *last = sym.clone();
                     }
                 }
-                _ => deduped.push(sym.clone_shallow()),
+                _ => deduped.push(sym.clone()),
             }
         }
         settle(bfd, deduped.last());
@@ -563,6 +551,11 @@ pub(crate) fn demangle(name: &str) -> String {
 /// they are: none ends with a parameter list or holds a space outside brackets.
 pub fn perf_name(name: &str) -> &str {
     let mut name = name.trim();
+    // Called for every frame row: a name without a space or a closing parenthesis (C, kernel,
+    // most Rust) has nothing to drop, and two memchr scans say so.
+    if !name.contains(' ') && !name.ends_with(')') {
+        return name;
+    }
     while let Some(at) = name.rfind(" [clone ") {
         if !name.ends_with(']') {
             break;

@@ -111,7 +111,7 @@ pub struct ResolvedFrame {
     /// The name perf 6.1 gives this level while it unwinds a stack copy, when DWARF describes
     /// the address: every level named as binutils' `addr2line -f -i` names it (the DWARF name;
     /// for the innermost level without a linkage name, the ELF symbol `bfd` picks). `None`:
-    /// `symbol` (no DWARF).
+    /// the same as `symbol` (or no DWARF), so that most levels carry no second string.
     pub unwound_symbol: Option<String>,
 }
 
@@ -683,11 +683,11 @@ fn build_frames(
             let by_elf = (i == 0 && !f.linkage)
                 .then(|| bfd.take().and_then(|b| b()))
                 .flatten();
-            let unwound_symbol = by_elf.or_else(|| f.function.clone());
-            let (name, offset) = match (&symbol, outermost) {
-                (Some((s, o)), true) => (Some(s.clone()), *o),
-                _ => (f.function, 0),
+            let (name, offset, unwound) = match (&symbol, outermost) {
+                (Some((s, o)), true) => (Some(s.clone()), *o, by_elf.or(f.function)),
+                _ => (f.function, 0, by_elf),
             };
+            let unwound_symbol = unwound.filter(|u| name.as_ref() != Some(u));
             ResolvedFrame {
                 symbol: name,
                 offset,
