@@ -279,6 +279,14 @@ pub(crate) fn write_frames(
         }
     }
     sopts.guest_bundles = bundles;
+    // Without the kernel and guest symbols that failed to load, but still under the user's
+    // --symfs and debug directories (the defaults would resolve this machine's binaries).
+    let fallback = SymbolizeOptions {
+        threads: sopts.threads,
+        debug_dirs: sopts.debug_dirs.clone(),
+        sysroot: sopts.sysroot.clone(),
+        ..SymbolizeOptions::default()
+    };
     let t_new = crate::timing::phase("ingest: frames: symbolizer");
     let symbolizer = match Symbolizer::new(sopts) {
         Ok(s) => s,
@@ -286,10 +294,9 @@ pub(crate) fn write_frames(
             warnings.push(Warning {
                 kind: WarningKind::Symbols,
                 offset: None,
-                message: format!("symbols not loaded: {e}"),
+                message: format!("kernel and guest symbols not loaded: {e}"),
             });
-            Symbolizer::new(SymbolizeOptions::default())
-                .map_err(|e| Error::Invalid(e.to_string()))?
+            Symbolizer::new(fallback).map_err(|e| Error::Invalid(e.to_string()))?
         }
     };
 

@@ -205,11 +205,24 @@ pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
 }
 
 /// Writes `path` through a temporary file beside it, renamed over `path` once complete: a
-/// failed or interrupted run never leaves a half-written graph under the final name.
+/// failed or interrupted run never leaves a half-written graph under the final name. A path
+/// that exists and is no regular file (`/dev/null`, a FIFO, a terminal) is written in place:
+/// a rename would replace the device with a file.
 fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        write(&mut out)?;
+        return out
+            .flush()
+            .with_context(|| format!("writing {}", path.display()));
+    }
     let name = path
         .file_name()
         .with_context(|| format!("{} is not a file name", path.display()))?;

@@ -272,3 +272,48 @@ fn sigkill_leaves_old_dataset_or_nothing() {
     assert_consistent(&ds2);
     assert_eq!(committed(&ds2).len(), before.len() + 1);
 }
+
+/// `-o` naming a FIFO (as `/dev/null` or a terminal, no regular file): the graph goes into it,
+/// and it stays a FIFO. The write through a temporary file and a rename had replaced such a
+/// path with a regular file (on this machine `kvmtrace flame … -o /dev/null` turned /dev/null
+/// into a file, and every later reader of /dev/null saw kvmtrace's output).
+#[test]
+fn output_to_a_fifo_writes_into_it_and_keeps_it() {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fifo = dir.path().join("out.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            std::fs::File::open(&fifo)
+                .expect("open fifo")
+                .read_to_string(&mut text)
+                .expect("read fifo");
+            text
+        })
+    };
+    let mut cmd = kvmtrace();
+    cmd.arg("flame")
+        .arg(good_file())
+        .args(["--folded", "-o"])
+        .arg(&fifo);
+    let (code, err) = run(&mut cmd);
+    assert_eq!(code, 0, "{err}");
+    // Checked before waiting for the reader: were the FIFO replaced, its reader would wait
+    // for a writer forever.
+    let kind = std::fs::symlink_metadata(&fifo).expect("fifo").file_type();
+    assert!(kind.is_fifo(), "{} is no longer a FIFO", fifo.display());
+    let through_fifo = reader.join().expect("reader");
+    let to_stdout = kvmtrace()
+        .arg("flame")
+        .arg(good_file())
+        .args(["--folded", "-o", "-"])
+        .output()
+        .expect("run");
+    assert!(!through_fifo.is_empty());
+    assert_eq!(through_fifo, String::from_utf8_lossy(&to_stdout.stdout));
+}

@@ -1031,3 +1031,41 @@ fn symbols_readme_matches_folder() {
         "README promises cppinline.dwarf.perf.data"
     );
 }
+
+/// A kallsyms that does not parse costs the kernel symbols only: the binaries still resolve
+/// under `--symfs` (the fallback had resolved this machine's paths instead, and left the test
+/// binaries unnamed). The reference: the functions perf names in cdemo.fp.
+#[test]
+fn an_unreadable_kallsyms_keeps_the_symfs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let symfs = tmp.path().join("symfs");
+    let debug = tmp.path().join("no-debug");
+    std::fs::create_dir_all(&debug).expect("mkdir");
+    unpack_binaries(&symfs);
+    let bad = tmp.path().join("kallsyms");
+    std::fs::write(&bad, "not a kallsyms line\n").expect("write");
+    let mut opts = kvmtrace_ingest::Options::default();
+    opts.output = tmp.path().join("ds");
+    opts.threads = 2;
+    opts.symfs = Some(symfs);
+    opts.debug_dirs = vec![debug];
+    opts.kallsyms = Some(bad);
+    let file = testdata().join("symbols").join("cdemo.fp.perf.data");
+    kvmtrace_ingest::run(&file, &opts).expect("ingest");
+    let ours: std::collections::BTreeSet<String> = kvmtrace_samples(&opts.output)
+        .values()
+        .flatten()
+        .filter(|f| f.dso().ends_with("/cdemo"))
+        .filter_map(|f| f.symbol().map(str::to_owned))
+        .collect();
+    let perf: std::collections::BTreeSet<String> = parse_perf_script(&zstd_text(
+        &testdata().join("symbols").join("cdemo.fp.script.txt.zst"),
+    ))
+    .iter()
+    .flat_map(|s| &s.frames)
+    .filter(|f| f.dso.ends_with("/cdemo"))
+    .filter_map(|f| f.symbol.clone())
+    .collect();
+    assert!(!perf.is_empty());
+    assert_eq!(ours, perf);
+}
