@@ -71,22 +71,39 @@ if TRUTH:
 h = top.head(12).filter(pl.col("symbol").is_not_null())
 fig, ax = plt.subplots(figsize=(8, 4)); ax.barh(h["symbol"].to_list()[::-1], (h["exit_ns"] / 1e6).to_list()[::-1]); ax.set_xlabel("exit time (ms)")"""],
 
-"03_flame_polars.ipynb": ["# Flame-graph-style aggregation in polars\nsamples ⋈ frames (host) and guest_samples ⋈ guest_frames, grouped by the whole stack (root first), as folded lines `a;b;c count`.", SETUP,
-"""def folded(samples, frames):
-    s = scan(samples).filter(pl.col("stack_id").is_not_null()).select("host", "recording", "stack_id", "comm")
-    f = (scan(frames).sort("host", "recording", "stack_id", "frame_idx", "inline_depth", descending=[False, False, False, True, True])
-         .with_columns(pl.col("name").fill_null(pl.col("symbol")).fill_null("[unknown]"))
+"03_flame_polars.ipynb": ["# Flame-graph-style aggregation in polars\nsamples ⋈ stacks ⋈ frames (host) and guest_samples ⋈ guest_stacks ⋈ guest_frames, grouped by the whole stack (root first), as folded lines `a;b;c count`. `stacks.frame_ids` lists each stack's frames leaf first; a frame's inline levels go outermost first (inline_depth 0).", SETUP,
+"""def folded(samples, stacks, frames, events):
+    # Profile events only (tracepoints are no profile: their samples fall where the event fires).
+    profile = scan(events).filter(pl.col("type") != 2).select("host", "recording", "event_idx")  # 2: PERF_TYPE_TRACEPOINT
+    s = (scan(samples).filter(pl.col("stack_id").is_not_null()).join(profile, on=["host", "recording", "event_idx"])
+         .select("host", "recording", "stack_id", "comm"))
+    # One row per stack position (pos 0 = leaf), then the frame's levels.
+    pos = (scan(stacks).select("host", "recording", "stack_id", "frame_ids")
+           .with_columns(pos=pl.int_ranges(pl.col("frame_ids").list.len()))
+           .explode("frame_ids", "pos").rename({"frame_ids": "frame_id"}))
+    names = scan(frames).select("host", "recording", "frame_id", "inline_depth",
+                                name=pl.col("name").fill_null(pl.col("symbol")).fill_null("[unknown]"))
+    f = (pos.join(names, on=["host", "recording", "frame_id"])
+         .sort("host", "recording", "stack_id", "pos", "inline_depth", descending=[False, False, False, True, False])
          .group_by("host", "recording", "stack_id", maintain_order=True).agg(stack=pl.col("name").str.join(";")))
     return (s.join(f, on=["host", "recording", "stack_id"], how="left")
              .with_columns(stack=pl.col("comm").fill_null("?") + pl.lit(";") + pl.col("stack").fill_null(""))
              .group_by("stack").agg(n_samples=pl.len()).sort("n_samples", descending=True).collect())
-host = folded("samples", "frames"); guest = folded("guest_samples", "guest_frames")
+host = folded("samples", "stacks", "frames", "events"); guest = folded("guest_samples", "guest_stacks", "guest_frames", "guest_events")
 print(host.head(10)); print(guest.head(10))""",
-"""n_host = scan("samples").filter(pl.col("stack_id").is_not_null()).select(pl.len()).collect().item()
-n_guest = scan("guest_samples").filter(pl.col("stack_id").is_not_null()).select(pl.len()).collect().item()
+"""def n_profile(samples, events):
+    profile = scan(events).filter(pl.col("type") != 2).select("host", "recording", "event_idx")
+    return scan(samples).filter(pl.col("stack_id").is_not_null()).join(profile, on=["host", "recording", "event_idx"]).select(pl.len()).collect().item()
+n_host = n_profile("samples", "events"); n_guest = n_profile("guest_samples", "guest_events")
 assert host["n_samples"].sum() == n_host and guest["n_samples"].sum() == n_guest
 if TRUTH:
     assert n_guest == sum(v["guest_samples"] for v in TRUTH["vms"]), n_guest
+    # The generator's folded ground truth: every host process that is no vCPU thread folds as
+    # it says (comm with spaces as `_`, as inferno writes it).
+    want = dict(l.rsplit(" ", 1) for l in open("../testdata/synth-small/folded.txt").read().splitlines() if not l.startswith("VM "))
+    got = {s.replace(" ", "_", s.index(";")) if ";" in s else s: n for s, n in host.iter_rows()}
+    assert want and all(got.get(k) == int(v) for k, v in want.items()), [(k, v, got.get(k)) for k, v in want.items() if got.get(k) != int(v)][:5]
+    print(len(want), "host stacks equal the generator's folded.txt")
 print(n_host, n_guest)
 leaf = host.with_columns(leaf=pl.col("stack").str.split(";").list.last()).group_by("leaf").agg(pl.col("n_samples").sum()).sort("n_samples", descending=True).head(12)
 fig, ax = plt.subplots(figsize=(8, 4)); ax.barh(leaf["leaf"].to_list()[::-1], leaf["n_samples"].to_list()[::-1]); ax.set_xlabel("host samples (self)")"""],
@@ -95,7 +112,7 @@ fig, ax = plt.subplots(figsize=(8, 4)); ax.barh(leaf["leaf"].to_list()[::-1], le
 """import duckdb
 con = duckdb.connect()
 rec = ",".join(f"'{r}'" for r in committed())
-for t in ["exits", "vms", "samples", "frames"]:
+for t in ["exits", "vms", "samples", "stacks", "frames"]:
     con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{table(t)}', hive_partitioning = true) WHERE recording IN ({rec})")
 by_reason = con.sql("SELECT reason_name, count(*) AS n, sum(duration_ns) AS total_ns FROM exits WHERE entry_time_ns IS NOT NULL GROUP BY 1 ORDER BY n DESC").pl()
 by_vcpu = con.sql("SELECT v.name, e.vcpu, count(*) AS n, sum(e.duration_ns) AS total_ns FROM exits e LEFT JOIN vms v USING (host, recording, vm_pid) WHERE e.entry_time_ns IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2").pl()
@@ -108,7 +125,8 @@ print(by_reason); print(by_vcpu)""",
 hist = con.sql("SELECT reason_name, floor(log2(greatest(duration_ns, 1)))::INT AS log2_ns, count(*) AS n FROM exits WHERE entry_time_ns IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2").pl()
 assert hist["n"].sum() == by_reason["n"].sum()
 # Flame-style: folded host stacks.
-folded = con.sql(\"\"\"WITH f AS (SELECT host, recording, stack_id, string_agg(coalesce(name, symbol, '[unknown]'), ';' ORDER BY frame_idx DESC, inline_depth DESC) AS stack FROM frames GROUP BY ALL)
+folded = con.sql(\"\"\"WITH p AS (SELECT host, recording, stack_id, unnest(frame_ids) AS frame_id, unnest(generate_series(1, len(frame_ids))) AS pos FROM stacks),
+  f AS (SELECT host, recording, stack_id, string_agg(coalesce(name, symbol, '[unknown]'), ';' ORDER BY pos DESC, inline_depth) AS stack FROM p JOIN frames USING (host, recording, frame_id) GROUP BY ALL)
   SELECT s.comm || ';' || coalesce(f.stack, '') AS stack, count(*) AS n_samples FROM samples s LEFT JOIN f USING (host, recording, stack_id) WHERE s.stack_id IS NOT NULL GROUP BY 1 ORDER BY 2 DESC\"\"\").pl()
 assert folded["n_samples"].sum() == con.execute("SELECT count(*) FROM samples WHERE stack_id IS NOT NULL").fetchone()[0]
 print(folded.head(5))

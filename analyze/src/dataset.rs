@@ -9,7 +9,7 @@ use polars::prelude::*;
 use crate::error::{Error, pl};
 
 /// The newest schema version this analysis understands.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One committed recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,7 +247,7 @@ impl Dataset {
 /// `lf` (the file at `path`) cut into consecutive frames of at most `rows` rows, by the row
 /// count in its footer; the whole file when that cannot be read (its error surfaces when
 /// collected).
-fn windows(path: &Path, lf: LazyFrame, rows: usize) -> Vec<LazyFrame> {
+pub(crate) fn windows(path: &Path, lf: LazyFrame, rows: usize) -> Vec<LazyFrame> {
     let rows = rows.max(1);
     let n = std::fs::File::open(path)
         .ok()
@@ -271,7 +271,7 @@ fn with_partition(lf: LazyFrame, rec: &Recording) -> LazyFrame {
 }
 
 /// One Parquet file of a table, hive partitioning off.
-fn scan_file(path: &Path, table: &str) -> Result<LazyFrame, Error> {
+pub(crate) fn scan_file(path: &Path, table: &str) -> Result<LazyFrame, Error> {
     let args = ScanArgsParquet {
         hive_options: HiveOptions {
             enabled: Some(false),

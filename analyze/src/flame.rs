@@ -372,19 +372,13 @@ impl Stacks {
         s.leaf_symbol.map(|id| self.names.text(id))
     }
 
-    /// Adds the stacks `p` built over rows of recording data, its ids made ours.
-    fn absorb(&mut self, p: PartStacks<'_>) {
-        let remap: Vec<u32> = p.texts.iter().map(|t| self.names.id(t)).collect();
+    /// Adds the stacks `p` built over rows of a stacks table (names already ours).
+    fn absorb(&mut self, p: PartStacks) {
         let base = self.ids.len() as u32;
-        self.ids.extend(
-            p.ids
-                .iter()
-                .map(|&i| remap.get(i as usize).copied().unwrap_or(0)),
-        );
+        self.ids.extend_from_slice(&p.ids);
         self.by_key.reserve(p.out.len());
         for (k, mut e) in p.out {
             e.start += base;
-            e.leaf_symbol = e.leaf_symbol.and_then(|i| remap.get(i as usize).copied());
             self.by_key.insert(k, e);
         }
     }
@@ -498,377 +492,337 @@ fn i32s(df: &DataFrame, table: &str, name: &str) -> Result<Vec<Option<i32>>, Err
         .collect())
 }
 
-/// One row of a frames table, as [`load_stacks`] needs it.
-struct FrameRow<'a> {
-    frame_idx: Option<u32>,
-    depth: Option<u32>,
-    addr: Option<u64>,
-    guest: bool,
-    symbol: Option<&'a str>,
-    sym_offset: Option<u64>,
-    name: Option<&'a str>,
-    dso: Option<&'a str>,
-}
-
-/// Rows of a frames table read at a time ([`Options::frame_batch_rows`]), one row group of
-/// ingest's: memory holds one batch of frames, not the table (read whole, the 4.2 M frames of
-/// a 100 MB recording made flame's RSS 1 GB, and the kernel zeroing fresh pages cost more than
-/// building the stacks).
+/// Rows of a stacks table read at a time ([`Options::frame_batch_rows`]), one row group of
+/// ingest's: memory holds one batch of stacks, not the table.
 pub const FRAME_BATCH_ROWS: usize = 1 << 18;
 
-/// Loads a frames table (`frames` or `guest_frames`) into names per (recording, stack_id), and
-/// guest code addresses into `rips`.
+/// The frames of one recording, by frame_id: each one's names as a stack shows them.
+#[derive(Debug, Default)]
+struct FrameTable {
+    /// Where a frame's names (outermost function first, then what is inlined into it, those
+    /// kept by [`Options::inline`]) start in `ids`, and how many; `UNKNOWN` when the frames
+    /// table has no such frame. 8 bytes a frame: stacks look up ~9 M of them at random.
+    spans: Vec<(u32, u32)>,
+    /// Symbol of the function containing the address (inline depth 0, an id of the names)
+    /// and the address, for a stack's leaf.
+    leaf: Vec<(Option<u32>, Option<u64>)>,
+    ids: Vec<u32>,
+}
+
+impl FrameTable {
+    const UNKNOWN: (u32, u32) = (u32::MAX, 0);
+
+    /// The names of frame `id`, None when the table has no such frame.
+    fn names(&self, id: u32) -> Option<&[u32]> {
+        let &(a, n) = self.spans.get(id as usize)?;
+        if (a, n) == Self::UNKNOWN {
+            return None;
+        }
+        self.ids.get(a as usize..a as usize + n as usize)
+    }
+
+    fn leaf(&self, id: u32) -> (Option<u32>, Option<u64>) {
+        self.leaf.get(id as usize).copied().unwrap_or_default()
+    }
+}
+
+/// Loads a stacks table (`stacks` or `guest_stacks`) and its frames table (`frames` or
+/// `guest_frames`) into names per (recording, stack_id), and guest code addresses into `rips`.
 ///
-/// Frames are ordered per stack root first (frame_idx descending), each frame's outermost
-/// function before what is inlined into it (inline_depth ascending). Ingest writes each stack's
-/// rows together in stack order, so the table is read in batches as a stream of stacks (the
-/// rows of a stack cut by a batch's end are carried into the next); only a file that is not
-/// grouped that way is read whole and sorted by polars.
+/// Each distinct frame's names are made once, from the frames table (a 100 MB `-g -a`
+/// recording: ~1 M frames for ~9 M callchain positions); a stack is then the names of its
+/// `frame_ids`, root first. The stacks table is read in batches, each cut into parts built in
+/// parallel and absorbed in row order.
 fn load_stacks(
     ds: &Dataset,
+    stacks_table: &str,
     table: &str,
     opts: &Options,
     recs: &mut Recordings,
     rips: &mut RipIndex,
 ) -> Result<Stacks, Error> {
     let mut stacks = Stacks::default();
-    if !ds.has(table) {
+    if !ds.has(table) || !ds.has(stacks_table) {
         return Ok(stacks);
     }
-    let mut exact: FastMap<(u32, u64), String> = FastMap::default();
-    let mut starts: BTreeMap<(u32, u64), String> = BTreeMap::new();
-    // Which inline levels are frames: datasets made before `unwound` existed have none
-    // marked, so they get perf's rule for frame-pointer stacks (no inlined functions).
+    let schema = ds.scan(table)?.collect_schema().map_err(pl(table))?;
+    if !schema.contains("frame_id") {
+        return Err(Error::Invalid(format!(
+            "{}: its {table} table has a row per stack and frame (written by kvmtrace before schema version 2); ingest the recording again with this kvmtrace",
+            ds.root().display()
+        )));
+    }
     let inline_filter = match opts.inline {
         Inline::All => None,
         Inline::None => Some(col("inline_depth").eq(lit(0u32))),
-        Inline::Unwound => {
-            let schema = ds.scan(table)?.collect_schema().map_err(pl(table))?;
-            Some(if schema.contains("unwound") {
-                col("inline_depth").eq(lit(0u32)).or(col("unwound"))
-            } else {
-                col("inline_depth").eq(lit(0u32))
-            })
-        }
+        Inline::Unwound => Some(col("inline_depth").eq(lit(0u32)).or(col("unwound"))),
     };
-    let select = |lf: LazyFrame| {
-        let lf = match opts.max_stack {
-            Some(m) => lf.filter(col("frame_idx").lt(lit(m))),
-            None => lf,
-        };
+    let mut tables: FastMap<u32, FrameTable> = FastMap::default();
+    let mut exact: FastMap<(u32, u64), String> = FastMap::default();
+    let mut starts: BTreeMap<(u32, u64), String> = BTreeMap::new();
+    let t = crate::timing::phase("flame: read frames");
+    for (path, rec) in ds.files(table) {
+        let r = recs.id(&rec.recording);
+        let lf = crate::dataset::scan_file(&path, table)?;
         let lf = match &inline_filter {
             Some(f) => lf.filter(f.clone()),
             None => lf,
         };
-        lf.select([
-            col("stack_id"),
-            col("frame_idx"),
-            col("inline_depth"),
-            col("addr"),
-            col("cpumode")
-                .str()
-                .starts_with(lit("guest"))
-                .alias("guest"),
-            col("symbol"),
-            col("sym_offset"),
-            col("name"),
-            col("dso"),
-        ])
-    };
-    // One partition file at a time: its recording is known, not read per row.
-    for (rec, whole, batches) in ds.scan_parts_batches(table, opts.frame_batch_rows)? {
-        let r = recs.id(&rec);
-        let mut carry: Option<DataFrame> = None;
-        let mut last: Option<u32> = None;
-        let n_batches = batches.len();
-        let mut grouped = true;
-        for (k, lf) in batches.into_iter().enumerate() {
-            let t = crate::timing::phase("flame: read frames");
-            let df = select(lf).collect().map_err(pl(table))?;
-            drop(t);
-            let df = match carry.take() {
-                Some(mut c) => {
-                    c.vstack_mut(&df).map_err(pl(table))?;
-                    c
-                }
-                None => df,
-            };
-            let last_batch = k + 1 == n_batches;
-            let Some(done) = stacks_of_grouped(&df, table, r, &mut last, last_batch)? else {
-                grouped = false;
-                break;
-            };
-            for mut p in done.parts {
-                absorb_rips(&mut exact, &mut starts, &mut p);
-                stacks.absorb(p);
-            }
-            if done.rest < df.height() {
-                carry = Some(df.slice(done.rest as i64, df.height() - done.rest));
-            }
-        }
-        if !grouped {
-            // Read whole and sorted: every stack of the file is built again (replacing any
-            // built from the batches before the disorder showed).
-            let df = select(whole)
-                .sort_by_exprs(
-                    [col("stack_id")],
-                    SortMultipleOptions::default().with_maintain_order(true),
-                )
-                .collect()
-                .map_err(pl(table))?;
-            let Some(done) = stacks_of_grouped(&df, table, r, &mut None, true)? else {
-                return Err(Error::Invalid(format!(
-                    "{table}: rows not grouped by stack after sorting"
-                )));
-            };
-            for mut p in done.parts {
-                absorb_rips(&mut exact, &mut starts, &mut p);
-                stacks.absorb(p);
-            }
-        }
+        let df = lf
+            .select([
+                col("frame_id"),
+                col("inline_depth"),
+                col("addr"),
+                col("cpumode")
+                    .str()
+                    .starts_with(lit("guest"))
+                    .alias("guest"),
+                col("symbol"),
+                col("sym_offset"),
+                col("name"),
+                col("dso"),
+            ])
+            .collect()
+            .map_err(pl(table))?;
+        // Ingest writes the rows in that order; another writer's file is sorted here.
+        let df = if sorted_by_frame(&df, table)? {
+            df
+        } else {
+            df.sort(
+                ["frame_id", "inline_depth"],
+                SortMultipleOptions::default().with_maintain_order(true),
+            )
+            .map_err(pl(table))?
+        };
+        let ft = tables.entry(r).or_default();
+        add_frames(
+            &df,
+            table,
+            r,
+            ft,
+            &mut stacks.names,
+            &mut exact,
+            &mut starts,
+        )?;
     }
+    drop(t);
     rips.exact.extend(exact);
     rips.starts
         .extend(starts.into_iter().map(|((r, s), n)| (r, s, n)));
     rips.starts.sort();
     rips.starts.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+
+    let max_stack = opts.max_stack.map_or(usize::MAX, |m| m as usize);
+    let empty = FrameTable::default();
+    for (path, rec) in ds.files(stacks_table) {
+        let r = recs.id(&rec.recording);
+        let ft = tables.get(&r).unwrap_or(&empty);
+        let lf = crate::dataset::scan_file(&path, stacks_table)?;
+        for lf in crate::dataset::windows(&path, lf, opts.frame_batch_rows) {
+            let t = crate::timing::phase("flame: read stacks");
+            let df = lf
+                .select([col("stack_id"), col("frame_ids")])
+                .collect()
+                .map_err(pl(stacks_table))?;
+            drop(t);
+            let _t = crate::timing::phase("flame: build stacks");
+            let n = df.height();
+            let n_parts = (rayon::current_num_threads() * 4).clamp(1, n.max(1));
+            let parts: Vec<PartStacks> = (0..n_parts)
+                .into_par_iter()
+                .map(|k| {
+                    let (a, z) = (k * n / n_parts, (k + 1) * n / n_parts);
+                    stacks_of_part(&df.slice(a as i64, z - a), stacks_table, r, ft, max_stack)
+                })
+                .collect::<Result<_, _>>()?;
+            for p in parts {
+                stacks.absorb(p);
+            }
+        }
+    }
     Ok(stacks)
 }
 
-/// Takes a part's guest code addresses (parts in row order): a later row's `exact` name
-/// replaces an earlier one's, the first `starts` entry stays.
-fn absorb_rips(
-    exact: &mut FastMap<(u32, u64), String>,
-    starts: &mut BTreeMap<(u32, u64), String>,
-    p: &mut PartStacks<'_>,
-) {
-    for (k, id) in p.exact.drain() {
-        let name = p.texts.get(id as usize).map_or("", |t| t);
-        exact.insert(k, name.to_string());
+/// Whether the rows of a frames table are in (frame_id, inline_depth) order.
+fn sorted_by_frame(df: &DataFrame, table: &str) -> Result<bool, Error> {
+    let ids = column(df, table, "frame_id")?.u32().map_err(pl(table))?;
+    let depths = column(df, table, "inline_depth")?
+        .u32()
+        .map_err(pl(table))?;
+    let mut prev: Option<(Option<u32>, Option<u32>)> = None;
+    for key in ids.iter().zip(depths.iter()) {
+        if prev.is_some_and(|p| p > key) {
+            return Ok(false);
+        }
+        prev = Some(key);
     }
-    for (k, v) in p.starts.drain() {
-        starts.entry(k).or_insert(v);
-    }
+    Ok(true)
 }
 
-/// The stacks of a batch, and where the rows left for the next batch start.
-struct Grouped {
-    /// In row order.
-    parts: Vec<PartStacks<'static>>,
-    rest: usize,
-}
-
-/// Builds the stacks of a batch of one partition file (recording `r`) whose rows are grouped
-/// by stack_id in increasing order (continuing from `last`, the previous batch's last id); the
-/// last stack is left for the next batch unless this is the final one. None (and nothing
-/// built) when the rows are not grouped.
-fn stacks_of_grouped(
+/// Adds the frames of `df` (rows of a frames table of recording `r`, sorted by frame_id and
+/// inline depth) to `ft`, their names to `names`, guest code addresses to `exact` and `starts`.
+fn add_frames(
     df: &DataFrame,
     table: &str,
     r: u32,
-    last: &mut Option<u32>,
-    final_batch: bool,
-) -> Result<Option<Grouped>, Error> {
-    let stack_ids = column(df, table, "stack_id")?.u32().map_err(pl(table))?;
-    // Grouped: stack ids never decrease (checked first, so that nothing is half built).
-    // On the way, cut the rows at stack boundaries into a few parts per thread.
-    let n = df.height();
-    let n_parts = (rayon::current_num_threads() * 4).max(1);
-    let mut cuts: Vec<usize> = vec![0];
-    let mut prev = *last;
-    let mut last_start = 0;
-    for (i, s) in stack_ids.iter().enumerate() {
-        let Some(s) = s else { continue };
-        if prev.is_some_and(|p| s < p) {
-            return Ok(None);
-        }
-        if prev != Some(s) {
-            last_start = i;
-            let next_cut = cuts.len() * n / n_parts;
-            if i >= next_cut && i > 0 {
-                cuts.push(i);
-            }
-        }
-        prev = Some(s);
-    }
-    *last = prev;
-    let rest = if final_batch { n } else { last_start };
-    cuts.retain(|&c| c < rest);
-    cuts.push(rest);
-    // Built in parallel, absorbed in row order: the same stacks as one pass over all rows.
-    let parts: Vec<PartStacks<'static>> = cuts
-        .windows(2)
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(|w| match w {
-            [a, z] => stacks_of_part(&df.slice(*a as i64, z - a), table, r),
-            _ => Ok(PartStacks::default()),
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Some(Grouped { parts, rest }))
-}
-
-/// The stacks of `df`'s rows (grouped by stack_id) of recording `r`.
-fn stacks_of_part(df: &DataFrame, table: &str, r: u32) -> Result<PartStacks<'static>, Error> {
-    let mut b = PartStacks::default();
+    ft: &mut FrameTable,
+    names: &mut Names,
+    exact: &mut FastMap<(u32, u64), String>,
+    starts: &mut BTreeMap<(u32, u64), String>,
+) -> Result<(), Error> {
     let c = |name: &str| column(df, table, name);
-    let str_iter =
-        |name: &str| -> Result<_, Error> { Ok(c(name)?.str().map_err(pl(table))?.iter()) };
-    let u32_iter =
-        |name: &str| -> Result<_, Error> { Ok(c(name)?.u32().map_err(pl(table))?.iter()) };
-    let u64_iter =
-        |name: &str| -> Result<_, Error> { Ok(c(name)?.u64().map_err(pl(table))?.iter()) };
-    let mut stack = u32_iter("stack_id")?;
-    let mut frame_idx = u32_iter("frame_idx")?;
-    let mut depth = u32_iter("inline_depth")?;
-    let mut addr = u64_iter("addr")?;
+    let mut frame_id = c("frame_id")?.u32().map_err(pl(table))?.iter();
+    let mut depth = c("inline_depth")?.u32().map_err(pl(table))?.iter();
+    let mut addr = c("addr")?.u64().map_err(pl(table))?.iter();
     let mut guest = c("guest")?.bool().map_err(pl(table))?.iter();
-    let mut symbol = str_iter("symbol")?;
-    let mut sym_offset = u64_iter("sym_offset")?;
-    let mut name = str_iter("name")?;
-    let mut dso = str_iter("dso")?;
-
-    let mut current: Option<u32> = None;
-    let mut group: Vec<FrameRow<'_>> = Vec::new();
+    let mut symbol = c("symbol")?.str().map_err(pl(table))?.iter();
+    let mut sym_offset = c("sym_offset")?.u64().map_err(pl(table))?.iter();
+    let mut name = c("name")?.str().map_err(pl(table))?.iter();
+    let mut dso = c("dso")?.str().map_err(pl(table))?.iter();
+    // A row's name → its text's id (a name repeats at every address of its function).
+    let mut by_name: FastMap<&str, (u32, bool)> = FastMap::default();
     for _ in 0..df.height() {
-        let s = stack.next().flatten();
-        let row = FrameRow {
-            frame_idx: frame_idx.next().flatten(),
-            depth: depth.next().flatten(),
-            addr: addr.next().flatten(),
-            guest: guest.next().flatten().unwrap_or(false),
-            symbol: symbol.next().flatten(),
-            sym_offset: sym_offset.next().flatten(),
-            name: name.next().flatten(),
-            dso: dso.next().flatten(),
-        };
-        let Some(s) = s else {
+        let (Some(id), depth, addr, guest, symbol, sym_offset, name, dso) = (
+            frame_id.next().flatten(),
+            depth.next().flatten(),
+            addr.next().flatten(),
+            guest.next().flatten().unwrap_or(false),
+            symbol.next().flatten(),
+            sym_offset.next().flatten(),
+            name.next().flatten(),
+            dso.next().flatten(),
+        ) else {
             continue;
         };
-        if current != Some(s) {
-            if let Some(k) = current {
-                b.stack((r, k), &mut group);
-            }
-            current = Some(s);
+        let i = id as usize;
+        if ft.spans.len() <= i {
+            ft.spans.resize(i + 1, FrameTable::UNKNOWN);
+            ft.leaf.resize(i + 1, (None, None));
         }
-        group.push(row);
-    }
-    if let Some(k) = current {
-        b.stack((r, k), &mut group);
-    }
-    Ok(b.into_owned())
-}
-
-/// The stacks of some rows of a frames table, built one stack at a time; texts are the rows'
-/// own strings until [`Stacks::absorb`] interns them.
-#[derive(Default)]
-struct PartStacks<'a> {
-    out: Vec<((u32, u32), StackNames)>,
-    /// Name ids (of `texts`) of the stacks, one after the other.
-    ids: Vec<u32>,
-    /// Frame names (tidied) and leaf symbols; one text may appear more than once.
-    texts: Vec<std::borrow::Cow<'a, str>>,
-    /// A row's name → its text's id.
-    by_name: FastMap<&'a str, u32>,
-    /// A leaf symbol → its text's id.
-    by_symbol: FastMap<&'a str, u32>,
-    /// Guest code address → the innermost name there (an id of `texts`; the last row's).
-    exact: FastMap<(u32, u64), u32>,
-    /// Guest symbol start → its name (the first row's).
-    starts: FastMap<(u32, u64), String>,
-}
-
-impl<'a> PartStacks<'a> {
-    /// Its texts copied out of the rows, which it then no longer indexes.
-    fn into_owned(self) -> PartStacks<'static> {
-        PartStacks {
-            out: self.out,
-            ids: self.ids,
-            texts: self
-                .texts
-                .into_iter()
-                .map(|t| std::borrow::Cow::Owned(t.into_owned()))
-                .collect(),
-            by_name: FastMap::default(),
-            by_symbol: FastMap::default(),
-            exact: self.exact,
-            starts: self.starts,
-        }
-    }
-
-    fn text(&mut self, t: std::borrow::Cow<'a, str>) -> u32 {
-        self.texts.push(t);
-        (self.texts.len() - 1) as u32
-    }
-
-    /// Adds stack `key` from its rows (any order), and empties `group`.
-    fn stack(&mut self, key: (u32, u32), group: &mut Vec<FrameRow<'a>>) {
-        group.sort_by_key(|f| (std::cmp::Reverse(f.frame_idx), f.depth));
-        let (r, _) = key;
-        let mut e = StackNames {
-            start: self.ids.len() as u32,
-            ..StackNames::default()
+        let (Some(f), Some(leaf)) = (ft.spans.get_mut(i), ft.leaf.get_mut(i)) else {
+            continue;
         };
-        for f in group.iter() {
-            // inferno drops a line it cannot split: as a frame named "(…)".
-            let emulated = f
-                .dso
-                .filter(|d| d.contains(' '))
-                .map(|d| inferno_frame(f.symbol, d).unwrap_or_else(|| "(".to_string()));
-            let (id, skip) = match emulated {
-                Some(raw) => (self.text(tidy_generic(&raw).into()), raw.starts_with('(')),
-                None => {
-                    let raw = f.name.unwrap_or("[unknown]");
-                    let id = match self.by_name.get(raw) {
-                        Some(&id) => id,
-                        None => {
-                            // Two memchr scans: much faster than one scan for either character.
-                            let name = if raw.contains(';') || raw.contains('(') {
-                                tidy_generic(raw).into()
-                            } else {
-                                raw.into()
-                            };
-                            let id = self.text(name);
-                            self.by_name.insert(raw, id);
-                            id
-                        }
-                    };
-                    (id, raw.starts_with('('))
-                }
-            };
-            // inferno-collapse-perf skips frames named like "(…)".
-            if !skip {
-                self.ids.push(id);
-                e.n += 1;
-            }
-            if f.frame_idx == Some(0) && f.depth == Some(0) {
-                e.leaf_symbol = f.symbol.map(|s| match self.by_symbol.get(s) {
-                    Some(&id) => id,
+        if *f == FrameTable::UNKNOWN {
+            *f = (ft.ids.len() as u32, 0);
+        }
+        // inferno drops a line it cannot split: as a frame named "(…)".
+        let emulated = dso
+            .filter(|d| d.contains(' '))
+            .map(|d| inferno_frame(symbol, d).unwrap_or_else(|| "(".to_string()));
+        let (text, skip) = match emulated {
+            Some(raw) => (names.id(&tidy_generic(&raw)), raw.starts_with('(')),
+            None => {
+                let raw = name.unwrap_or("[unknown]");
+                match by_name.get(raw) {
+                    Some(&v) => v,
                     None => {
-                        let id = self.text(s.into());
-                        self.by_symbol.insert(s, id);
-                        id
+                        // Two memchr scans: much faster than one scan for either character.
+                        let id = if raw.contains(';') || raw.contains('(') {
+                            names.id(&tidy_generic(raw))
+                        } else {
+                            names.id(raw)
+                        };
+                        by_name.insert(raw, (id, raw.starts_with('(')));
+                        (id, raw.starts_with('('))
                     }
-                });
-                e.leaf_addr = f.addr;
-            }
-            if f.guest
-                && let Some(a) = f.addr
-            {
-                // Sorted by inline depth ascending: the last one written is the innermost.
-                self.exact.insert((r, a), id);
-                if f.depth == Some(0)
-                    && let (Some(sym), Some(off)) = (f.symbol, f.sym_offset)
-                {
-                    self.starts
-                        .entry((r, a.wrapping_sub(off)))
-                        .or_insert_with(|| tidy_generic(sym));
                 }
+            }
+        };
+        // inferno-collapse-perf skips frames named like "(…)". A frame's rows are together
+        // (sorted by frame_id), so its names are the last ones pushed.
+        if !skip && f.0 as usize + f.1 as usize == ft.ids.len() {
+            ft.ids.push(text);
+            f.1 += 1;
+        }
+        if depth == Some(0) {
+            *leaf = (symbol.map(|s| names.id(s)), addr);
+        }
+        if guest && let Some(a) = addr {
+            // Sorted by inline depth ascending: the last one written is the innermost.
+            exact.insert((r, a), names.text(text).to_string());
+            if depth == Some(0)
+                && let (Some(sym), Some(off)) = (symbol, sym_offset)
+            {
+                starts
+                    .entry((r, a.wrapping_sub(off)))
+                    .or_insert_with(|| tidy_generic(sym));
             }
         }
-        group.clear();
-        self.out.push((key, e));
     }
+    Ok(())
+}
+
+/// polars' (arrow) arrays of a chunk: polars re-exports no array type by name.
+type ListArray = <ListType as PolarsDataType>::Array;
+type U32Array = <UInt32Type as PolarsDataType>::Array;
+
+/// The stacks of some rows of a stacks table of recording `r`, named through `ft`, each cut
+/// to its `max_stack` innermost frames.
+fn stacks_of_part(
+    df: &DataFrame,
+    table: &str,
+    r: u32,
+    ft: &FrameTable,
+    max_stack: usize,
+) -> Result<PartStacks, Error> {
+    let mut b = PartStacks::default();
+    let stack_ids = column(df, table, "stack_id")?.u32().map_err(pl(table))?;
+    let lists = column(df, table, "frame_ids")?
+        .as_materialized_series()
+        .list()
+        .map_err(pl(table))?;
+    let mut stack_id = stack_ids.iter();
+    for arr in lists.downcast_iter() {
+        let arr: &ListArray = arr;
+        let values: Option<&U32Array> = arr.values().as_any().downcast_ref();
+        let Some(values) = values else {
+            return Err(Error::Invalid(format!(
+                "{table}: frame_ids is not a list of UInt32"
+            )));
+        };
+        let offsets = arr.offsets().buffer();
+        for (i, w) in offsets.windows(2).enumerate() {
+            let Some(sid) = stack_id.next().flatten() else {
+                continue;
+            };
+            if arr.validity().is_some_and(|v| !v.get_bit(i)) {
+                continue;
+            }
+            let (a, z) = match w {
+                [a, z] => (*a as usize, *z as usize),
+                _ => continue,
+            };
+            let ids = values.values().get(a..z).unwrap_or_default();
+            let ids = ids.get(..max_stack.min(ids.len())).unwrap_or_default();
+            let mut e = StackNames {
+                start: b.ids.len() as u32,
+                ..StackNames::default()
+            };
+            let mut any = false;
+            for &fid in ids.iter().rev() {
+                let Some(names) = ft.names(fid) else { continue };
+                any = true;
+                b.ids.extend_from_slice(names);
+                e.n += names.len() as u32;
+            }
+            if !any {
+                continue;
+            }
+            if let Some(&fid) = ids.first() {
+                (e.leaf_symbol, e.leaf_addr) = ft.leaf(fid);
+            }
+            b.out.push(((r, sid), e));
+        }
+    }
+    Ok(b)
+}
+
+/// Stacks built over some rows of a stacks table, names as ids of [`Stacks::names`].
+#[derive(Default)]
+struct PartStacks {
+    out: Vec<((u32, u32), StackNames)>,
+    /// Name ids of the stacks, one after the other.
+    ids: Vec<u32>,
 }
 
 /// The first non-tracepoint event in sample order (inferno folds the first event it meets, and
@@ -1239,8 +1193,15 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
     let t = crate::timing::phase("flame: load stacks");
     let (mut host_stacks, mut guest_stacks) = pool.install(|| {
         Ok::<_, Error>((
-            load_stacks(ds, "frames", opts, &mut recs, &mut rips)?,
-            load_stacks(ds, "guest_frames", opts, &mut recs, &mut rips)?,
+            load_stacks(ds, "stacks", "frames", opts, &mut recs, &mut rips)?,
+            load_stacks(
+                ds,
+                "guest_stacks",
+                "guest_frames",
+                opts,
+                &mut recs,
+                &mut rips,
+            )?,
         ))
     })?;
     drop(t);

@@ -15,13 +15,6 @@ pub(crate) struct Map {
     pub(crate) build_id: Option<Arc<[u8]>>,
 }
 
-impl Map {
-    /// `map__map_ip`: the address perf prints for a frame in this mapping.
-    pub(crate) fn map_ip(&self, ip: u64) -> u64 {
-        ip.wrapping_sub(self.start).wrapping_add(self.pgoff)
-    }
-}
-
 /// Mappings per (machine, pid); kernel mappings (pid -1) per machine.
 #[derive(Debug, Default)]
 pub(crate) struct AddressSpaces {

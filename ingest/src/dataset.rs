@@ -54,6 +54,16 @@ pub fn check_version(root: &Path) -> Result<u32, Error> {
             ),
         });
     }
+    // One dataset, one layout: the tables of an older schema (version 1 had a frames row per
+    // stack × frame) cannot take recordings of this one.
+    if version < SCHEMA_VERSION {
+        return Err(Error::Dataset {
+            path: root.to_path_buf(),
+            reason: format!(
+                "written with schema version {version} by an older kvmtrace, this one writes {SCHEMA_VERSION}; ingest into a new dataset"
+            ),
+        });
+    }
     Ok(version)
 }
 

@@ -144,6 +144,7 @@ pub(crate) fn ingest_guest(
         }),
         vm_specs: Vec::new(),
         ids,
+        map_frames: opts.symbolize,
         // Guest binaries live in bundles: guest user stacks keep what the guest recorded.
         unwind: None,
         kernel_fallback_map: true,
@@ -169,20 +170,20 @@ pub(crate) fn ingest_guest(
         });
     }
     let stacks = std::mem::take(&mut summary.stacks);
-    let next = u32::try_from(stacks.entries.len())
+    let next = u32::try_from(stacks.frames.len())
         .ok()
-        .and_then(|n| ids.stack_id.checked_add(n))
-        .and_then(|stack_id| {
+        .and_then(|n_frames| {
             Some(IdBase {
                 part: ids.part.checked_add(1)?,
                 sample_idx: ids.sample_idx.checked_add(summary.n_samples)?,
                 event_idx: ids.event_idx.checked_add(summary.n_events)?,
-                stack_id,
+                stack_id: ids.stack_id.checked_add(stacks.n_stacks)?,
+                frame_id: ids.frame_id.checked_add(n_frames)?,
             })
         })
         .ok_or_else(|| {
             Error::Invalid(format!(
-                "--guest-data {}: the guest recordings hold more than 2^32 distinct stacks or events",
+                "--guest-data {}: the guest recordings hold more than 2^32 distinct stacks, frames or events",
                 g.path.display()
             ))
         })?;
@@ -214,7 +215,7 @@ fn recorded_here(host: &SessionSummary) -> bool {
 /// Resolves every frame of every stack and writes `frames` (and `guest_frames`), and every
 /// distinct guest RIP of the exits into `exit_symbols`, all through one [`Symbolizer`] (so the
 /// exits see the same guest symbols as the guest frames).
-/// `guest_stacks` holds each guest recording's stacks with the id of its first one.
+/// `guest_stacks` holds each guest recording's frames with the id of its first one.
 pub(crate) fn write_frames(
     host: &SessionSummary,
     guest_stacks: &[(u32, Stacks)],
@@ -267,8 +268,8 @@ pub(crate) fn write_frames(
             }
         }
         let mut names: Vec<String> = host.vms.iter().map(|(_, n)| n.clone()).collect();
-        for st in &host.stacks.frames {
-            if let Space::GuestKernel(vm) | Space::GuestUser(vm) = &st.origin.space {
+        for slot in &host.stacks.slots {
+            if let Space::GuestKernel(vm) | Space::GuestUser(vm) = &slot.origin.space {
                 names.push(vm.to_string());
             }
         }
@@ -309,8 +310,8 @@ pub(crate) fn write_frames(
                 .map(|(base, g)| ("guest_frames", *base, g)),
         )
         .collect();
-    // guest_frames of several guest recordings go into one file: their stack ids do not
-    // overlap (each guest's continue after the previous one's, as in guest_stacks).
+    // guest_frames of several guest recordings go into one file: their frame ids do not
+    // overlap (each guest's continue after the previous one's).
     let mut writers: HashMap<&str, TableWriter> = HashMap::new();
     for (table, id_base, stacks) in sets {
         let t_q = crate::timing::phase("ingest: frames: queries");
@@ -319,13 +320,18 @@ pub(crate) fn write_frames(
         // (origin pointer, address, offset) is a cheap key for "the same query".
         let mut index: HashMap<(usize, u64, Option<u64>), usize, foldhash::fast::FixedState> =
             HashMap::default();
-        // One query per distinct frame (stacks share them).
+        // One query per distinct frame (frames of slots that differ only in their mode or
+        // whether they were unwound share one).
         let mut query_of: Vec<usize> = Vec::with_capacity(stacks.frames.len());
-        for f in &stacks.frames {
-            let o = &f.origin;
+        for &(addr, slot) in &stacks.frames {
+            let Some(slot) = stacks.slots.get(slot as usize) else {
+                query_of.push(usize::MAX);
+                continue;
+            };
+            let o = &slot.origin;
             let kernel = matches!(o.space, Space::HostKernel | Space::GuestKernel(_));
-            let file_offset = if kernel { None } else { f.dso_offset };
-            let key = (Arc::as_ptr(o) as usize, f.addr, file_offset);
+            let file_offset = if kernel { None } else { slot.dso_offset(addr) };
+            let key = (Arc::as_ptr(o) as usize, addr, file_offset);
             let n = index.len();
             let i = *index.entry(key).or_insert_with(|| {
                 queries.push(FrameQuery {
@@ -337,13 +343,14 @@ pub(crate) fn write_frames(
                     },
                     dso: o.dso.as_deref().unwrap_or("").to_string(),
                     build_id: o.build_id.as_deref().map(<[u8]>::to_vec),
-                    addr: f.addr,
+                    addr,
                     file_offset,
                 });
                 n
             });
             query_of.push(i);
         }
+        drop(index);
         drop(t_q);
         let t_r = crate::timing::phase("ingest: frames: resolve");
         let resolved = if queries.iter().all(|q| q.dso.is_empty()) {
@@ -365,59 +372,54 @@ pub(crate) fn write_frames(
                 ))
             }
         };
-        for (stack_id, st) in stacks.entries.iter().enumerate() {
-            for (frame_idx, &fi) in st.frames.iter().enumerate() {
-                let Some(f) = stacks.frames.get(fi as usize) else {
-                    continue;
+        for (frame_id, (&(addr, slot), &qi)) in stacks.frames.iter().zip(&query_of).enumerate() {
+            let Some(slot) = stacks.slots.get(slot as usize) else {
+                continue;
+            };
+            let res = resolved.get(qi).map(Vec::as_slice).unwrap_or(&[]);
+            // Outermost function first, then what is inlined into it.
+            // An unresolved frame is one row without a level (no allocation per frame).
+            let levels = res
+                .iter()
+                .rev()
+                .map(Some)
+                .chain(res.is_empty().then_some(None));
+            for (depth, level) in levels.enumerate() {
+                let dso = level
+                    .map(|l| l.dso.as_str())
+                    .filter(|d| !d.is_empty())
+                    .or(slot.origin.dso.as_deref());
+                let symbol = level.and_then(|l| l.symbol.as_deref());
+                // perf names the levels of a frame it unwinds as binutils' addr2line does.
+                let shown = match level.and_then(|l| l.unwound_symbol.as_deref()) {
+                    Some(u) if slot.unwound => Some(u),
+                    _ => symbol,
                 };
-                let qi = query_of.get(fi as usize).copied().unwrap_or(usize::MAX);
-                let res = resolved.get(qi).map(Vec::as_slice).unwrap_or(&[]);
-                // Outermost function first, then what is inlined into it.
-                // An unresolved frame is one row without a level (no allocation per frame).
-                let levels = res
-                    .iter()
-                    .rev()
-                    .map(Some)
-                    .chain(res.is_empty().then_some(None));
-                for (depth, level) in levels.enumerate() {
-                    let dso = level
-                        .map(|l| l.dso.as_str())
-                        .filter(|d| !d.is_empty())
-                        .or(f.origin.dso.as_deref());
-                    let symbol = level.and_then(|l| l.symbol.as_deref());
-                    // perf names the levels of a frame it unwinds as binutils' addr2line does.
-                    let unwound = st.unwound && f.mode.is_user();
-                    let shown = match level.and_then(|l| l.unwound_symbol.as_deref()) {
-                        Some(u) if unwound => Some(u),
-                        _ => symbol,
-                    };
-                    let name: std::borrow::Cow<'_, str> = match (shown, dso) {
-                        (Some(s), _) => crate::symbols::perf_name(s).into(),
-                        (None, Some(d)) if !d.is_empty() => {
-                            format!("[{}]", d.rsplit('/').next().unwrap_or(d)).into()
-                        }
-                        _ => "[unknown]".into(),
-                    };
-                    w.u32(0, Some(id_base + stack_id as u32));
-                    w.u32(1, Some(frame_idx as u32));
-                    w.u32(2, Some(depth as u32));
-                    w.u64(3, Some(f.addr));
-                    w.str(4, Some(f.mode.as_str()));
-                    w.str(5, dso);
-                    w.u64(6, f.dso_offset);
-                    w.str(7, symbol);
-                    w.u64(
-                        8,
-                        level
-                            .filter(|l| l.symbol.is_some() && l.inline_depth == 0)
-                            .map(|l| l.offset),
-                    );
-                    w.str(9, level.and_then(|l| l.file.as_deref()));
-                    w.u32(10, level.and_then(|l| l.line));
-                    w.str(11, Some(&name));
-                    w.bool(12, Some(unwound));
-                    w.end_row()?;
-                }
+                let name: std::borrow::Cow<'_, str> = match (shown, dso) {
+                    (Some(s), _) => crate::symbols::perf_name(s).into(),
+                    (None, Some(d)) if !d.is_empty() => {
+                        format!("[{}]", d.rsplit('/').next().unwrap_or(d)).into()
+                    }
+                    _ => "[unknown]".into(),
+                };
+                w.u32(0, Some(id_base + frame_id as u32));
+                w.u32(1, Some(depth as u32));
+                w.u64(2, Some(addr));
+                w.str(3, Some(slot.mode.as_str()));
+                w.str(4, dso);
+                w.u64(5, slot.dso_offset(addr));
+                w.str(6, symbol);
+                w.u64(
+                    7,
+                    level
+                        .filter(|l| l.symbol.is_some() && l.inline_depth == 0)
+                        .map(|l| l.offset),
+                );
+                w.str(8, level.and_then(|l| l.file.as_deref()));
+                w.u32(9, level.and_then(|l| l.line));
+                w.str(10, Some(&name));
+                w.bool(11, Some(slot.unwound));
+                w.end_row()?;
             }
         }
     }

@@ -376,6 +376,7 @@ fn ingest_impl(
         guest: None,
         vm_specs: ingest_symbols::vm_specs(opts),
         ids: session::IdBase::default(),
+        map_frames: opts.symbolize,
         unwind: opts.symbolize.then(|| unwind::UnwindConfig {
             sysroot: opts.symfs.clone(),
             debug_dirs: if opts.debug_dirs.is_empty() {
@@ -415,7 +416,7 @@ fn ingest_impl(
     for g in &opts.guest_data {
         let gi = ingest_symbols::ingest_guest(g, &summary, staging.dir(), &recording, opts, ids)?;
         tables.extend(gi.tables);
-        guest_stacks.push((ids.stack_id, gi.stacks));
+        guest_stacks.push((ids.frame_id, gi.stacks));
         summary.warnings.extend(gi.warnings);
         ids = gi.next;
     }

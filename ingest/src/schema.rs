@@ -256,6 +256,13 @@ pub fn stacks() -> TableDoc {
                 "-",
                 "cpumode of each frame, from the PERF_CONTEXT_* markers (host_kernel, host_user, guest_kernel, guest_user, hypervisor)"
             ),
+            col!(
+                "frame_ids",
+                ListU32,
+                true,
+                "-",
+                "the frames table's frame_id of each frame (the guest_frames table's for guest_stacks), leaf first, parallel to `frames`; null when ingest resolved no symbols (--no-symbols)"
+            ),
         ],
     }
 }
@@ -264,21 +271,14 @@ pub fn stacks() -> TableDoc {
 pub fn frames() -> TableDoc {
     TableDoc {
         name: "frames",
-        row: "one resolved frame of one callchain position: `stacks` row × frame index × inline level",
+        row: "one distinct frame × inline level: a callchain address as mapped (address space, dso, offset) when a stack holding it was first seen, resolved; `stacks.frame_ids` lists each stack's frames (join on frame_id; a frame's levels go root side first: inline_depth 0, then what is inlined into it)",
         columns: vec![
             col!(
-                "stack_id",
+                "frame_id",
                 U32,
                 false,
                 "-",
-                "the stack (samples.stack_id, or guest_samples.stack_id for the guest_frames table)"
-            ),
-            col!(
-                "frame_idx",
-                U32,
-                false,
-                "-",
-                "position in stacks.frames, 0 = leaf"
+                "key used by stacks.frame_ids (guest_stacks.frame_ids for the guest_frames table); with several guest recordings ids continue from one recording to the next"
             ),
             col!(
                 "inline_depth",

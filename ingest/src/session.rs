@@ -73,27 +73,53 @@ pub(crate) struct FrameOrigin {
     pub(crate) build_id: Option<Arc<[u8]>>,
 }
 
-/// One callchain position, mapped to its dso as perf would at the sample's time. 40 bytes:
-/// a 100 MB `-g` recording has millions of them until the frames table is written.
+/// What a frame takes from the mapping it falls in, interned: frames that hit the same mapping
+/// share one slot, and a distinct frame is (slot, address). A 100 MB `-g -a` recording has
+/// ~9 M callchain positions in ~1 M distinct frames and a few thousand slots.
 #[derive(Debug, Clone)]
-pub(crate) struct FrameInfo {
-    pub(crate) addr: u64,
+pub(crate) struct Slot {
+    /// The frames' cpumode (a guest recording's own modes are its guest modes).
     pub(crate) mode: CpuMode,
-    /// `map__map_ip` for user frames; the address itself for kernel frames.
-    pub(crate) dso_offset: Option<u64>,
     pub(crate) origin: Arc<FrameOrigin>,
+    /// `dso_offset = addr + bias` (wrapping): `map__map_ip` for a user frame (pgoff − start),
+    /// 0 for a kernel frame (perf prints the address); None when no mapping covers it.
+    pub(crate) bias: Option<u64>,
+    /// User frames unwound from a stack copy (`--call-graph dwarf`): perf names them, and
+    /// lists their inlined functions, as binutils' addr2line does.
+    pub(crate) unwound: bool,
 }
 
-/// The origin of the last frame mapped, with what it was made from: the mapping's file name and
+impl Slot {
+    /// The offset perf prints for `addr` in this slot's mapping.
+    pub(crate) fn dso_offset(&self, addr: u64) -> Option<u64> {
+        self.bias.map(|b| addr.wrapping_add(b))
+    }
+}
+
+/// The slot of the last frame mapped, with what it was made from: the mapping's file name and
 /// build id (held, so that their allocations cannot be reused while compared by address), the
 /// frame's cpumode and, for a guest of the host, its VMM's pid.
-struct LastOrigin {
+#[derive(Clone)]
+struct LastSlot {
     mode: CpuMode,
     vm_pid: i32,
     filename: Arc<str>,
     build_id: Option<Arc<[u8]>>,
-    mode_out: CpuMode,
-    origin: Arc<FrameOrigin>,
+    bias: Option<u64>,
+    unwound: bool,
+    slot: u32,
+}
+
+/// What makes a frame's slot, for a frame found in a mapping: its mode in the callchain, the
+/// mapping's file name and build id (their allocations, by address), its bias, and whether it
+/// was unwound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SlotKey {
+    mode: CpuMode,
+    filename: usize,
+    build_id: usize,
+    bias: Option<u64>,
+    unwound: bool,
 }
 
 /// Interned [`FrameOrigin`]s, and the perf dso names of kernel maps.
@@ -118,36 +144,22 @@ impl Origins {
 /// foldhash on hot maps whose keys come from our own parsing (callchain hashes, dso names).
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
-/// Every stack of a recording and the distinct frames they are made of.
+/// The distinct frames of a recording's stacks, for the frames table.
 #[derive(Default)]
 pub(crate) struct Stacks {
-    /// The stacks, by id (minus the recording's first id).
-    pub(crate) entries: Vec<StackEntry>,
-    /// Distinct frames; [`StackEntry::frames`] indexes them.
-    pub(crate) frames: Vec<FrameInfo>,
+    /// Number of stacks (ids from the recording's first).
+    pub(crate) n_stacks: u32,
+    /// Distinct frames by frame id (minus the recording's first): (address, slot).
+    pub(crate) frames: Vec<(u64, u32)>,
+    /// Slots, by index.
+    pub(crate) slots: Vec<Slot>,
 }
 
-impl Stacks {
-    /// The frames of `e`, leaf first.
-    pub(crate) fn frames_of<'a>(
-        &'a self,
-        e: &'a StackEntry,
-    ) -> impl Iterator<Item = &'a FrameInfo> + 'a {
-        e.frames.iter().filter_map(|&i| self.frames.get(i as usize))
-    }
-}
-
-/// One interned stack.
-pub(crate) struct StackEntry {
-    pub(crate) mode: CpuMode,
-    pub(crate) pid: i32,
-    pub(crate) raw: Vec<u8>,
-    /// The user part was unwound from the sample's stack copy (`--call-graph dwarf`).
-    pub(crate) unwound: bool,
-    /// Indices into [`Stacks::frames`], leaf first: 4 bytes a frame, where a frame of its own
-    /// took 40 (a 97 MB `-g` recording holds 419 k stacks of ~30 frames until `frames` is
-    /// written: 510 MB of RSS before, 4 bytes a frame now).
-    pub(crate) frames: Vec<u32>,
+/// One interned stack: what tells it from another.
+struct StackEntry {
+    mode: CpuMode,
+    pid: i32,
+    raw: Vec<u8>,
 }
 
 /// perf's `is_anon_memory`.
@@ -157,69 +169,100 @@ fn is_anon_memory(filename: &str) -> bool {
         || filename.starts_with("/anon_hugepage")
 }
 
-/// Callchain interning: (sample cpumode, address-space owner, raw callchain) → stack id.
+/// Callchain interning: (sample cpumode, address-space owner, raw callchain) → stack id; and
+/// the frames of the stacks: (slot, address) → frame id.
 #[derive(Default)]
 struct StackInterner {
     /// Hash → the last stack with that hash; `same_hash[id]` chains to the one before.
     by_hash: FastMap<u64, u32>,
     same_hash: Vec<u32>,
-    stacks: Stacks,
-    /// (cpumode, address, dso offset, origin) → index in `stacks.frames` (origins are interned:
-    /// the same origin is the same allocation).
-    frame_ids: FastMap<(CpuMode, u64, Option<u64>, usize), u32>,
+    entries: Vec<StackEntry>,
+    /// (slot, address) → index in `frames`.
+    frame_ids: FastMap<(u32, u64), u32>,
+    frames: Vec<(u64, u32)>,
+    /// The last frame seen at each hash of (slot, address), before `frame_ids`: ~8 of 10
+    /// frames of a new stack are in it (a 100 MB `-g -a` recording: 9 M frames, 1 M distinct,
+    /// and the map of those misses the cache at nearly every probe).
+    recent: Vec<(u64, u32, u32)>,
+    /// (mode, origin allocation, bias, unwound) → index in `slots` (origins are interned: the
+    /// same origin is the same allocation).
+    slot_ids: FastMap<(CpuMode, usize, Option<u64>, bool), u32>,
+    slots: Vec<Slot>,
 }
 
 impl StackInterner {
-    /// The id of this stack, and whether it is new (then the caller fills its frames).
+    /// The id of this stack, and whether it is new (then the caller writes its frames).
     fn intern(&mut self, mode: CpuMode, pid: i32, raw: &[u8]) -> (u32, bool) {
         use std::hash::BuildHasher;
         let key = foldhash::fast::FixedState::default().hash_one((mode, pid, raw));
         let head = self.by_hash.get(&key).copied();
         let mut at = head;
         while let Some(id) = at {
-            let e = &self.stacks.entries[id as usize];
+            let e = &self.entries[id as usize];
             if e.mode == mode && e.pid == pid && e.raw == raw {
                 return (id, false);
             }
             at = Some(self.same_hash[id as usize]).filter(|&n| n != u32::MAX);
         }
-        let id = self.stacks.entries.len() as u32;
-        self.stacks.entries.push(StackEntry {
+        let id = self.entries.len() as u32;
+        self.entries.push(StackEntry {
             mode,
             pid,
             raw: raw.to_vec(),
-            unwound: false,
-            frames: Vec::new(),
         });
         self.same_hash.push(head.unwrap_or(u32::MAX));
         self.by_hash.insert(key, id);
         (id, true)
     }
 
-    /// Gives stack `id` its frames, each stored once over all stacks.
-    fn set_frames(&mut self, id: u32, frames: Vec<FrameInfo>, unwound: bool) {
-        let Stacks {
-            entries,
-            frames: table,
-        } = &mut self.stacks;
-        let ids: Vec<u32> = frames
-            .into_iter()
-            .map(|f| {
-                let key = (
-                    f.mode,
-                    f.addr,
-                    f.dso_offset,
-                    Arc::as_ptr(&f.origin) as usize,
-                );
-                *self.frame_ids.entry(key).or_insert_with(|| {
-                    table.push(f);
-                    (table.len() - 1) as u32
-                })
-            })
-            .collect();
-        if let Some(e) = entries.get_mut(id as usize) {
-            e.frames = ids;
-            e.unwound = unwound;
+    /// The slot's index, interned.
+    fn slot(&mut self, slot: Slot) -> u32 {
+        let key = (
+            slot.mode,
+            Arc::as_ptr(&slot.origin) as usize,
+            slot.bias,
+            slot.unwound,
+        );
+        let slots = &mut self.slots;
+        *self.slot_ids.entry(key).or_insert_with(|| {
+            slots.push(slot);
+            (slots.len() - 1) as u32
+        })
+    }
+
+    /// The frame id (minus the recording's first) of `addr` in `slot`, interned.
+    fn frame(&mut self, slot: u32, addr: u64) -> u32 {
+        const RECENT_BITS: u32 = 12;
+        if self.recent.is_empty() {
+            self.recent = vec![(0, u32::MAX, 0); 1 << RECENT_BITS];
+        }
+        let h = (addr ^ u64::from(slot).rotate_left(40)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            >> (64 - RECENT_BITS);
+        let at = self.recent.get_mut(h as usize);
+        if let Some(&mut (a, s, id)) = at
+            && a == addr
+            && s == slot
+        {
+            return id;
+        }
+        let frames = &mut self.frames;
+        let id = *self.frame_ids.entry((slot, addr)).or_insert_with(|| {
+            frames.push((addr, slot));
+            (frames.len() - 1) as u32
+        });
+        if let Some(r) = self.recent.get_mut(h as usize) {
+            *r = (addr, slot, id);
+        }
+        id
+    }
+
+    /// What the frames table needs; the interning state is dropped.
+    fn take(&mut self) -> Stacks {
+        let done = std::mem::take(self);
+        Stacks {
+            n_stacks: done.entries.len() as u32,
+            frames: done.frames,
+            slots: done.slots,
         }
     }
 }
@@ -266,6 +309,7 @@ pub(crate) struct IdBase {
     pub(crate) sample_idx: u64,
     pub(crate) event_idx: u32,
     pub(crate) stack_id: u32,
+    pub(crate) frame_id: u32,
 }
 
 /// Where and how to write, decided by the caller.
@@ -282,6 +326,9 @@ pub(crate) struct SessionConfig {
     pub(crate) vm_specs: Vec<(String, String)>,
     /// First part number and ids.
     pub(crate) ids: IdBase,
+    /// Map every frame to its dso and intern it as a frame id (`stacks.frame_ids`), for the
+    /// frames table; off without symbols.
+    pub(crate) map_frames: bool,
     /// Unwind `--call-graph dwarf` user stacks of host processes with these binaries (None:
     /// such samples keep their leaf only).
     pub(crate) unwind: Option<UnwindConfig>,
@@ -349,7 +396,16 @@ pub(crate) struct Session {
     spaces: AddressSpaces,
     stacks: StackInterner,
     origins: Origins,
-    last_origin: Option<LastOrigin>,
+    last_slot: Option<LastSlot>,
+    /// Slots of the mappings frames were found in (host frames; a guest of the host is named
+    /// after its VMM's comm at each stack), with the mapping's file name and build id.
+    slot_cache: FastMap<SlotKey, LastSlot>,
+    /// `stacks`, a row written when a stack is first seen.
+    stacks_w: TableWriter,
+    /// Reused per new stack: its addresses, modes and frame ids.
+    addr_buf: Vec<u64>,
+    mode_buf: Vec<&'static str>,
+    id_buf: Vec<u32>,
     /// PERF_RECORD_TIME_CONV: (time_shift, time_mult, time_zero, time_cycles, time_mask, cap_short).
     pub(crate) time_conv: Option<TimeConv>,
     pub(crate) kvm: KvmModel,
@@ -424,6 +480,12 @@ impl Session {
         } else {
             KvmModel::default()
         };
+        let stacks_w = TableWriter::new(
+            &format!("{prefix}stacks"),
+            part("stacks"),
+            &schema::stacks().defs(),
+            Vec::new(),
+        );
         Session {
             samples: TableWriter::new(
                 &format!("{prefix}samples"),
@@ -459,7 +521,12 @@ impl Session {
             spaces: AddressSpaces::default(),
             stacks: StackInterner::default(),
             origins: Origins::default(),
-            last_origin: None,
+            last_slot: None,
+            slot_cache: FastMap::default(),
+            stacks_w,
+            addr_buf: Vec::new(),
+            mode_buf: Vec::new(),
+            id_buf: Vec::new(),
             time_conv: None,
             kvm,
             tp_tables: BTreeMap::new(),
@@ -518,134 +585,207 @@ impl Session {
         Arc::from(format!("{comm}:{pid}").as_str())
     }
 
-    /// Maps each frame of a new stack to its dso (perf's map lookup at the sample's time).
-    fn frame_infos(&mut self, mode: CpuMode, pid: i32, raw: &[u8]) -> Vec<FrameInfo> {
-        let frames = records::split_callchain(raw, mode);
-        let mut out = Vec::with_capacity(frames.len());
-        let guest_vm = self.cfg.guest.as_ref().map(|g| g.vm.clone());
-        for (addr, m) in frames {
+    /// Writes the `stacks` row of a new stack: its addresses and modes and, when symbols are
+    /// resolved, each frame mapped to its dso (perf's map lookup at the sample's time) and
+    /// interned as a frame id.
+    fn write_stack(
+        &mut self,
+        id: u32,
+        mode: CpuMode,
+        pid: i32,
+        raw: &[u8],
+        unwound: bool,
+    ) -> Result<(), Error> {
+        let mut addrs = std::mem::take(&mut self.addr_buf);
+        let mut modes = std::mem::take(&mut self.mode_buf);
+        let mut ids = std::mem::take(&mut self.id_buf);
+        addrs.clear();
+        modes.clear();
+        ids.clear();
+        let in_guest = self.cfg.guest.is_some();
+        let mut m = mode;
+        for ip in callchain_ips(raw) {
+            if let Some(c) = records::context_mode(ip) {
+                m = c;
+                continue;
+            }
             let kernel = matches!(
                 m,
                 CpuMode::HostKernel | CpuMode::GuestKernel | CpuMode::Hypervisor
             );
-            let machine_guest = guest_vm.is_none() && m.is_guest();
-            // A guest of the host is named after its VMM process.
-            let vm_pid = if machine_guest { pid } else { -1 };
-            let owner = if kernel { -1 } else { pid };
-            // One lookup per frame; what the origin needs of the mapping is taken out of it.
-            let found = self.spaces.find(machine_guest, owner, addr).map(|map| {
-                (
-                    Arc::clone(&map.filename),
-                    map.build_id.clone(),
-                    map.map_ip(addr),
-                )
-            });
-            let dso_offset = if kernel {
-                Some(addr)
-            } else {
-                found.as_ref().map(|f| f.2)
+            // Inside a guest recording, its "host" modes are the guest's own.
+            let mode_out = match m {
+                _ if in_guest && kernel => CpuMode::GuestKernel,
+                _ if in_guest => CpuMode::GuestUser,
+                m => m,
             };
-            // Frame after frame hits the same mapping: the origin of the last one is reused
-            // when the mapping (the same allocations, kept alive by the cache) and mode are.
-            // Not for a guest of the host: its VM's name follows the VMM's comm at each stack.
-            if let (Some((filename, build_id, _)), Some(last)) = (&found, &self.last_origin)
-                && !machine_guest
-                && last.mode == m
-                && last.vm_pid == vm_pid
-                && Arc::ptr_eq(&last.filename, filename)
-                && match (&last.build_id, build_id) {
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                    (None, None) => true,
-                    _ => false,
-                }
-            {
-                out.push(FrameInfo {
-                    addr,
-                    mode: last.mode_out,
-                    dso_offset,
-                    origin: Arc::clone(&last.origin),
-                });
-                continue;
+            addrs.push(ip);
+            modes.push(mode_out.as_str());
+            if self.cfg.map_frames {
+                let slot = self.slot_of(m, mode_out, kernel, pid, ip, unwound);
+                ids.push(self.stacks.frame(slot, ip));
             }
-            let space = match (&guest_vm, m) {
-                // Inside a guest recording, its "host" modes are the guest's own.
-                (Some(vm), _) if kernel => Space::GuestKernel(vm.clone()),
-                (Some(vm), _) => Space::GuestUser(vm.clone()),
-                (None, CpuMode::GuestKernel) => Space::GuestKernel(self.vm_name(pid)),
-                (None, CpuMode::GuestUser) => Space::GuestUser(self.vm_name(pid)),
-                (None, _) if kernel => Space::HostKernel,
-                (None, _) => Space::HostUser,
-            };
-            let guest_kernel_of_host = guest_vm.is_none() && matches!(space, Space::GuestKernel(_));
-            let (dso, build_id) = if kernel {
-                let dso = match &found {
-                    Some((filename, _, _)) => Some({
-                        let key = (machine_guest, Arc::clone(filename));
-                        match self.origins.kernel_dso.get(&key) {
-                            Some(d) => Arc::clone(d),
-                            None => {
-                                // perf names a module by its path when the recording's build-id
-                                // table lists it in kernel mode (the dso was created from that
-                                // table), else `[module]`.
-                                let d: Arc<str> = if filename.starts_with('/')
-                                    && self.kernel_build_id_paths.contains(&**filename)
-                                {
-                                    Arc::clone(filename)
-                                } else {
-                                    Arc::from(kernel_dso_name(filename))
-                                };
-                                self.origins.kernel_dso.insert(key, Arc::clone(&d));
-                                d
-                            }
-                        }
-                    }),
-                    // Outside every kernel map of a machine that has some (e.g. the x86
-                    // cpu_entry_area): perf finds no map and prints [unknown].
-                    None if self.spaces.has(machine_guest, -1) => None,
-                    None if guest_kernel_of_host => Some(Arc::from("[guest.kernel.kallsyms]")),
-                    None if self.cfg.kernel_fallback_map => Some(Arc::from("[kernel.kallsyms]")),
-                    None => None,
-                };
-                let dso = dso.map(|d| {
-                    if guest_kernel_of_host && &*d == "[kernel.kallsyms]" {
-                        Arc::from("[guest.kernel.kallsyms]")
-                    } else {
-                        d
-                    }
-                });
-                (dso, None)
-            } else {
-                match &found {
-                    Some((filename, build_id, _)) => (Some(Arc::clone(filename)), build_id.clone()),
-                    None => (None, None),
-                }
-            };
-            let mode_out = match (&guest_vm, m) {
-                (Some(_), _) if kernel => CpuMode::GuestKernel,
-                (Some(_), _) => CpuMode::GuestUser,
-                _ => m,
-            };
-            let origin = self.origins.get(FrameOrigin {
-                space,
-                dso,
-                build_id,
-            });
-            self.last_origin = found.map(|(filename, build_id, _)| LastOrigin {
-                mode: m,
-                vm_pid,
-                filename,
-                build_id,
-                mode_out,
-                origin: Arc::clone(&origin),
-            });
-            out.push(FrameInfo {
-                addr,
-                mode: mode_out,
-                dso_offset,
-                origin,
-            });
         }
-        out
+        let w = &mut self.stacks_w;
+        w.u32(0, Some(self.cfg.ids.stack_id + id));
+        w.i32(1, Some(pid));
+        w.list_u64(2, Some(&mut addrs.iter().copied()));
+        w.list_str(3, Some(&modes));
+        let base = self.cfg.ids.frame_id;
+        if self.cfg.map_frames {
+            for i in &mut ids {
+                *i += base;
+            }
+            w.list_u32(4, Some(&ids));
+        } else {
+            w.list_u32(4, None);
+        }
+        let r = w.end_row();
+        self.addr_buf = addrs;
+        self.mode_buf = modes;
+        self.id_buf = ids;
+        r
+    }
+
+    /// The slot of a frame at `addr` (mode `m` in the callchain, `mode_out` as written) of a
+    /// stack of `pid`.
+    fn slot_of(
+        &mut self,
+        m: CpuMode,
+        mode_out: CpuMode,
+        kernel: bool,
+        pid: i32,
+        addr: u64,
+        unwound: bool,
+    ) -> u32 {
+        let machine_guest = self.cfg.guest.is_none() && m.is_guest();
+        // A guest of the host is named after its VMM process.
+        let vm_pid = if machine_guest { pid } else { -1 };
+        let owner = if kernel { -1 } else { pid };
+        let unwound = unwound && mode_out.is_user();
+        // One lookup per frame; what the slot needs of the mapping is taken out of it.
+        let found = self.spaces.find(machine_guest, owner, addr);
+        let bias = match found {
+            _ if kernel => Some(0),
+            Some(map) => Some(map.pgoff.wrapping_sub(map.start)),
+            None => None,
+        };
+        // Frame after frame hits the same mapping: the slot of the last one is reused when
+        // the mapping (the same allocations, kept alive by the cache) and mode are.
+        // Not for a guest of the host: its VM's name follows the VMM's comm at each stack.
+        if let (Some(map), Some(last)) = (found, &self.last_slot)
+            && !machine_guest
+            && last.mode == m
+            && last.vm_pid == vm_pid
+            && last.bias == bias
+            && last.unwound == unwound
+            && Arc::ptr_eq(&last.filename, &map.filename)
+            && match (&last.build_id, &map.build_id) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+        {
+            return last.slot;
+        }
+        // Else the slot of any mapping seen before (kept alive by the cache, so that its
+        // file name and build id allocations are not reused while compared by address).
+        let key = found.filter(|_| !machine_guest).map(|map| SlotKey {
+            mode: m,
+            filename: Arc::as_ptr(&map.filename) as *const u8 as usize,
+            build_id: map
+                .build_id
+                .as_ref()
+                .map_or(0, |b| Arc::as_ptr(b) as *const u8 as usize),
+            bias,
+            unwound,
+        });
+        if let Some(k) = &key
+            && let Some(cached) = self.slot_cache.get(k)
+        {
+            let slot = cached.slot;
+            self.last_slot = Some(cached.clone());
+            return slot;
+        }
+        let found = found.map(|map| (Arc::clone(&map.filename), map.build_id.clone()));
+        let guest_vm = self.cfg.guest.as_ref().map(|g| Arc::clone(&g.vm));
+        let space = match (guest_vm, m) {
+            (Some(vm), _) if kernel => Space::GuestKernel(vm),
+            (Some(vm), _) => Space::GuestUser(vm),
+            (None, CpuMode::GuestKernel) => Space::GuestKernel(self.vm_name(pid)),
+            (None, CpuMode::GuestUser) => Space::GuestUser(self.vm_name(pid)),
+            (None, _) if kernel => Space::HostKernel,
+            (None, _) => Space::HostUser,
+        };
+        let guest_kernel_of_host =
+            self.cfg.guest.is_none() && matches!(space, Space::GuestKernel(_));
+        let (dso, build_id) = if kernel {
+            let dso = match &found {
+                Some((filename, _)) => Some({
+                    let key = (machine_guest, Arc::clone(filename));
+                    match self.origins.kernel_dso.get(&key) {
+                        Some(d) => Arc::clone(d),
+                        None => {
+                            // perf names a module by its path when the recording's build-id
+                            // table lists it in kernel mode (the dso was created from that
+                            // table), else `[module]`.
+                            let d: Arc<str> = if filename.starts_with('/')
+                                && self.kernel_build_id_paths.contains(&**filename)
+                            {
+                                Arc::clone(filename)
+                            } else {
+                                Arc::from(kernel_dso_name(filename))
+                            };
+                            self.origins.kernel_dso.insert(key, Arc::clone(&d));
+                            d
+                        }
+                    }
+                }),
+                // Outside every kernel map of a machine that has some (e.g. the x86
+                // cpu_entry_area): perf finds no map and prints [unknown].
+                None if self.spaces.has(machine_guest, -1) => None,
+                None if guest_kernel_of_host => Some(Arc::from("[guest.kernel.kallsyms]")),
+                None if self.cfg.kernel_fallback_map => Some(Arc::from("[kernel.kallsyms]")),
+                None => None,
+            };
+            let dso = dso.map(|d| {
+                if guest_kernel_of_host && &*d == "[kernel.kallsyms]" {
+                    Arc::from("[guest.kernel.kallsyms]")
+                } else {
+                    d
+                }
+            });
+            (dso, None)
+        } else {
+            match &found {
+                Some((filename, build_id)) => (Some(Arc::clone(filename)), build_id.clone()),
+                None => (None, None),
+            }
+        };
+        let origin = self.origins.get(FrameOrigin {
+            space,
+            dso,
+            build_id,
+        });
+        let slot = self.stacks.slot(Slot {
+            mode: mode_out,
+            origin,
+            bias,
+            unwound,
+        });
+        self.last_slot = found.map(|(filename, build_id)| LastSlot {
+            mode: m,
+            vm_pid,
+            filename,
+            build_id,
+            bias,
+            unwound,
+            slot,
+        });
+        if let (Some(k), Some(last)) = (key, &self.last_slot) {
+            self.slot_cache.insert(k, last.clone());
+        }
+        slot
     }
 
     /// For a sample with a user register set and stack copy but no user callchain (perf's
@@ -1204,8 +1344,7 @@ impl Session {
                 let owner = if has_user || mode.is_guest() { pid } else { -1 };
                 let (id, new) = self.stacks.intern(mode, owner, raw);
                 if new {
-                    let frames = self.frame_infos(mode, pid, raw);
-                    self.stacks.set_frames(id, frames, is_unwound);
+                    self.write_stack(id, mode, owner, raw, is_unwound)?;
                 }
                 Some(id)
             }
@@ -1349,26 +1488,12 @@ impl Session {
     pub(crate) fn close(mut self) -> Result<(Vec<WrittenTable>, SessionSummary), Error> {
         self.resolve_names();
         let mut out = Vec::new();
-        // Stacks.
-        let mut w = TableWriter::new(
-            &self.table_name("stacks"),
-            self.part("stacks"),
-            &schema::stacks().defs(),
-            Vec::new(),
+        // Stacks: written as they were first seen.
+        let sw = std::mem::replace(
+            &mut self.stacks_w,
+            TableWriter::new("", PathBuf::new(), &[], Vec::new()),
         );
-        let stacks = &self.stacks.stacks;
-        // One buffer for every stack's modes (419 k stacks in a 97 MB `-g` recording).
-        let mut modes: Vec<&'static str> = Vec::new();
-        for (id, e) in stacks.entries.iter().enumerate() {
-            w.u32(0, Some(self.cfg.ids.stack_id + id as u32));
-            w.i32(1, Some(e.pid));
-            w.list_u64(2, Some(&mut stacks.frames_of(e).map(|f| f.addr)));
-            modes.clear();
-            modes.extend(stacks.frames_of(e).map(|f| f.mode.as_str()));
-            w.list_str(3, Some(&modes));
-            w.end_row()?;
-        }
-        push(&mut out, w.close()?, &self.table_name("stacks"));
+        push(&mut out, sw.close()?, &self.table_name("stacks"));
         // Events.
         let mut w = TableWriter::new(
             &self.table_name("events"),
@@ -1462,7 +1587,7 @@ impl Session {
         for (name, tp) in std::mem::take(&mut self.tp_tables) {
             push(&mut out, tp.writer.close()?, &name);
         }
-        let stacks = std::mem::take(&mut self.stacks.stacks);
+        let stacks = self.stacks.take();
         let summary = SessionSummary {
             n_samples: self.sample_idx,
             n_events: self.events.len() as u32,
@@ -1494,7 +1619,7 @@ pub(crate) struct SessionSummary {
     pub(crate) features: Features,
     /// Rows written to `events`.
     pub(crate) n_events: u32,
-    /// Every interned stack with its mapped frames, for symbolisation.
+    /// The distinct frames of the stacks, for symbolisation.
     pub(crate) stacks: Stacks,
     /// The recording's TIME_CONV, for guest clock conversion.
     pub(crate) time_conv: Option<TimeConv>,
@@ -1513,9 +1638,16 @@ fn push(out: &mut Vec<(String, PathBuf, u64)>, (path, rows): (PathBuf, u64), nam
 
 /// Whether a callchain (with the sample's mode before its first marker) has user frames.
 fn mode_has_user(mode: CpuMode, raw: &[u8]) -> bool {
-    records::split_callchain(raw, mode)
-        .iter()
-        .any(|(_, m)| matches!(m, CpuMode::HostUser | CpuMode::GuestUser | CpuMode::Unknown))
+    let user = |m| matches!(m, CpuMode::HostUser | CpuMode::GuestUser | CpuMode::Unknown);
+    let mut m = mode;
+    for ip in callchain_ips(raw) {
+        match records::context_mode(ip) {
+            Some(c) => m = c,
+            None if user(m) => return true,
+            None => {}
+        }
+    }
+    false
 }
 
 /// `PERF_RECORD_TIME_CONV`: how perf time relates to the TSC.
@@ -1675,6 +1807,36 @@ impl RecordHandler for Session {
     fn on_progress(&mut self, bytes: u64) {
         if let Some(p) = self.progress.as_mut() {
             p(bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Frame ids through the cache of recent frames are those of a plain map: equal
+        /// (slot, address) pairs share an id, distinct ones never do, ids are dense in order
+        /// of first appearance. Few slots and addresses make repeats and cache collisions
+        /// (4096 buckets) common.
+        #[test]
+        fn frame_ids_equal_a_plain_map(
+            keys in proptest::collection::vec((0u32..6, 0u64..20_000), 1..5_000)
+        ) {
+            let mut interner = StackInterner::default();
+            let mut model: HashMap<(u32, u64), u32> = HashMap::new();
+            for &(slot, addr) in &keys {
+                let n = model.len() as u32;
+                let want = *model.entry((slot, addr)).or_insert(n);
+                prop_assert_eq!(interner.frame(slot, addr), want);
+            }
+            let stacks = interner.take();
+            prop_assert_eq!(stacks.frames.len(), model.len());
+            for (&(slot, addr), &id) in &model {
+                prop_assert_eq!(stacks.frames[id as usize], (addr, slot));
+            }
         }
     }
 }

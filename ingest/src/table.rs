@@ -21,7 +21,7 @@ use crate::error::Error;
 
 /// The version of the table schema, written into every Parquet file's key-value metadata
 /// (`kvmtrace.schema_version`). Bump when a column changes meaning or type.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Rows per batch handed to the Parquet writer.
 const BATCH_ROWS: usize = 65_536;
@@ -55,6 +55,8 @@ pub enum ColType {
     Bin,
     /// List<UInt64>.
     ListU64,
+    /// List<UInt32>.
+    ListU32,
     /// List<Utf8>.
     ListStr,
 }
@@ -74,6 +76,9 @@ impl ColType {
             ColType::ListU64 => {
                 DataType::List(Arc::new(Field::new("item", DataType::UInt64, true)))
             }
+            ColType::ListU32 => {
+                DataType::List(Arc::new(Field::new("item", DataType::UInt32, true)))
+            }
             ColType::ListStr => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
         }
     }
@@ -90,6 +95,7 @@ impl ColType {
             ColType::Str => "Utf8",
             ColType::Bin => "Binary",
             ColType::ListU64 => "List<UInt64>",
+            ColType::ListU32 => "List<UInt32>",
             ColType::ListStr => "List<Utf8>",
         }
     }
@@ -105,6 +111,7 @@ enum Col {
     Str(StringBuilder),
     Bin(BinaryBuilder),
     ListU64(ListBuilder<UInt64Builder>),
+    ListU32(ListBuilder<UInt32Builder>),
     ListStr(ListBuilder<StringBuilder>),
 }
 
@@ -120,6 +127,7 @@ impl Col {
             ColType::Str => Col::Str(StringBuilder::new()),
             ColType::Bin => Col::Bin(BinaryBuilder::new()),
             ColType::ListU64 => Col::ListU64(ListBuilder::new(UInt64Builder::new())),
+            ColType::ListU32 => Col::ListU32(ListBuilder::new(UInt32Builder::new())),
             ColType::ListStr => Col::ListStr(ListBuilder::new(StringBuilder::new())),
         }
     }
@@ -135,6 +143,7 @@ impl Col {
             Col::Str(b) => Arc::new(b.finish()),
             Col::Bin(b) => Arc::new(b.finish()),
             Col::ListU64(b) => Arc::new(b.finish()),
+            Col::ListU32(b) => Arc::new(b.finish()),
             Col::ListStr(b) => Arc::new(b.finish()),
         }
     }
@@ -338,6 +347,20 @@ impl TableWriter {
         }
     }
 
+    /// Appends a list of u32 (or null).
+    pub fn list_u32(&mut self, i: usize, v: Option<&[u32]>) {
+        match self.cols.get_mut(i) {
+            Some(Col::ListU32(b)) => match v {
+                Some(items) => {
+                    b.values().append_slice(items);
+                    b.append(true);
+                }
+                None => b.append(false),
+            },
+            _ => self.null(i),
+        }
+    }
+
     /// Appends a list of strings (or null).
     pub fn list_str(&mut self, i: usize, v: Option<&[&str]>) {
         match self.cols.get_mut(i) {
@@ -365,6 +388,7 @@ impl TableWriter {
             Some(Col::Str(b)) => b.append_null(),
             Some(Col::Bin(b)) => b.append_null(),
             Some(Col::ListU64(b)) => b.append(false),
+            Some(Col::ListU32(b)) => b.append(false),
             Some(Col::ListStr(b)) => b.append(false),
             None => {}
         }

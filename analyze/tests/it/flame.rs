@@ -735,3 +735,34 @@ fn guest_state_counts_cover_every_guest_sample_once() {
         "{counts:?}"
     );
 }
+
+/// A dataset whose frames table has the layout of schema version 1 (a row per stack × frame,
+/// no frame_id) is refused with a hint to ingest again, not folded into wrong stacks.
+#[test]
+fn a_frames_table_without_frame_ids_asks_for_a_new_ingest() {
+    use polars::prelude::*;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut o = kvmtrace_ingest::Options::default();
+    o.output = tmp.path().join("ds");
+    o.kallsyms = Some(PathBuf::from("/dev/null"));
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/host-tid-minus-1.data");
+    kvmtrace_ingest::run(&input, &o).expect("ingest");
+    let ds = Dataset::open(&o.output).expect("open");
+    assert!(flame::fold(&ds, &opts(1)).is_ok());
+    for (path, _) in ds.files("frames") {
+        let file = std::fs::File::open(&path).expect("open frames");
+        let mut df = ParquetReader::new(file).finish().expect("read frames");
+        let mut v1 = df
+            .rename("frame_id", "stack_id".into())
+            .expect("rename")
+            .clone();
+        ParquetWriter::new(std::fs::File::create(&path).expect("rewrite frames"))
+            .finish(&mut v1)
+            .expect("write frames");
+    }
+    let err = flame::fold(&ds, &opts(1)).expect_err("a version-1 frames table");
+    assert!(
+        err.to_string().contains("ingest the recording again"),
+        "{err}"
+    );
+}

@@ -136,6 +136,18 @@ pub(crate) fn col_bin(batches: &[RecordBatch], name: &str) -> Vec<Option<Vec<u8>
 
 /// A List<UInt64> column.
 pub(crate) fn col_list_u64(batches: &[RecordBatch], name: &str) -> Vec<Option<Vec<u64>>> {
+    col_list::<UInt64Type>(batches, name)
+}
+
+/// A List<UInt32> column.
+pub(crate) fn col_list_u32(batches: &[RecordBatch], name: &str) -> Vec<Option<Vec<u32>>> {
+    col_list::<UInt32Type>(batches, name)
+}
+
+fn col_list<T: arrow::datatypes::ArrowPrimitiveType>(
+    batches: &[RecordBatch],
+    name: &str,
+) -> Vec<Option<Vec<T::Native>>> {
     let mut out = Vec::new();
     for b in batches {
         let c = b
@@ -146,11 +158,40 @@ pub(crate) fn col_list_u64(batches: &[RecordBatch], name: &str) -> Vec<Option<Ve
             if l.is_null(i) {
                 out.push(None);
             } else {
-                let v = l.value(i);
-                out.push(Some(v.as_primitive::<UInt64Type>().values().to_vec()));
+                out.push(Some(l.value(i).as_primitive::<T>().values().to_vec()));
             }
         }
     }
+    out
+}
+
+/// Every (stack_id, frame index, inline depth, row of `frames`) of a stacks table
+/// (`stacks.frame_ids` joined with `frames.frame_id`), sorted: the rows of each stack, leaf
+/// frame first, each frame's levels outermost first.
+pub(crate) fn stack_frame_rows(
+    dataset: &Path,
+    stacks_table: &str,
+    frames: &[RecordBatch],
+) -> Vec<(u64, u64, u64, usize)> {
+    let (frame_id, depth) = (col_u64(frames, "frame_id"), col_u64(frames, "inline_depth"));
+    let mut rows_of: std::collections::HashMap<u64, Vec<usize>> = Default::default();
+    for (i, id) in frame_id.iter().enumerate() {
+        rows_of.entry(id.expect("frame_id")).or_default().push(i);
+    }
+    let stacks = read_table(dataset, stacks_table);
+    let (sid, ids) = (
+        col_u64(&stacks, "stack_id"),
+        col_list_u32(&stacks, "frame_ids"),
+    );
+    let mut out = Vec::new();
+    for (s, ids) in sid.iter().zip(ids) {
+        for (k, id) in ids.expect("frame_ids").into_iter().enumerate() {
+            for &i in rows_of.get(&u64::from(id)).expect("frame_id of frame_ids") {
+                out.push((s.expect("stack_id"), k as u64, depth[i].expect("depth"), i));
+            }
+        }
+    }
+    out.sort();
     out
 }
 

@@ -11,7 +11,7 @@ use kvmtrace_ingest::perf::tracing::parse_tracing_data;
 use kvmtrace_ingest::reader::{RecordHandler, WalkReport, walk_file};
 use kvmtrace_ingest::{Error, Report, WarningKind};
 
-use crate::common::corpus;
+use crate::common::{corpus, testdata};
 use crate::fuzz_entry::{self, Sink};
 
 fn data_dir() -> PathBuf {
@@ -699,4 +699,32 @@ fn huge_sizes_inside_tracing_data() {
         assert!(t.elapsed() < Duration::from_secs(2), "patch at {at}");
     }
     assert!(patched >= 3);
+}
+
+/// `--append` to a dataset of an older schema version is refused with the versions named (its
+/// frames table has another layout), and nothing is added to it.
+#[test]
+fn append_refuses_a_dataset_of_an_older_schema() {
+    let tmp = scratch();
+    let out = tmp.path().join("ds");
+    let input = testdata().join("host-tid-minus-1.data");
+    let mut opts = kvmtrace_ingest::Options::default();
+    opts.output = out.clone();
+    opts.symbolize = false;
+    kvmtrace_ingest::run(&input, &opts).expect("first ingest");
+    let meta = out.join("dataset.json");
+    let text = std::fs::read_to_string(&meta).expect("dataset.json");
+    let v1 = text.replace("\"schema_version\": 2", "\"schema_version\": 1");
+    assert_ne!(v1, text, "dataset.json names schema version 2: {text}");
+    std::fs::write(&meta, v1).expect("write dataset.json");
+    let before = files_in(&out);
+    opts.append = true;
+    let err = kvmtrace_ingest::run(&testdata().join("host-corrupt-callchains.data"), &opts)
+        .expect_err("append to a version-1 dataset");
+    let text = err.to_string();
+    assert!(
+        text.contains("schema version 1") && text.contains("writes 2"),
+        "{text}"
+    );
+    assert_eq!(files_in(&out), before);
 }

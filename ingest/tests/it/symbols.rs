@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::common::{col_str, col_u64, corpus, read_table, testdata};
+use crate::common::{col_str, col_u64, corpus, read_table, stack_frame_rows, testdata};
 
 /// Where the test programs were when they were recorded (their MMAPs name this path).
 const RECORDED_DIR: &str = "kvmtrace-symbols";
@@ -111,11 +111,6 @@ impl KtFrame {
 /// (tid, time_ns) → frames of the sample's stack, from an ingested dataset.
 fn kvmtrace_samples(ds: &Path) -> HashMap<(i32, u64), Vec<KtFrame>> {
     let frames = read_table(ds, "frames");
-    let (sid, fidx, depth) = (
-        col_u64(&frames, "stack_id"),
-        col_u64(&frames, "frame_idx"),
-        col_u64(&frames, "inline_depth"),
-    );
     let (sym, dso, file, line) = (
         col_str(&frames, "symbol"),
         col_str(&frames, "dso"),
@@ -123,14 +118,8 @@ fn kvmtrace_samples(ds: &Path) -> HashMap<(i32, u64), Vec<KtFrame>> {
         col_u64(&frames, "line"),
     );
     let mut stacks: BTreeMap<u64, BTreeMap<u64, KtFrame>> = BTreeMap::new();
-    let mut rows: Vec<usize> = (0..sid.len()).collect();
-    rows.sort_by_key(|&i| (sid[i], fidx[i], depth[i]));
-    for i in rows {
-        let f = stacks
-            .entry(sid[i].unwrap_or(0))
-            .or_default()
-            .entry(fidx[i].unwrap_or(0))
-            .or_default();
+    for (sid, fidx, _, i) in stack_frame_rows(ds, "stacks", &frames) {
+        let f = stacks.entry(sid).or_default().entry(fidx).or_default();
         f.levels
             .push((sym[i].clone(), dso[i].clone(), file[i].clone(), line[i]));
     }
@@ -851,20 +840,11 @@ fn kvm_exit_rips_resolve_like_addr2line() {
 /// symbol → number of guest-kernel-mode samples whose leaf frame (outermost inline level) has it.
 fn guest_leaf_counts(ds: &Path) -> BTreeMap<String, u64> {
     let frames = read_table(ds, "frames");
-    let (sid, fidx, depth, sym, mode) = (
-        col_u64(&frames, "stack_id"),
-        col_u64(&frames, "frame_idx"),
-        col_u64(&frames, "inline_depth"),
-        col_str(&frames, "symbol"),
-        col_str(&frames, "cpumode"),
-    );
+    let (sym, mode) = (col_str(&frames, "symbol"), col_str(&frames, "cpumode"));
     let mut leaf: HashMap<u64, String> = HashMap::new();
-    for i in 0..sid.len() {
-        if fidx[i] == Some(0) && depth[i] == Some(0) && mode[i].as_deref() == Some("guest_kernel") {
-            leaf.insert(
-                sid[i].unwrap_or(0),
-                sym[i].clone().unwrap_or_else(|| "[unknown]".into()),
-            );
+    for (sid, fidx, depth, i) in stack_frame_rows(ds, "stacks", &frames) {
+        if fidx == 0 && depth == 0 && mode[i].as_deref() == Some("guest_kernel") {
+            leaf.insert(sid, sym[i].clone().unwrap_or_else(|| "[unknown]".into()));
         }
     }
     let samples = read_table(ds, "samples");
