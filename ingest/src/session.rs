@@ -155,12 +155,18 @@ pub(crate) struct Stacks {
     pub(crate) slots: Vec<Slot>,
 }
 
-/// One interned stack: what tells it from another.
+/// One interned stack: what tells it from another (its raw callchain is `len` bytes at `at`
+/// in chunk `chunk` of [`StackInterner::raw`]).
 struct StackEntry {
     mode: CpuMode,
     pid: i32,
-    raw: Vec<u8>,
+    chunk: u32,
+    at: u32,
+    len: u32,
 }
+
+/// Bytes of raw callchains per chunk of [`StackInterner::raw`].
+const RAW_CHUNK: usize = 1 << 22;
 
 /// perf's `is_anon_memory`.
 fn is_anon_memory(filename: &str) -> bool {
@@ -177,6 +183,10 @@ struct StackInterner {
     by_hash: FastMap<u64, u32>,
     same_hash: Vec<u32>,
     entries: Vec<StackEntry>,
+    /// Every stack's raw callchain, one after the other in chunks of [`RAW_CHUNK`] bytes (a
+    /// longer one in a chunk of its own): a few allocations for 420 k stacks, where each had
+    /// its own, and none copied as they grow.
+    raw: Vec<Vec<u8>>,
     /// (slot, address) → index in `frames`.
     frame_ids: FastMap<(u32, u64), u32>,
     frames: Vec<(u64, u32)>,
@@ -199,17 +209,38 @@ impl StackInterner {
         let mut at = head;
         while let Some(id) = at {
             let e = &self.entries[id as usize];
-            if e.mode == mode && e.pid == pid && e.raw == raw {
+            if e.mode == mode
+                && e.pid == pid
+                && self
+                    .raw
+                    .get(e.chunk as usize)
+                    .and_then(|c| c.get(e.at as usize..e.at as usize + e.len as usize))
+                    == Some(raw)
+            {
                 return (id, false);
             }
             at = Some(self.same_hash[id as usize]).filter(|&n| n != u32::MAX);
         }
         let id = self.entries.len() as u32;
-        self.entries.push(StackEntry {
-            mode,
-            pid,
-            raw: raw.to_vec(),
-        });
+        let fits = self
+            .raw
+            .last()
+            .is_some_and(|c| c.capacity() - c.len() >= raw.len());
+        if !fits {
+            self.raw.push(Vec::with_capacity(RAW_CHUNK.max(raw.len())));
+        }
+        let chunk = self.raw.len().saturating_sub(1);
+        if let Some(c) = self.raw.last_mut() {
+            // A record is at most 64 KiB and a chunk 4 MiB: every offset fits 32 bits.
+            self.entries.push(StackEntry {
+                mode,
+                pid,
+                chunk: chunk as u32,
+                at: c.len() as u32,
+                len: raw.len() as u32,
+            });
+            c.extend_from_slice(raw);
+        }
         self.same_hash.push(head.unwrap_or(u32::MAX));
         self.by_hash.insert(key, id);
         (id, true)
