@@ -176,7 +176,7 @@ fn is_anon_memory(filename: &str) -> bool {
 }
 
 /// Callchain interning: (sample cpumode, address-space owner, raw callchain) → stack id; and
-/// the frames of the stacks: (slot, address) → frame id.
+/// the slots of their frames.
 #[derive(Default)]
 struct StackInterner {
     /// Hash → the last stack with that hash; `same_hash[id]` chains to the one before.
@@ -187,13 +187,6 @@ struct StackInterner {
     /// longer one in a chunk of its own): a few allocations for 420 k stacks, where each had
     /// its own, and none copied as they grow.
     raw: Vec<Vec<u8>>,
-    /// (slot, address) → index in `frames`.
-    frame_ids: FastMap<(u32, u64), u32>,
-    frames: Vec<(u64, u32)>,
-    /// The last frame seen at each hash of (slot, address), before `frame_ids`: ~8 of 10
-    /// frames of a new stack are in it (a 100 MB `-g -a` recording: 9 M frames, 1 M distinct,
-    /// and the map of those misses the cache at nearly every probe).
-    recent: Vec<(u64, u32, u32)>,
     /// (mode, origin allocation, bias, unwound) → index in `slots` (origins are interned: the
     /// same origin is the same allocation).
     slot_ids: FastMap<(CpuMode, usize, Option<u64>, bool), u32>,
@@ -260,7 +253,21 @@ impl StackInterner {
             (slots.len() - 1) as u32
         })
     }
+}
 
+/// The distinct frames of the stacks: (slot, address) → frame id.
+#[derive(Default)]
+struct FrameInterner {
+    /// (slot, address) → index in `frames`.
+    frame_ids: FastMap<(u32, u64), u32>,
+    frames: Vec<(u64, u32)>,
+    /// The last frame seen at each hash of (slot, address), before `frame_ids`: ~8 of 10
+    /// frames of a new stack are in it (a 100 MB `-g -a` recording: 9 M frames, 1 M distinct,
+    /// and the map of those misses the cache at nearly every probe).
+    recent: Vec<(u64, u32, u32)>,
+}
+
+impl FrameInterner {
     /// The frame id (minus the recording's first) of `addr` in `slot`, interned.
     fn frame(&mut self, slot: u32, addr: u64) -> u32 {
         const RECENT_BITS: u32 = 12;
@@ -286,14 +293,112 @@ impl StackInterner {
         }
         id
     }
+}
 
-    /// What the frames table needs; the interning state is dropped.
-    fn take(&mut self) -> Stacks {
-        let done = std::mem::take(self);
-        Stacks {
-            n_stacks: done.entries.len() as u32,
-            frames: done.frames,
-            slots: done.slots,
+/// New stacks for the stack thread, many at a time, their frames in flat arrays.
+#[derive(Default)]
+struct StackBatch {
+    /// Per stack: id (minus the recording's first), address-space owner, end of its frames.
+    stacks: Vec<(u32, i32, usize)>,
+    addrs: Vec<u64>,
+    modes: Vec<CpuMode>,
+    /// Each frame's slot; empty without symbols.
+    slots: Vec<u32>,
+}
+
+/// Stacks per [`StackBatch`].
+const STACK_BATCH: usize = 4096;
+
+/// The `stacks` rows and the frame ids of their frames, made on a thread of their own while
+/// the session walks on: interning 9 M callchain positions into 1 M frames (a 100 MB `-g -a`
+/// recording) is mostly waiting on memory, and it took a third of the walk.
+struct StackThread {
+    batches: Option<std::sync::mpsc::SyncSender<StackBatch>>,
+    batch: StackBatch,
+    done: std::thread::JoinHandle<Result<StacksWritten, Error>>,
+}
+
+/// What the stack thread made: the distinct frames, and the `stacks` file with its rows.
+type StacksWritten = (FrameInterner, (PathBuf, u64));
+
+impl StackThread {
+    /// Starts the thread writing `w`; ids are offset by `ids`.
+    fn start(mut w: TableWriter, ids: IdBase, map_frames: bool) -> Result<StackThread, Error> {
+        let (batches, rx) = std::sync::mpsc::sync_channel::<StackBatch>(2);
+        let done = std::thread::Builder::new()
+            .name(format!("{} rows", w.name()))
+            .spawn(move || {
+                let mut frames = FrameInterner::default();
+                let mut modes: Vec<&'static str> = Vec::new();
+                let mut frame_ids: Vec<u32> = Vec::new();
+                for b in rx {
+                    let mut start = 0;
+                    for &(id, pid, end) in &b.stacks {
+                        let addrs = b.addrs.get(start..end).unwrap_or_default();
+                        modes.clear();
+                        modes.extend(
+                            b.modes
+                                .get(start..end)
+                                .unwrap_or_default()
+                                .iter()
+                                .map(|m| m.as_str()),
+                        );
+                        w.u32(0, Some(ids.stack_id + id));
+                        w.i32(1, Some(pid));
+                        w.list_u64(2, Some(&mut addrs.iter().copied()));
+                        w.list_str(3, Some(&modes));
+                        if map_frames {
+                            let slots = b.slots.get(start..end).unwrap_or_default();
+                            frame_ids.clear();
+                            frame_ids.extend(
+                                slots
+                                    .iter()
+                                    .zip(addrs)
+                                    .map(|(&slot, &addr)| ids.frame_id + frames.frame(slot, addr)),
+                            );
+                            w.list_u32(4, Some(&frame_ids));
+                        } else {
+                            w.list_u32(4, None);
+                        }
+                        w.end_row()?;
+                        start = end;
+                    }
+                }
+                Ok((frames, w.close()?))
+            })
+            .map_err(|e| Error::Io {
+                path: None,
+                offset: None,
+                source: e,
+            })?;
+        Ok(StackThread {
+            batches: Some(batches),
+            batch: StackBatch::default(),
+            done,
+        })
+    }
+
+    /// Hands the batch over (when full, or with `all`).
+    fn send(&mut self, all: bool) {
+        if self.batch.stacks.is_empty() || (!all && self.batch.stacks.len() < STACK_BATCH) {
+            return;
+        }
+        let b = std::mem::take(&mut self.batch);
+        // A send fails only when the thread stopped: its error comes out of `finish`.
+        if let Some(tx) = &self.batches
+            && tx.send(b).is_err()
+        {
+            self.batches = None;
+        }
+    }
+
+    /// Waits for every row to be written: the distinct frames and the written table.
+    fn finish(mut self) -> Result<StacksWritten, Error> {
+        self.send(true);
+        drop(self.batches.take());
+        match self.done.join() {
+            Ok(r) => r,
+            Err(_) => Err(Error::Invalid("stacks thread panicked".into())),
         }
     }
 }
@@ -431,12 +536,9 @@ pub(crate) struct Session {
     /// Slots of the mappings frames were found in (host frames; a guest of the host is named
     /// after its VMM's comm at each stack), with the mapping's file name and build id.
     slot_cache: FastMap<SlotKey, LastSlot>,
-    /// `stacks`, a row written when a stack is first seen.
-    stacks_w: TableWriter,
-    /// Reused per new stack: its addresses, modes and frame ids.
-    addr_buf: Vec<u64>,
-    mode_buf: Vec<&'static str>,
-    id_buf: Vec<u32>,
+    /// `stacks`, a row written when a stack is first seen (None once closed, or when its
+    /// thread could not start: then `fatal` says why).
+    stack_thread: Option<StackThread>,
     /// PERF_RECORD_TIME_CONV: (time_shift, time_mult, time_zero, time_cycles, time_mask, cap_short).
     pub(crate) time_conv: Option<TimeConv>,
     pub(crate) kvm: KvmModel,
@@ -517,6 +619,10 @@ impl Session {
             &schema::stacks().defs(),
             Vec::new(),
         );
+        let (stack_thread, fatal) = match StackThread::start(stacks_w, cfg.ids, cfg.map_frames) {
+            Ok(t) => (Some(t), None),
+            Err(e) => (None, Some(e)),
+        };
         Session {
             samples: TableWriter::new(
                 &format!("{prefix}samples"),
@@ -554,10 +660,7 @@ impl Session {
             origins: Origins::default(),
             last_slot: None,
             slot_cache: FastMap::default(),
-            stacks_w,
-            addr_buf: Vec::new(),
-            mode_buf: Vec::new(),
-            id_buf: Vec::new(),
+            stack_thread,
             time_conv: None,
             kvm,
             tp_tables: BTreeMap::new(),
@@ -572,7 +675,7 @@ impl Session {
             progress: None,
             build_ids_by_path: HashMap::new(),
             kernel_build_id_paths: Default::default(),
-            fatal: None,
+            fatal,
             vms: Vec::new(),
             tsc: Vec::new(),
             guest_rips: Vec::new(),
@@ -616,23 +719,13 @@ impl Session {
         Arc::from(format!("{comm}:{pid}").as_str())
     }
 
-    /// Writes the `stacks` row of a new stack: its addresses and modes and, when symbols are
-    /// resolved, each frame mapped to its dso (perf's map lookup at the sample's time) and
-    /// interned as a frame id.
-    fn write_stack(
-        &mut self,
-        id: u32,
-        mode: CpuMode,
-        pid: i32,
-        raw: &[u8],
-        unwound: bool,
-    ) -> Result<(), Error> {
-        let mut addrs = std::mem::take(&mut self.addr_buf);
-        let mut modes = std::mem::take(&mut self.mode_buf);
-        let mut ids = std::mem::take(&mut self.id_buf);
-        addrs.clear();
-        modes.clear();
-        ids.clear();
+    /// Hands a new stack to the stack thread, which writes its `stacks` row: its addresses
+    /// and modes and, when symbols are resolved, each frame mapped here to its slot (perf's
+    /// map lookup at the sample's time), interned there as a frame id.
+    fn write_stack(&mut self, id: u32, mode: CpuMode, pid: i32, raw: &[u8], unwound: bool) {
+        let Some(mut t) = self.stack_thread.take() else {
+            return;
+        };
         let in_guest = self.cfg.guest.is_some();
         let mut m = mode;
         for ip in callchain_ips(raw) {
@@ -650,32 +743,17 @@ impl Session {
                 _ if in_guest => CpuMode::GuestUser,
                 m => m,
             };
-            addrs.push(ip);
-            modes.push(mode_out.as_str());
+            t.batch.addrs.push(ip);
+            t.batch.modes.push(mode_out);
             if self.cfg.map_frames {
                 let slot = self.slot_of(m, mode_out, kernel, pid, ip, unwound);
-                ids.push(self.stacks.frame(slot, ip));
+                t.batch.slots.push(slot);
             }
         }
-        let w = &mut self.stacks_w;
-        w.u32(0, Some(self.cfg.ids.stack_id + id));
-        w.i32(1, Some(pid));
-        w.list_u64(2, Some(&mut addrs.iter().copied()));
-        w.list_str(3, Some(&modes));
-        let base = self.cfg.ids.frame_id;
-        if self.cfg.map_frames {
-            for i in &mut ids {
-                *i += base;
-            }
-            w.list_u32(4, Some(&ids));
-        } else {
-            w.list_u32(4, None);
-        }
-        let r = w.end_row();
-        self.addr_buf = addrs;
-        self.mode_buf = modes;
-        self.id_buf = ids;
-        r
+        let end = t.batch.addrs.len();
+        t.batch.stacks.push((id, pid, end));
+        t.send(false);
+        self.stack_thread = Some(t);
     }
 
     /// The slot of a frame at `addr` (mode `m` in the callchain, `mode_out` as written) of a
@@ -1375,7 +1453,7 @@ impl Session {
                 let owner = if has_user || mode.is_guest() { pid } else { -1 };
                 let (id, new) = self.stacks.intern(mode, owner, raw);
                 if new {
-                    self.write_stack(id, mode, owner, raw, is_unwound)?;
+                    self.write_stack(id, mode, owner, raw, is_unwound);
                 }
                 Some(id)
             }
@@ -1520,11 +1598,16 @@ impl Session {
         self.resolve_names();
         let mut out = Vec::new();
         // Stacks: written as they were first seen.
-        let sw = std::mem::replace(
-            &mut self.stacks_w,
-            TableWriter::new("", PathBuf::new(), &[], Vec::new()),
-        );
-        push(&mut out, sw.close()?, &self.table_name("stacks"));
+        let (frames, written) = match self.stack_thread.take() {
+            Some(t) => t.finish()?,
+            None => {
+                return Err(self
+                    .fatal
+                    .take()
+                    .unwrap_or_else(|| Error::Invalid("stacks thread missing".into())));
+            }
+        };
+        push(&mut out, written, &self.table_name("stacks"));
         // Events.
         let mut w = TableWriter::new(
             &self.table_name("events"),
@@ -1618,7 +1701,11 @@ impl Session {
         for (name, tp) in std::mem::take(&mut self.tp_tables) {
             push(&mut out, tp.writer.close()?, &name);
         }
-        let stacks = self.stacks.take();
+        let stacks = Stacks {
+            n_stacks: self.stacks.entries.len() as u32,
+            frames: frames.frames,
+            slots: std::mem::take(&mut self.stacks.slots),
+        };
         let summary = SessionSummary {
             n_samples: self.sample_idx,
             n_events: self.events.len() as u32,
@@ -1856,17 +1943,16 @@ mod tests {
         fn frame_ids_equal_a_plain_map(
             keys in proptest::collection::vec((0u32..6, 0u64..20_000), 1..5_000)
         ) {
-            let mut interner = StackInterner::default();
+            let mut interner = FrameInterner::default();
             let mut model: HashMap<(u32, u64), u32> = HashMap::new();
             for &(slot, addr) in &keys {
                 let n = model.len() as u32;
                 let want = *model.entry((slot, addr)).or_insert(n);
                 prop_assert_eq!(interner.frame(slot, addr), want);
             }
-            let stacks = interner.take();
-            prop_assert_eq!(stacks.frames.len(), model.len());
+            prop_assert_eq!(interner.frames.len(), model.len());
             for (&(slot, addr), &id) in &model {
-                prop_assert_eq!(stacks.frames[id as usize], (addr, slot));
+                prop_assert_eq!(interner.frames[id as usize], (addr, slot));
             }
         }
     }
