@@ -383,7 +383,14 @@ impl StackThread {
         if self.batch.stacks.is_empty() || (!all && self.batch.stacks.len() < STACK_BATCH) {
             return;
         }
-        let b = std::mem::take(&mut self.batch);
+        // The next batch starts with room for as much as this one held (no doubling).
+        let next = StackBatch {
+            stacks: Vec::with_capacity(self.batch.stacks.len()),
+            addrs: Vec::with_capacity(self.batch.addrs.len()),
+            modes: Vec::with_capacity(self.batch.modes.len()),
+            slots: Vec::with_capacity(self.batch.slots.len()),
+        };
+        let b = std::mem::replace(&mut self.batch, next);
         // A send fails only when the thread stopped: its error comes out of `finish`.
         if let Some(tx) = &self.batches
             && tx.send(b).is_err()

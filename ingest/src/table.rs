@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
-    ListBuilder, StringBuilder, UInt32Builder, UInt64Builder,
+    Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder,
+    Int64Builder, ListArray, ListBuilder, StringArray, StringBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -132,8 +132,12 @@ impl Col {
         }
     }
 
+    /// The batch so far; the builder starts the next batch with room for as much as this one
+    /// held. arrow's builders start empty and grow by doubling: the `stacks` of a 100 MB `-g`
+    /// recording (9 M frames) spent a tenth of its CPU time zeroing the fresh pages of
+    /// each batch's growing lists.
     fn finish(&mut self) -> ArrayRef {
-        match self {
+        let a: ArrayRef = match self {
             Col::U64(b) => Arc::new(b.finish()),
             Col::U32(b) => Arc::new(b.finish()),
             Col::I32(b) => Arc::new(b.finish()),
@@ -145,6 +149,55 @@ impl Col {
             Col::ListU64(b) => Arc::new(b.finish()),
             Col::ListU32(b) => Arc::new(b.finish()),
             Col::ListStr(b) => Arc::new(b.finish()),
+        };
+        self.reserve_like(a.as_ref());
+        a
+    }
+
+    /// Makes room in the (empty) builder for a batch like `a`.
+    fn reserve_like(&mut self, a: &dyn Array) {
+        let rows = a.len();
+        // (values, bytes) of a string or binary array.
+        let bytes = |a: &dyn Array| {
+            let any = a.as_any();
+            any.downcast_ref::<StringArray>()
+                .map(|s| (s.len(), s.value_data().len()))
+                .or_else(|| {
+                    any.downcast_ref::<BinaryArray>()
+                        .map(|s| (s.len(), s.value_data().len()))
+                })
+                .unwrap_or_default()
+        };
+        let items = a
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .map(|l| l.values().as_ref());
+        let n_items = items.map_or(0, |v| v.len());
+        match self {
+            Col::U64(b) => *b = UInt64Builder::with_capacity(rows),
+            Col::U32(b) => *b = UInt32Builder::with_capacity(rows),
+            Col::I32(b) => *b = Int32Builder::with_capacity(rows),
+            Col::I64(b) => *b = Int64Builder::with_capacity(rows),
+            Col::F64(b) => *b = Float64Builder::with_capacity(rows),
+            Col::Bool(b) => *b = BooleanBuilder::with_capacity(rows),
+            Col::Str(b) => {
+                let (n, data) = bytes(a);
+                *b = StringBuilder::with_capacity(n, data);
+            }
+            Col::Bin(b) => {
+                let (n, data) = bytes(a);
+                *b = BinaryBuilder::with_capacity(n, data);
+            }
+            Col::ListU64(b) => {
+                *b = ListBuilder::with_capacity(UInt64Builder::with_capacity(n_items), rows);
+            }
+            Col::ListU32(b) => {
+                *b = ListBuilder::with_capacity(UInt32Builder::with_capacity(n_items), rows);
+            }
+            Col::ListStr(b) => {
+                let (n, data) = items.map_or((0, 0), bytes);
+                *b = ListBuilder::with_capacity(StringBuilder::with_capacity(n, data), rows);
+            }
         }
     }
 }
