@@ -353,10 +353,11 @@ pub(crate) fn write_frames(
         drop(index);
         drop(t_q);
         let t_r = crate::timing::phase("ingest: frames: resolve");
+        // The queries are distinct (one per distinct (origin, address, offset)).
         let resolved = if queries.iter().all(|q| q.dso.is_empty()) {
             vec![Vec::new(); queries.len()]
         } else {
-            symbolizer.resolve_all(&queries)
+            symbolizer.resolve_distinct(&queries)
         };
         drop(t_r);
         let _t_w = crate::timing::phase("ingest: frames: rows");

@@ -312,6 +312,43 @@ impl Symbolizer {
             })
             .collect();
         drop(first_seen);
+        let mut by_idx = self.resolve_refs(&distinct);
+        // Each result moves to the last query that asked for it and is cloned for the
+        // others (callers usually ask once: no copy).
+        let mut uses = vec![0u32; by_idx.len()];
+        for &i in &query_idx {
+            if let Some(u) = uses.get_mut(i) {
+                *u += 1;
+            }
+        }
+        queries
+            .iter()
+            .zip(query_idx)
+            .map(|(q, i)| {
+                let last = uses.get_mut(i).is_some_and(|u| {
+                    *u -= 1;
+                    *u == 0
+                });
+                match by_idx.get_mut(i) {
+                    Some(f) if last => std::mem::take(f),
+                    Some(f) => f.clone(),
+                    None => vec![ResolvedFrame::unresolved(&q.dso)],
+                }
+            })
+            .collect()
+    }
+
+    /// [`Symbolizer::resolve_all`] for queries that are all distinct (a caller that made
+    /// them from distinct frames): no hashing of every query to find the repeated ones (a
+    /// million queries of a large recording). A repeated query is resolved again, to the
+    /// same frames.
+    pub fn resolve_distinct(&self, queries: &[FrameQuery]) -> Vec<Vec<ResolvedFrame>> {
+        let refs: Vec<&FrameQuery> = queries.iter().collect();
+        self.resolve_refs(&refs)
+    }
+
+    /// The frames of each query, in order (an unresolved one: one frame naming its dso).
+    fn resolve_refs(&self, distinct: &[&FrameQuery]) -> Vec<Vec<ResolvedFrame>> {
         // Group by DSO so that each DWARF context is used by one task at a time.
         // Keyed by borrowed parts of the query: the owned key is made once per group.
         type Borrowed<'q> = (Option<&'q str>, bool, &'q str, Option<&'q [u8]>);
@@ -346,34 +383,12 @@ impl Symbolizer {
                 *slot = frames;
             }
         }
-        // Each result moves to the last query that asked for it and is cloned for the
-        // others (callers usually ask once: no copy).
-        let mut uses = vec![0u32; by_idx.len()];
-        for &i in &query_idx {
-            if let Some(u) = uses.get_mut(i) {
-                *u += 1;
+        for (frames, q) in by_idx.iter_mut().zip(distinct) {
+            if frames.is_empty() {
+                *frames = vec![ResolvedFrame::unresolved(&q.dso)];
             }
         }
-        queries
-            .iter()
-            .zip(query_idx)
-            .map(|(q, i)| {
-                let last = uses.get_mut(i).is_some_and(|u| {
-                    *u -= 1;
-                    *u == 0
-                });
-                let frames = match by_idx.get_mut(i) {
-                    Some(f) if last => std::mem::take(f),
-                    Some(f) => f.clone(),
-                    None => Vec::new(),
-                };
-                if frames.is_empty() {
-                    vec![ResolvedFrame::unresolved(&q.dso)]
-                } else {
-                    frames
-                }
-            })
-            .collect()
+        by_idx
     }
 
     /// Resolves one query (convenience over [`Symbolizer::resolve_all`]).

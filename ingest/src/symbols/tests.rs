@@ -553,6 +553,8 @@ fn check_inl(symbolizer: &Symbolizer, dso: &Path, build_id: Option<Vec<u8>>, map
         })
         .collect();
     let got = symbolizer.resolve_all(&queries);
+    // The queries are distinct: ingest's path (no search for repeats) answers the same.
+    assert_eq!(symbolizer.resolve_distinct(&queries), got);
     for ((svma, expected), frames) in inl_expected().iter().zip(&got) {
         let ours: Vec<(&str, u32, u32)> = frames
             .iter()
