@@ -315,13 +315,11 @@ pub(crate) fn write_frames(
     let mut writers: HashMap<&str, TableWriter> = HashMap::new();
     for (table, id_base, stacks) in sets {
         let t_q = crate::timing::phase("ingest: frames: queries");
-        let mut queries: Vec<FrameQuery> = Vec::new();
-        // Origins are interned by the session: the same origin is the same allocation, so
-        // (origin pointer, address, offset) is a cheap key for "the same query".
-        let mut index: HashMap<(usize, u64, Option<u64>), usize, foldhash::fast::FixedState> =
-            HashMap::default();
-        // One query per distinct frame (frames of slots that differ only in their mode or
-        // whether they were unwound share one).
+        // One query per distinct frame; frames whose slots differ only in their mode or in
+        // whether they were unwound (rare: none in a 100 MB `-g -a` recording) ask the same
+        // query twice, which resolves to the same frames (searching a million queries for
+        // such repeats cost more than it saved).
+        let mut queries: Vec<FrameQuery> = Vec::with_capacity(stacks.frames.len());
         let mut query_of: Vec<usize> = Vec::with_capacity(stacks.frames.len());
         for &(addr, slot) in &stacks.frames {
             let Some(slot) = stacks.slots.get(slot as usize) else {
@@ -330,30 +328,22 @@ pub(crate) fn write_frames(
             };
             let o = &slot.origin;
             let kernel = matches!(o.space, Space::HostKernel | Space::GuestKernel(_));
-            let file_offset = if kernel { None } else { slot.dso_offset(addr) };
-            let key = (Arc::as_ptr(o) as usize, addr, file_offset);
-            let n = index.len();
-            let i = *index.entry(key).or_insert_with(|| {
-                queries.push(FrameQuery {
-                    space: match &o.space {
-                        Space::HostKernel => AddrSpace::HostKernel,
-                        Space::HostUser => AddrSpace::HostUser,
-                        Space::GuestKernel(vm) => AddrSpace::GuestKernel { vm: vm.to_string() },
-                        Space::GuestUser(vm) => AddrSpace::GuestUser { vm: vm.to_string() },
-                    },
-                    dso: o.dso.as_deref().unwrap_or("").to_string(),
-                    build_id: o.build_id.as_deref().map(<[u8]>::to_vec),
-                    addr,
-                    file_offset,
-                });
-                n
+            query_of.push(queries.len());
+            queries.push(FrameQuery {
+                space: match &o.space {
+                    Space::HostKernel => AddrSpace::HostKernel,
+                    Space::HostUser => AddrSpace::HostUser,
+                    Space::GuestKernel(vm) => AddrSpace::GuestKernel { vm: vm.to_string() },
+                    Space::GuestUser(vm) => AddrSpace::GuestUser { vm: vm.to_string() },
+                },
+                dso: o.dso.as_deref().unwrap_or("").to_string(),
+                build_id: o.build_id.as_deref().map(<[u8]>::to_vec),
+                addr,
+                file_offset: if kernel { None } else { slot.dso_offset(addr) },
             });
-            query_of.push(i);
         }
-        drop(index);
         drop(t_q);
         let t_r = crate::timing::phase("ingest: frames: resolve");
-        // The queries are distinct (one per distinct (origin, address, offset)).
         let resolved = if queries.iter().all(|q| q.dso.is_empty()) {
             vec![Vec::new(); queries.len()]
         } else {
