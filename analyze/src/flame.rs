@@ -101,9 +101,9 @@ pub struct Options {
     pub max_stack: Option<u32>,
     /// Which functions inlined at a frame's address become frames of their own.
     pub inline: Inline,
-    /// Rows of a frames table read at a time (the result does not depend on it; tests make
-    /// stacks cross batch boundaries with small values).
-    pub frame_batch_rows: usize,
+    /// Rows of a stacks table read at a time (the result does not depend on it; tests read
+    /// the stacks a few at a time).
+    pub stack_batch_rows: usize,
 }
 
 /// Which inlined functions (rows of a frames table with `inline_depth > 0`) a stack shows.
@@ -137,7 +137,7 @@ impl Default for Options {
             threads: 0,
             max_stack: Some(PERF_MAX_STACK),
             inline: Inline::Unwound,
-            frame_batch_rows: FRAME_BATCH_ROWS,
+            stack_batch_rows: STACK_BATCH_ROWS,
         }
     }
 }
@@ -492,9 +492,9 @@ fn i32s(df: &DataFrame, table: &str, name: &str) -> Result<Vec<Option<i32>>, Err
         .collect())
 }
 
-/// Rows of a stacks table read at a time ([`Options::frame_batch_rows`]), one row group of
+/// Rows of a stacks table read at a time ([`Options::stack_batch_rows`]), one row group of
 /// ingest's: memory holds one batch of stacks, not the table.
-pub const FRAME_BATCH_ROWS: usize = 1 << 18;
+pub const STACK_BATCH_ROWS: usize = 1 << 18;
 
 /// The frames of one recording, by frame_id: each one's names as a stack shows them.
 #[derive(Debug, Default)]
@@ -618,7 +618,7 @@ fn load_stacks(
         let r = recs.id(&rec.recording);
         let ft = tables.get(&r).unwrap_or(&empty);
         let lf = crate::dataset::scan_file(&path, stacks_table)?;
-        for lf in crate::dataset::windows(&path, lf, opts.frame_batch_rows) {
+        for lf in crate::dataset::windows(&path, lf, opts.stack_batch_rows) {
             let t = crate::timing::phase("flame: read stacks");
             let df = lf
                 .select([col("stack_id"), col("frame_ids")])

@@ -108,15 +108,14 @@ fn place_host_samples_equals_the_generators_placement() {
     assert_eq!(guest_unmatched, 0);
 }
 
-/// Stacks whose frames are cut by the end of a batch, some over several batches (13 and 97
-/// rows a batch; the tables hold 15 k and 12 k rows, stacks up to 19), fold as when
-/// read whole.
+/// Stacks read a few at a time (13 and 97 rows a batch, batches cut into parts per thread)
+/// fold as when read whole.
 #[test]
-fn frames_read_in_small_batches_fold_to_the_ground_truth() {
+fn stacks_read_in_small_batches_fold_to_the_ground_truth() {
     let want = std::fs::read_to_string(synth_dir().join("folded.txt")).expect("folded.txt");
     for rows in [13, 97] {
         let mut o = opts(2);
-        o.frame_batch_rows = rows;
+        o.stack_batch_rows = rows;
         let f = flame::fold(synth_small(), &o).expect("fold");
         assert_eq!(folded_text(&f), want, "{rows} rows a batch");
         assert_eq!(f.report.match_rate(), Some(1.0));
