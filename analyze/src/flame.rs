@@ -695,6 +695,14 @@ fn add_frames(
             continue;
         };
         let i = id as usize;
+        // Ids are dense (every frame has a row): one beyond the rows read is corrupt, and
+        // would size the table by a number read from the file.
+        if i > ft.spans.len() + df.height() {
+            return Err(Error::Invalid(format!(
+                "{table}: frame_id {id} is beyond the {} frames of its rows",
+                ft.spans.len() + df.height()
+            )));
+        }
         if ft.spans.len() <= i {
             ft.spans.resize(i + 1, FrameTable::UNKNOWN);
             ft.leaf.resize(i + 1, (None, None));

@@ -765,3 +765,36 @@ fn a_frames_table_without_frame_ids_asks_for_a_new_ingest() {
         "{err}"
     );
 }
+
+/// A frames table with a frame_id far beyond its rows (a damaged file) is an error naming it,
+/// not a table of 4 G entries.
+#[test]
+fn a_frame_id_beyond_the_rows_is_an_error() {
+    use polars::prelude::*;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut o = kvmtrace_ingest::Options::default();
+    o.output = tmp.path().join("ds");
+    o.kallsyms = Some(PathBuf::from("/dev/null"));
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/host-tid-minus-1.data");
+    kvmtrace_ingest::run(&input, &o).expect("ingest");
+    let ds = Dataset::open(&o.output).expect("open");
+    for (path, _) in ds.files("frames") {
+        let file = std::fs::File::open(&path).expect("open frames");
+        let df = ParquetReader::new(file).finish().expect("read frames");
+        let mut damaged = df
+            .lazy()
+            .with_column(
+                when(col("frame_id").eq(lit(0u32)))
+                    .then(lit(u32::MAX - 1))
+                    .otherwise(col("frame_id"))
+                    .alias("frame_id"),
+            )
+            .collect()
+            .expect("damage");
+        ParquetWriter::new(std::fs::File::create(&path).expect("rewrite frames"))
+            .finish(&mut damaged)
+            .expect("write frames");
+    }
+    let err = flame::fold(&ds, &opts(1)).expect_err("a frame_id beyond the rows");
+    assert!(err.to_string().contains("beyond"), "{err}");
+}
