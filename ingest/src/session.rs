@@ -760,6 +760,14 @@ impl Session {
         let end = t.batch.addrs.len();
         t.batch.stacks.push((id, pid, end));
         t.send(false);
+        if t.batches.is_none() {
+            // The thread stopped (a write failed): its error stops the ingest now.
+            self.fatal = Some(match t.finish() {
+                Err(e) => e,
+                Ok(_) => Error::Invalid("stacks thread stopped early".into()),
+            });
+            return;
+        }
         self.stack_thread = Some(t);
     }
 
