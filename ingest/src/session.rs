@@ -734,12 +734,7 @@ impl Session {
             return;
         };
         let in_guest = self.cfg.guest.is_some();
-        let mut m = mode;
-        for ip in callchain_ips(raw) {
-            if let Some(c) = records::context_mode(ip) {
-                m = c;
-                continue;
-            }
+        for (ip, m) in records::callchain_frames(raw, mode) {
             let kernel = matches!(
                 m,
                 CpuMode::HostKernel | CpuMode::GuestKernel | CpuMode::Hypervisor
@@ -1771,16 +1766,8 @@ fn push(out: &mut Vec<(String, PathBuf, u64)>, (path, rows): (PathBuf, u64), nam
 
 /// Whether a callchain (with the sample's mode before its first marker) has user frames.
 fn mode_has_user(mode: CpuMode, raw: &[u8]) -> bool {
-    let user = |m| matches!(m, CpuMode::HostUser | CpuMode::GuestUser | CpuMode::Unknown);
-    let mut m = mode;
-    for ip in callchain_ips(raw) {
-        match records::context_mode(ip) {
-            Some(c) => m = c,
-            None if user(m) => return true,
-            None => {}
-        }
-    }
-    false
+    records::callchain_frames(raw, mode)
+        .any(|(_, m)| matches!(m, CpuMode::HostUser | CpuMode::GuestUser | CpuMode::Unknown))
 }
 
 /// `PERF_RECORD_TIME_CONV`: how perf time relates to the TSC.

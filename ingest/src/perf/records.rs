@@ -195,11 +195,6 @@ pub fn classify_callchain(raw: &[u8]) -> RecordedChain {
     kind
 }
 
-/// Whether perf 6.1 throws a recorded callchain away ([`RecordedChain::Discarded`]).
-pub fn callchain_discarded(raw: &[u8]) -> bool {
-    classify_callchain(raw) == RecordedChain::Discarded
-}
-
 /// The cpumode a callchain context marker switches to, if `ip` is a marker. `u64::MAX` is an
 /// address: the ip − 1 perf prints for a DWARF-unwound frame whose return address could not be
 /// read (kvmtrace's unwinder writes it the same way).
@@ -678,20 +673,24 @@ pub fn parse_mmap(body: &[u8], misc: u16, mmap2: bool, trailer: usize) -> Option
     Some(m)
 }
 
-/// The `u64`s of a callchain with the context markers turned into per-frame cpumodes, as perf
-/// does (`thread__resolve_callchain_sample`). `sample_mode` is the sample's own cpumode, which
-/// applies until the first marker.
-pub fn split_callchain(raw: &[u8], sample_mode: CpuMode) -> Vec<(u64, CpuMode)> {
-    let mut mode = sample_mode;
-    let mut out = Vec::with_capacity(raw.len() / 8);
-    for ip in callchain_ips(raw) {
-        if let Some(m) = context_mode(ip) {
-            mode = m;
-            continue;
-        }
-        out.push((ip, mode));
-    }
-    out
+/// The frames of a callchain, each with its cpumode: the context markers turned into
+/// per-frame cpumodes, as perf does (`thread__resolve_callchain_sample`). `sample_mode` is the
+/// sample's own cpumode, which applies until the first marker.
+pub fn callchain_frames(
+    raw: &[u8],
+    sample_mode: CpuMode,
+) -> impl Iterator<Item = (u64, CpuMode)> + '_ {
+    callchain_ips(raw)
+        .scan(sample_mode, |mode, ip| {
+            Some(match context_mode(ip) {
+                Some(m) => {
+                    *mode = m;
+                    None
+                }
+                None => Some((ip, *mode)),
+            })
+        })
+        .flatten()
 }
 
 #[cfg(test)]
@@ -702,38 +701,33 @@ mod tests {
     /// a context it knows discards the chain; an address just below it does not.
     #[test]
     fn a_chain_with_an_unknown_context_is_discarded() {
+        let discarded = |raw: &[u8]| classify_callchain(raw) == RecordedChain::Discarded;
         let chain = |ips: &[u64]| {
             ips.iter()
                 .flat_map(|ip| ip.to_le_bytes())
                 .collect::<Vec<u8>>()
         };
-        assert!(!callchain_discarded(&chain(&[
+        assert!(!discarded(&chain(&[
             context::USER,
             0x7f00_0000_1000,
             0x40_1000
         ])));
-        assert!(!callchain_discarded(&chain(&[
+        assert!(!discarded(&chain(&[
             context::KERNEL,
             0xffff_ffff_8100_0000
         ])));
-        assert!(!callchain_discarded(&chain(&[
-            context::USER,
-            0xffff_ffff_ffff_f000
-        ])));
-        assert!(callchain_discarded(&chain(&[
+        assert!(!discarded(&chain(&[context::USER, 0xffff_ffff_ffff_f000])));
+        assert!(discarded(&chain(&[
             context::USER,
             0x7f00_0000_1000,
             u64::MAX
         ])));
-        assert!(callchain_discarded(&chain(&[
+        assert!(discarded(&chain(&[
             context::USER,
             0x7f00_0000_1000,
             context::MAX
         ])));
-        assert!(callchain_discarded(&chain(&[
-            context::USER,
-            (-3i64) as u64
-        ])));
+        assert!(discarded(&chain(&[context::USER, (-3i64) as u64])));
     }
 
     #[test]
@@ -766,7 +760,7 @@ mod tests {
             raw.extend_from_slice(&ip.to_le_bytes());
         }
         assert_eq!(
-            split_callchain(&raw, CpuMode::HostKernel),
+            callchain_frames(&raw, CpuMode::HostKernel).collect::<Vec<_>>(),
             vec![
                 (0xffff_ffff_8100_0010, CpuMode::HostKernel),
                 (0x4000, CpuMode::HostUser)
