@@ -96,23 +96,17 @@ impl Slot {
     }
 }
 
-/// The slot of the last frame mapped, with what it was made from: the mapping's file name and
-/// build id (held, so that their allocations cannot be reused while compared by address), the
-/// frame's cpumode and, for a guest of the host, its VMM's pid.
-#[derive(Clone)]
-struct LastSlot {
-    mode: CpuMode,
-    vm_pid: i32,
-    filename: Arc<str>,
-    build_id: Option<Arc<[u8]>>,
-    bias: Option<u64>,
-    unwound: bool,
+/// A slot known by its [`SlotKey`], with the mapping's file name and build id the key names by
+/// address (held, so that their allocations cannot be reused while they key a slot).
+struct CachedSlot {
     slot: u32,
+    _filename: Arc<str>,
+    _build_id: Option<Arc<[u8]>>,
 }
 
-/// What makes a frame's slot, for a frame found in a mapping: its mode in the callchain, the
-/// mapping's file name and build id (their allocations, by address), its bias, and whether it
-/// was unwound.
+/// What makes a frame's slot, for a host frame found in a mapping: its mode in the callchain,
+/// the mapping's file name and build id (their allocations, by address), its bias, and whether
+/// it was unwound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct SlotKey {
     mode: CpuMode,
@@ -539,10 +533,11 @@ pub(crate) struct Session {
     spaces: AddressSpaces,
     stacks: StackInterner,
     origins: Origins,
-    last_slot: Option<LastSlot>,
+    /// The last frame's slot: frame after frame hits the same mapping.
+    last_slot: Option<(SlotKey, u32)>,
     /// Slots of the mappings frames were found in (host frames; a guest of the host is named
-    /// after its VMM's comm at each stack), with the mapping's file name and build id.
-    slot_cache: FastMap<SlotKey, LastSlot>,
+    /// after its VMM's comm at each stack).
+    slot_cache: FastMap<SlotKey, CachedSlot>,
     /// `stacks`, a row written when a stack is first seen (None once closed, or when its
     /// thread could not start: then `fatal` says why).
     stack_thread: Option<StackThread>,
@@ -778,8 +773,6 @@ impl Session {
         unwound: bool,
     ) -> u32 {
         let machine_guest = self.cfg.guest.is_none() && m.is_guest();
-        // A guest of the host is named after its VMM process.
-        let vm_pid = if machine_guest { pid } else { -1 };
         let owner = if kernel { -1 } else { pid };
         let unwound = unwound && mode_out.is_user();
         // One lookup per frame; what the slot needs of the mapping is taken out of it.
@@ -789,26 +782,9 @@ impl Session {
             Some(map) => Some(map.pgoff.wrapping_sub(map.start)),
             None => None,
         };
-        // Frame after frame hits the same mapping: the slot of the last one is reused when
-        // the mapping (the same allocations, kept alive by the cache) and mode are.
-        // Not for a guest of the host: its VM's name follows the VMM's comm at each stack.
-        if let (Some(map), Some(last)) = (found, &self.last_slot)
-            && !machine_guest
-            && last.mode == m
-            && last.vm_pid == vm_pid
-            && last.bias == bias
-            && last.unwound == unwound
-            && Arc::ptr_eq(&last.filename, &map.filename)
-            && match (&last.build_id, &map.build_id) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            }
-        {
-            return last.slot;
-        }
-        // Else the slot of any mapping seen before (kept alive by the cache, so that its
-        // file name and build id allocations are not reused while compared by address).
+        // A frame in a mapping has the slot of the last frame, or of any frame found in that
+        // mapping before, without a string hashed. Not a guest of the host: its VM's name
+        // follows the VMM's comm at each stack.
         let key = found.filter(|_| !machine_guest).map(|map| SlotKey {
             mode: m,
             filename: Arc::as_ptr(&map.filename) as *const u8 as usize,
@@ -819,12 +795,16 @@ impl Session {
             bias,
             unwound,
         });
-        if let Some(k) = &key
-            && let Some(cached) = self.slot_cache.get(k)
-        {
-            let slot = cached.slot;
-            self.last_slot = Some(cached.clone());
-            return slot;
+        if let Some(k) = key {
+            if let Some((last, slot)) = self.last_slot
+                && last == k
+            {
+                return slot;
+            }
+            if let Some(cached) = self.slot_cache.get(&k) {
+                self.last_slot = Some((k, cached.slot));
+                return cached.slot;
+            }
         }
         let found = found.map(|map| (Arc::clone(&map.filename), map.build_id.clone()));
         let guest_vm = self.cfg.guest.as_ref().map(|g| Arc::clone(&g.vm));
@@ -892,17 +872,16 @@ impl Session {
             bias,
             unwound,
         });
-        self.last_slot = found.map(|(filename, build_id)| LastSlot {
-            mode: m,
-            vm_pid,
-            filename,
-            build_id,
-            bias,
-            unwound,
-            slot,
-        });
-        if let (Some(k), Some(last)) = (key, &self.last_slot) {
-            self.slot_cache.insert(k, last.clone());
+        if let (Some(k), Some((filename, build_id))) = (key, found) {
+            self.slot_cache.insert(
+                k,
+                CachedSlot {
+                    slot,
+                    _filename: filename,
+                    _build_id: build_id,
+                },
+            );
+            self.last_slot = Some((k, slot));
         }
         slot
     }
