@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::error::{Error, Warning, WarningKind};
 use crate::schema;
 use crate::session::{
-    GuestContext, IdBase, Session, SessionConfig, SessionSummary, Space, Stacks, WrittenTable,
+    GuestContext, IdBase, Session, SessionConfig, SessionSummary, Slot, Space, Stacks, WrittenTable,
 };
 use crate::symbols::{
     AddrSpace, Bundle, FrameQuery, GUEST_KERNEL_DSO, SymbolizeOptions, Symbolizer,
@@ -319,16 +319,19 @@ pub(crate) fn write_frames(
         // whether they were unwound (rare: none in a 100 MB `-g -a` recording) ask the same
         // query twice, which resolves to the same frames (searching a million queries for
         // such repeats cost more than it saved).
-        let mut queries: Vec<FrameQuery> = Vec::with_capacity(stacks.frames.len());
-        let mut query_of: Vec<usize> = Vec::with_capacity(stacks.frames.len());
-        for &(addr, slot) in &stacks.frames {
-            let Some(slot) = stacks.slots.get(slot as usize) else {
-                query_of.push(usize::MAX);
-                continue;
-            };
+        // (frame id, address, slot): every frame's slot is interned before it.
+        let frames: Vec<(u32, u64, &Slot)> = stacks
+            .frames
+            .iter()
+            .enumerate()
+            .filter_map(|(id, &(addr, slot))| {
+                Some((id as u32, addr, stacks.slots.get(slot as usize)?))
+            })
+            .collect();
+        let mut queries: Vec<FrameQuery> = Vec::with_capacity(frames.len());
+        for &(_, addr, slot) in &frames {
             let o = &slot.origin;
             let kernel = matches!(o.space, Space::HostKernel | Space::GuestKernel(_));
-            query_of.push(queries.len());
             queries.push(FrameQuery {
                 space: match &o.space {
                     Space::HostKernel => AddrSpace::HostKernel,
@@ -363,11 +366,7 @@ pub(crate) fn write_frames(
                 ))
             }
         };
-        for (frame_id, (&(addr, slot), &qi)) in stacks.frames.iter().zip(&query_of).enumerate() {
-            let Some(slot) = stacks.slots.get(slot as usize) else {
-                continue;
-            };
-            let res = resolved.get(qi).map(Vec::as_slice).unwrap_or(&[]);
+        for (&(frame_id, addr, slot), res) in frames.iter().zip(&resolved) {
             // Outermost function first, then what is inlined into it.
             // An unresolved frame is one row without a level (no allocation per frame).
             let levels = res
@@ -393,7 +392,7 @@ pub(crate) fn write_frames(
                     }
                     _ => "[unknown]".into(),
                 };
-                w.u32(0, Some(id_base + frame_id as u32));
+                w.u32(0, Some(id_base + frame_id));
                 w.u32(1, Some(depth as u32));
                 w.u64(2, Some(addr));
                 w.str(3, Some(slot.mode.as_str()));
