@@ -735,10 +735,11 @@ fn guest_state_counts_cover_every_guest_sample_once() {
     );
 }
 
-/// A dataset whose frames table has the layout of schema version 1 (a row per stack × frame,
-/// no frame_id) is refused with a hint to ingest again, not folded into wrong stacks.
-#[test]
-fn a_frames_table_without_frame_ids_asks_for_a_new_ingest() {
+/// testdata/host-tid-minus-1.data ingested (an empty kallsyms) with its frames table rewritten
+/// by `damage`: (tempdir holding the dataset, dataset).
+fn with_frames_rewritten(
+    damage: impl Fn(polars::prelude::DataFrame) -> polars::prelude::DataFrame,
+) -> (tempfile::TempDir, Dataset) {
     use polars::prelude::*;
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut o = kvmtrace_ingest::Options::default();
@@ -747,18 +748,29 @@ fn a_frames_table_without_frame_ids_asks_for_a_new_ingest() {
     let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/host-tid-minus-1.data");
     kvmtrace_ingest::run(&input, &o).expect("ingest");
     let ds = Dataset::open(&o.output).expect("open");
-    assert!(flame::fold(&ds, &opts(1)).is_ok());
+    assert!(
+        flame::fold(&ds, &opts(1)).is_ok(),
+        "folds before the damage"
+    );
     for (path, _) in ds.files("frames") {
         let file = std::fs::File::open(&path).expect("open frames");
-        let mut df = ParquetReader::new(file).finish().expect("read frames");
-        let mut v1 = df
-            .rename("frame_id", "stack_id".into())
-            .expect("rename")
-            .clone();
+        let df = ParquetReader::new(file).finish().expect("read frames");
+        let mut damaged = damage(df);
         ParquetWriter::new(std::fs::File::create(&path).expect("rewrite frames"))
-            .finish(&mut v1)
+            .finish(&mut damaged)
             .expect("write frames");
     }
+    (tmp, ds)
+}
+
+/// A dataset whose frames table has the layout of schema version 1 (a row per stack × frame,
+/// no frame_id) is refused with a hint to ingest again, not folded into wrong stacks.
+#[test]
+fn a_frames_table_without_frame_ids_asks_for_a_new_ingest() {
+    let (_tmp, ds) = with_frames_rewritten(|mut df| {
+        df.rename("frame_id", "stack_id".into()).expect("rename");
+        df
+    });
     let err = flame::fold(&ds, &opts(1)).expect_err("a version-1 frames table");
     assert!(
         err.to_string().contains("ingest the recording again"),
@@ -771,18 +783,8 @@ fn a_frames_table_without_frame_ids_asks_for_a_new_ingest() {
 #[test]
 fn a_frame_id_beyond_the_rows_is_an_error() {
     use polars::prelude::*;
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut o = kvmtrace_ingest::Options::default();
-    o.output = tmp.path().join("ds");
-    o.kallsyms = Some(PathBuf::from("/dev/null"));
-    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/host-tid-minus-1.data");
-    kvmtrace_ingest::run(&input, &o).expect("ingest");
-    let ds = Dataset::open(&o.output).expect("open");
-    for (path, _) in ds.files("frames") {
-        let file = std::fs::File::open(&path).expect("open frames");
-        let df = ParquetReader::new(file).finish().expect("read frames");
-        let mut damaged = df
-            .lazy()
+    let (_tmp, ds) = with_frames_rewritten(|df| {
+        df.lazy()
             .with_column(
                 when(col("frame_id").eq(lit(0u32)))
                     .then(lit(u32::MAX - 1))
@@ -790,11 +792,8 @@ fn a_frame_id_beyond_the_rows_is_an_error() {
                     .alias("frame_id"),
             )
             .collect()
-            .expect("damage");
-        ParquetWriter::new(std::fs::File::create(&path).expect("rewrite frames"))
-            .finish(&mut damaged)
-            .expect("write frames");
-    }
+            .expect("damage")
+    });
     let err = flame::fold(&ds, &opts(1)).expect_err("a frame_id beyond the rows");
     assert!(err.to_string().contains("beyond"), "{err}");
 }

@@ -156,14 +156,21 @@ fn unpack_binaries(symfs: &Path) {
     }
 }
 
-/// Ingests testdata/symbols/`<name>.perf.data` against a symfs of the test binaries and an
-/// empty debug directory (as perf's references were made); the stacks of its samples.
-fn ingest_recording(name: &str, exact_unwind: bool) -> HashMap<(i32, u64), Vec<KtFrame>> {
+/// A temporary directory with a symfs of the unpacked test binaries and an empty debug
+/// directory (as perf's references were made): (it, symfs, debug directory).
+fn symfs_of_test_binaries() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let symfs = tmp.path().join("symfs");
     let debug = tmp.path().join("no-debug");
     std::fs::create_dir_all(&debug).expect("mkdir");
     unpack_binaries(&symfs);
+    (tmp, symfs, debug)
+}
+
+/// Ingests testdata/symbols/`<name>.perf.data` against a symfs of the test binaries and an
+/// empty debug directory (as perf's references were made); the stacks of its samples.
+fn ingest_recording(name: &str, exact_unwind: bool) -> HashMap<(i32, u64), Vec<KtFrame>> {
+    let (tmp, symfs, debug) = symfs_of_test_binaries();
     let ds = tmp.path().join("ds");
     let file = testdata().join("symbols").join(format!("{name}.perf.data"));
     ingest_symbols(&file, &ds, &symfs, &debug, exact_unwind);
@@ -1017,11 +1024,7 @@ fn symbols_readme_matches_folder() {
 /// binaries unnamed). The reference: the functions perf names in cdemo.fp.
 #[test]
 fn an_unreadable_kallsyms_keeps_the_symfs() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let symfs = tmp.path().join("symfs");
-    let debug = tmp.path().join("no-debug");
-    std::fs::create_dir_all(&debug).expect("mkdir");
-    unpack_binaries(&symfs);
+    let (tmp, symfs, debug) = symfs_of_test_binaries();
     let bad = tmp.path().join("kallsyms");
     std::fs::write(&bad, "not a kallsyms line\n").expect("write");
     let mut opts = kvmtrace_ingest::Options::default();
