@@ -386,7 +386,7 @@ pub(crate) fn write_frames(
                     _ => symbol,
                 };
                 let name: std::borrow::Cow<'_, str> = match (shown, dso) {
-                    (Some(s), _) => crate::symbols::perf_name(s).into(),
+                    (Some(s), _) => crate::symbols::perf_name(s),
                     (None, Some(d)) if !d.is_empty() => {
                         format!("[{}]", d.rsplit('/').next().unwrap_or(d)).into()
                     }

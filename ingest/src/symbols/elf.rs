@@ -114,7 +114,7 @@ fn prefer_first(a: &RawSym<'_>, b: &RawSym<'_>) -> bool {
         return a.global;
     }
     let (an, bn) = (perf_name(a.shown()), perf_name(b.shown()));
-    let (ua, ub) = (leading_underscores(an), leading_underscores(bn));
+    let (ua, ub) = (leading_underscores(&an), leading_underscores(&bn));
     if ua != ub {
         return ua < ub;
     }
@@ -548,8 +548,22 @@ pub(crate) fn demangle(name: &str) -> String {
 /// template function's mangled name carries ("void std::vector<…>::_M_realloc_insert<…>(…)"
 /// is "std::vector<…>::_M_realloc_insert<…>"); kvmtrace keeps the full name in
 /// `frames.symbol` and this one in `frames.name`. Other names (C, Rust, Go) come back as
-/// they are: none ends with a parameter list or holds a space outside brackets.
-pub fn perf_name(name: &str) -> &str {
+/// they are: none ends with a parameter list or holds a space outside brackets. A synthesized
+/// PLT symbol is named as perf's `dso__synthesize_plt_symbols` names it: the target's name so
+/// demangled, then `@plt` ("std::error_category::error_category@plt").
+pub fn perf_name(name: &str) -> Cow<'_, str> {
+    let name = name.trim();
+    if let Some(target) = name.strip_suffix("@plt") {
+        let shown = perf_name_of_function(target);
+        if shown.len() != target.len() {
+            return Cow::Owned(format!("{shown}@plt"));
+        }
+    }
+    Cow::Borrowed(perf_name_of_function(name))
+}
+
+/// [`perf_name`] of a function's demangled name.
+fn perf_name_of_function(name: &str) -> &str {
     let mut name = name.trim();
     // Called for every frame row: a name without a space or a closing parenthesis (C, kernel,
     // most Rust) has nothing to drop, and two memchr scans say so.

@@ -1300,6 +1300,12 @@ fn perf_name_is_what_perf_script_prints() {
             "entry_SYSCALL_64_after_hwframe",
             "entry_SYSCALL_64_after_hwframe",
         ),
+        // A PLT entry of libstdc++ (perf script on a live recording: `…error_category@plt`).
+        (
+            "std::error_category::error_category()@plt",
+            "std::error_category::error_category@plt",
+        ),
+        ("memcpy@plt", "memcpy@plt"),
     ];
     for (full, perf) in cases {
         assert_eq!(perf_name(full), perf, "{full}");
