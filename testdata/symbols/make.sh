@@ -12,6 +12,7 @@ g++ -g -O2 -fno-omit-frame-pointer -no-pie -o cppinline "$here/src/cppinline.cpp
 rustc -C debuginfo=2 -O -C force-frame-pointers=yes -C panic=abort -C codegen-units=1 \
     -o rustdemo "$here/src/rustdemo.rs"
 gcc -g -O1 -fomit-frame-pointer -o reexec "$here/src/reexec.c"
+gcc -g -O1 -fno-omit-frame-pointer -o labeldemo "$here/src/labeldemo.c"
 # lld's .plt (sh_entsize 0): rustup ships lld as rust-lld; gcc finds it as ld.lld under -B.
 lld=$(mktemp -d)
 ln -s "$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld" "$lld/ld.lld"
@@ -40,7 +41,7 @@ while :; do
 done
 zstd -q -19 -f -o "$here/forkdemo.zst" forkdemo
 zstd -q -19 -f -o "$here/libforkdemo.so.zst" libforkdemo.so
-for p in cdemo cppinline rustdemo; do
+for p in cdemo cppinline rustdemo labeldemo; do
     perf record -N -q -e cpu-clock:u -F 4000 -g -o "$here/$p.fp.perf.data" "./$p" 0.3
 done
 perf record -N -q -e cpu-clock:u -F 4000 --call-graph dwarf,4096 -z \
@@ -58,9 +59,9 @@ done
 # so that libc & co stay unresolved exactly as they do for kvmtrace in the test.
 symfs=$(mktemp -d)
 mkdir -p "$symfs/bids" "$symfs/root$bin"
-cp cdemo cppinline rustdemo reexec "$symfs/root$bin/"
-for p in cdemo cppinline rustdemo reexec; do zstd -q -19 -f -o "$here/$p.zst" "$p"; done
-for f in cdemo.fp cppinline.fp rustdemo.fp cppinline.dwarf reexec.dwarf; do
+cp cdemo cppinline rustdemo reexec labeldemo "$symfs/root$bin/"
+for p in cdemo cppinline rustdemo reexec labeldemo; do zstd -q -19 -f -o "$here/$p.zst" "$p"; done
+for f in cdemo.fp cppinline.fp rustdemo.fp labeldemo.fp cppinline.dwarf reexec.dwarf; do
     perf --buildid-dir "$symfs/bids" script -i "$here/$f.perf.data" --symfs "$symfs/root" \
         --ns -F tid,time,ip,sym,dso --no-inline | zstd -q -19 -f -o "$here/$f.script.txt.zst"
     perf --buildid-dir "$symfs/bids" script -i "$here/$f.perf.data" --symfs "$symfs/root" \

@@ -5,8 +5,8 @@
 use super::SymbolError;
 use object::read::elf::{ElfFile, FileHeader, Rel, Rela, SectionHeader};
 use object::{
-    Endianness, Object, ObjectSection, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolKind,
-    SymbolSection,
+    Endianness, Object, ObjectSection, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolFlags,
+    SymbolKind, SymbolSection,
 };
 use std::borrow::Cow;
 use std::path::Path;
@@ -125,8 +125,9 @@ fn prefer_first(a: &RawSym<'_>, b: &RawSym<'_>) -> bool {
 }
 
 /// perf's `dso__load_sym` filter: functions, and labels (`STT_NOTYPE`, e.g. ld.so's `_start`)
-/// in sections named like text (by name, as perf's `elf_sec__is_text`: a debug file's sections
-/// hold no data); not ARM/AArch64 mapping symbols (`$a`, `$d`, `$t`, `$x`).
+/// of default or protected visibility (`elf_sym__is_label`: zstd's hidden assembler loops stay
+/// unnamed) in sections named like text (by name, as perf's `elf_sec__is_text`: a debug file's
+/// sections hold no data); not ARM/AArch64 mapping symbols (`$a`, `$d`, `$t`, `$x`).
 fn collect_text_symbols<'data: 'file, 'file>(
     file: &'file object::File<'data>,
     syms: impl Iterator<Item = object::Symbol<'data, 'file>>,
@@ -139,6 +140,8 @@ fn collect_text_symbols<'data: 'file, 'file>(
         }
         let is_label = || {
             sym.kind() == SymbolKind::Unknown
+                && !matches!(sym.flags(), SymbolFlags::Elf { st_other, .. }
+                    if matches!(st_other.visibility(), object::elf::STV_HIDDEN | object::elf::STV_INTERNAL))
                 && matches!(sym.section(), SymbolSection::Section(i)
                     if file.section_by_index(i).is_ok_and(|s| s.name().is_ok_and(|n| n.contains("text"))))
         };
