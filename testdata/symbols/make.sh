@@ -13,6 +13,11 @@ rustc -C debuginfo=2 -O -C force-frame-pointers=yes -C panic=abort -C codegen-un
     -o rustdemo "$here/src/rustdemo.rs"
 gcc -g -O1 -fomit-frame-pointer -o reexec "$here/src/reexec.c"
 gcc -g -O1 -fno-omit-frame-pointer -o labeldemo "$here/src/labeldemo.c"
+# Split DWARF in a package (llvm-dwp; DWARF 4: LLVM 14's dwp spun on gcc 12's DWARF 5 units).
+gcc -g -gdwarf-4 -gsplit-dwarf -O1 -o splitdemo "$here/src/splitdemo.c"
+llvm-dwp -e splitdemo -o "$here/splitdemo.dwp"
+rm -f splitdemo.dwo
+zstd -q -19 -f -o "$here/splitdemo.zst" splitdemo
 # lld's .plt (sh_entsize 0): rustup ships lld as rust-lld; gcc finds it as ld.lld under -B.
 lld=$(mktemp -d)
 ln -s "$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld" "$lld/ld.lld"

@@ -10,6 +10,7 @@ use object::{
 };
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::Arc;
 
 /// One PT_LOAD program header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,16 +28,41 @@ pub struct ElfLoadSegment {
 }
 
 /// One function symbol with perf's end rule applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ElfSymbol {
     /// Start SVMA.
     pub start: u64,
     /// End SVMA (exclusive): `start + st_size`, or the next start for size 0.
     pub end: u64,
-    /// Raw (mangled) name.
-    pub name: String,
+    name: SymName,
     /// The demangled name, made on first use (a symbol holds many sampled addresses).
     demangled: std::sync::OnceLock<String>,
+}
+
+/// Where a symbol's raw name lives: in the mapped file (a test binary's 1.3 M names are 218 MB
+/// of string table; copying each into its own String cost more than the rest of the parse,
+/// and a recording samples a few thousand of them), or owned (synthesized `@plt` names).
+#[derive(Clone)]
+enum SymName {
+    Owned(String),
+    /// Byte offset and length of a name checked as UTF-8 when the table was read.
+    InFile(Arc<FileBytes>, usize, u32),
+}
+
+/// An ELF file's bytes, kept while its symbols live.
+pub(crate) enum FileBytes {
+    Mapped(memmap2::Mmap),
+    Copied(Vec<u8>),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(m) => m,
+            FileBytes::Copied(v) => v,
+        }
+    }
 }
 
 impl ElfSymbol {
@@ -45,18 +71,48 @@ impl ElfSymbol {
         ElfSymbol {
             start,
             end,
-            name,
+            name: SymName::Owned(name),
             demangled: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The raw (mangled) name.
+    pub fn name(&self) -> &str {
+        match &self.name {
+            SymName::Owned(n) => n,
+            SymName::InFile(bytes, at, len) => bytes
+                .get(*at..*at + *len as usize)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or_default(),
         }
     }
 
     /// The name demangled (Rust or C++), or as it is.
     pub fn demangled(&self) -> &str {
-        self.demangled.get_or_init(|| demangle(&self.name))
+        self.demangled.get_or_init(|| demangle(self.name()))
     }
 }
 
-/// The symbol-relevant contents of one ELF file, owned (the file is not kept open).
+impl std::fmt::Debug for ElfSymbol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElfSymbol")
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+impl PartialEq for ElfSymbol {
+    fn eq(&self, other: &Self) -> bool {
+        (self.start, self.end, self.name()) == (other.start, other.end, other.name())
+    }
+}
+
+impl Eq for ElfSymbol {}
+
+/// The symbol-relevant contents of one ELF file; the file stays mapped while its symbols live
+/// (their names are read from it).
 #[derive(Debug, Clone, Default)]
 pub struct ElfSymbols {
     segments: Vec<ElfLoadSegment>,
@@ -74,7 +130,6 @@ pub struct ElfSymbols {
     is_executable_type: bool,
 }
 
-#[derive(Clone)]
 struct RawSym<'a> {
     start: u64,
     size: u64,
@@ -128,14 +183,32 @@ fn prefer_first(a: &RawSym<'_>, b: &RawSym<'_>) -> bool {
 /// of default or protected visibility (`elf_sym__is_label`: zstd's hidden assembler loops stay
 /// unnamed) in sections named like text (by name, as perf's `elf_sec__is_text`: a debug file's
 /// sections hold no data); not ARM/AArch64 mapping symbols (`$a`, `$d`, `$t`, `$x`).
+/// With `anchors`, also the kernel anchor labels `_stext`/`_text` of any kind.
 fn collect_text_symbols<'data: 'file, 'file>(
     file: &'file object::File<'data>,
     syms: impl Iterator<Item = object::Symbol<'data, 'file>>,
     raw: &mut Vec<RawSym<'data>>,
+    mut anchors: Option<&mut Vec<(String, u64)>>,
 ) -> usize {
+    let mut text_sections = Vec::new();
+    for section in file.sections() {
+        let i = section.index().0;
+        if i >= text_sections.len() {
+            text_sections.resize(i + 1, false);
+        }
+        text_sections[i] = section.name().is_ok_and(|n| n.contains("text"));
+    }
     let mut n = 0;
     for sym in syms {
-        if sym.is_undefined() || sym.address() == 0 {
+        if sym.is_undefined() {
+            continue;
+        }
+        if let Some(anchors) = anchors.as_deref_mut()
+            && let Ok(name @ ("_stext" | "_text")) = sym.name()
+        {
+            anchors.push((name.to_owned(), sym.address()));
+        }
+        if sym.address() == 0 {
             continue;
         }
         let is_label = || {
@@ -143,7 +216,7 @@ fn collect_text_symbols<'data: 'file, 'file>(
                 && !matches!(sym.flags(), SymbolFlags::Elf { st_other, .. }
                     if matches!(st_other.visibility(), object::elf::STV_HIDDEN | object::elf::STV_INTERNAL))
                 && matches!(sym.section(), SymbolSection::Section(i)
-                    if file.section_by_index(i).is_ok_and(|s| s.name().is_ok_and(|n| n.contains("text"))))
+                    if text_sections.get(i.0).copied().unwrap_or(false))
         };
         if sym.kind() != SymbolKind::Text && !is_label() {
             continue;
@@ -260,14 +333,19 @@ impl ElfSymbols {
     /// Reads an ELF file from disk.
     pub fn from_path(path: &Path) -> Result<Self, SymbolError> {
         let map = map_file(path)?;
-        Self::parse(&map).map_err(|reason| SymbolError::Elf {
+        Self::parse_bytes(Arc::new(FileBytes::Mapped(map))).map_err(|reason| SymbolError::Elf {
             path: path.to_owned(),
             reason,
         })
     }
 
-    /// Parses ELF bytes; the error is a reason without a path.
+    /// Parses ELF bytes (copied); the error is a reason without a path.
     pub fn parse(data: &[u8]) -> Result<Self, String> {
+        Self::parse_bytes(Arc::new(FileBytes::Copied(data.to_vec())))
+    }
+
+    fn parse_bytes(bytes: Arc<FileBytes>) -> Result<Self, String> {
+        let data: &[u8] = &bytes;
         let file = object::File::parse(data).map_err(|e| e.to_string())?;
         if file.format() != object::BinaryFormat::Elf {
             return Err(format!("{:?} object, not ELF", file.format()));
@@ -290,10 +368,11 @@ impl ElfSymbols {
             })
             .collect();
         segments.sort_by_key(|s| (s.file_offset, s.address));
-        let mut raw: Vec<RawSym<'_>> = Vec::new();
+        let mut raw: Vec<RawSym<'_>> = Vec::with_capacity(file.symbols().size_hint().0);
+        let mut anchors = Vec::new();
         // perf prefers .symtab and falls back to .dynsym.
-        if collect_text_symbols(&file, file.symbols(), &mut raw) == 0 {
-            collect_text_symbols(&file, file.dynamic_symbols(), &mut raw);
+        if collect_text_symbols(&file, file.symbols(), &mut raw, Some(&mut anchors)) == 0 {
+            collect_text_symbols(&file, file.dynamic_symbols(), &mut raw, None);
         }
         let plt = plt_symbols(&file);
         raw.extend(
@@ -310,68 +389,78 @@ impl ElfSymbols {
                 }),
         );
         // Stable: aliases stay in symbol-table order, and an exact tie keeps the first, as
-        // perf's rbtree (equal starts go right) and `symbols__fixup_duplicate` do.
-        raw.sort_by_key(|s| s.start);
-        let mut deduped: Vec<RawSym<'_>> = Vec::with_capacity(raw.len());
-        // binutils' choice at each address (`_bfd_elf_find_function`: the larger symbol, then
-        // the first in the table), kept where it is not perf's: (start, raw name).
+        // perf's rbtree (equal starts go right) and `symbols__fixup_duplicate` do. (Sorting
+        // (start, index) pairs, not the symbols themselves: a third of the parse.)
+        let mut order: Vec<(u64, usize)> =
+            raw.iter().enumerate().map(|(i, s)| (s.start, i)).collect();
+        order.sort_unstable();
+        // perf's choice at each address, and binutils' (`_bfd_elf_find_function`: the larger
+        // symbol, then the first in the table) kept where it is not perf's: (start, raw name).
+        let mut picks: Vec<&RawSym<'_>> = Vec::with_capacity(raw.len());
         let mut bfd_names: Vec<(u64, String)> = Vec::new();
-        let mut bfd: Option<&RawSym<'_>> = None;
-        let mut settle = |bfd: Option<&RawSym<'_>>, perf: Option<&RawSym<'_>>| {
-            if let (Some(b), Some(p)) = (bfd, perf)
-                && b.start == p.start
-                && b.name != p.name
+        for group in order.chunk_by(|a, b| a.0 == b.0) {
+            let mut group = group.iter().filter_map(|&(_, i)| raw.get(i));
+            let Some(mut perf) = group.next() else {
+                continue;
+            };
+            let mut bfd = (!perf.synthetic).then_some(perf);
+            for sym in group {
+                if !prefer_first(perf, sym) {
+                    perf = sym;
+                }
+                if !sym.synthetic && bfd.is_none_or(|b| sym.size > b.size) {
+                    bfd = Some(sym);
+                }
+            }
+            if let Some(b) = bfd
+                && !std::ptr::eq(b, perf)
+                && b.name != perf.name
             {
                 bfd_names.push((b.start, b.name.to_owned()));
             }
-        };
-        for sym in &raw {
-            if bfd.is_some_and(|b| b.start != sym.start) {
-                settle(bfd, deduped.last());
-                bfd = None;
-            }
-            if !sym.synthetic && bfd.is_none_or(|b| sym.size > b.size) {
-                bfd = Some(sym);
-            }
-            match deduped.last_mut() {
-                Some(last) if last.start == sym.start => {
-                    if !prefer_first(last, sym) {
-                        *last = sym.clone();
-                    }
-                }
-                _ => deduped.push(sym.clone()),
-            }
+            picks.push(perf);
         }
-        settle(bfd, deduped.last());
-        let mut symbols = Vec::with_capacity(deduped.len());
-        for (i, sym) in deduped.iter().enumerate() {
+        let degenerate_plt: Vec<&(u64, u64, String)> = plt.iter().filter(|p| p.1 == 0).collect();
+        let mut symbols = Vec::with_capacity(picks.len() + degenerate_plt.len());
+        for (i, sym) in picks.iter().enumerate() {
             let end = if sym.size > 0 {
                 sym.start.saturating_add(sym.size)
             } else {
-                match deduped.get(i + 1) {
+                match picks.get(i + 1) {
                     Some(next) => next.start,
                     None => (sym.start & !4095).saturating_add(8192),
                 }
             };
-            let kept = ElfSymbol::new(sym.start, end, sym.name.to_owned());
-            if let Some(d) = sym.demangled.get() {
-                let _ = kept.demangled.set(d.clone());
-            }
-            symbols.push(kept);
+            let at = (sym.name.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+            let name = match u32::try_from(sym.name.len()) {
+                Ok(len)
+                    if !sym.synthetic
+                        && data
+                            .len()
+                            .checked_sub(sym.name.len())
+                            .is_some_and(|max| at <= max) =>
+                {
+                    SymName::InFile(Arc::clone(&bytes), at, len)
+                }
+                _ => SymName::Owned(sym.name.to_owned()),
+            };
+            symbols.push(ElfSymbol {
+                start: sym.start,
+                end,
+                name,
+                demangled: sym
+                    .demangled
+                    .get()
+                    .cloned()
+                    .map(Into::into)
+                    .unwrap_or_default(),
+            });
         }
         // A degenerate `.plt`'s symbol (zero bytes): inserted as it is, it ends the lookup.
-        for (start, _, name) in plt.iter().filter(|p| p.1 == 0) {
+        for (start, _, name) in degenerate_plt {
             let at = symbols.partition_point(|s| s.start <= *start);
             symbols.insert(at, ElfSymbol::new(*start, *start, name.clone()));
         }
-        let anchors: Vec<(String, u64)> = file
-            .symbols()
-            .filter(|s| !s.is_undefined())
-            .filter_map(|s| {
-                let name = s.name().ok()?;
-                matches!(name, "_stext" | "_text").then(|| (name.to_owned(), s.address()))
-            })
-            .collect();
         let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
         let debuglink = file
             .gnu_debuglink()
@@ -514,7 +603,7 @@ impl ElfSymbols {
             .or_else(|| {
                 self.symbols
                     .iter()
-                    .find(|s| s.name == name)
+                    .find(|s| s.name() == name)
                     .map(|s| s.start)
             })
     }

@@ -543,24 +543,26 @@ impl Symbolizer {
             }
             return None;
         };
-        let dwarf_path = if elf.has_dwarf() {
-            Some(path.clone())
+        let mut elf = elf;
+        let dwarf = if elf.has_dwarf() {
+            // The binary holds its own DWARF: its symbols are parsed already (a second parse
+            // of a test binary's 1.3 M symbols cost ~0.7 s).
+            open_dwarf(&path, &elf)
         } else {
             let mut dirs = self.debug_dirs();
             dirs.extend(extra_dirs);
             debug_hint
                 .filter(|p| p.is_file())
                 .or_else(|| find_debug_file(&path, elf.build_id(), elf.debuglink(), &dirs))
+                .and_then(|p| {
+                    let debug_elf = ElfSymbols::from_path(&p).ok()?;
+                    // A stripped binary takes its symbol table from the debug file.
+                    if elf.symbols().len() < debug_elf.symbols().len() {
+                        elf.take_symbols_of(&debug_elf);
+                    }
+                    open_dwarf(&p, &debug_elf)
+                })
         };
-        let mut elf = elf;
-        let dwarf = dwarf_path.and_then(|p| {
-            let debug_elf = ElfSymbols::from_path(&p).ok()?;
-            // A stripped binary takes its symbol table from the debug file.
-            if elf.symbols().len() < debug_elf.symbols().len() {
-                elf.take_symbols_of(&debug_elf);
-            }
-            open_dwarf(&p, &debug_elf)
-        });
         Some(ElfDso {
             elf,
             dwarf: dwarf.map(Mutex::new),
@@ -633,7 +635,7 @@ impl Symbolizer {
             let d = dso.filter(|_| in_image)?;
             d.elf
                 .lookup(q.addr.wrapping_sub(d.bias))
-                .map(|(s, off)| (s.name.clone(), off))
+                .map(|(s, off)| (s.name().to_owned(), off))
         });
         build_frames(symbol, dwarf, || None, &dso_name)
     }

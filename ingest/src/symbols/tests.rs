@@ -1327,10 +1327,46 @@ fn a_zero_entsize_plt_leaves_its_addresses_unnamed_as_perf_does() {
     )
     .expect("unzstd");
     let elf = ElfSymbols::parse(&bytes).expect("parse");
-    let name = |svma: u64| elf.lookup(svma).map(|(s, _)| s.name.clone());
+    let name = |svma: u64| elf.lookup(svma).map(|(s, _)| s.name().to_owned());
     // .plt: 0x1940..0x1990 (sh_entsize 0); _fini: 0x1928, size 0; main: 0x1839..0x190e.
     assert_eq!(name(0x1839).as_deref(), Some("main"));
     assert_eq!(name(0x1930).as_deref(), Some("_fini"));
     assert_eq!(name(0x1950), None);
     assert_eq!(name(0x1985), None);
+}
+
+/// Split DWARF: `splitdemo`'s skeleton unit holds its line table only; the function DIEs live
+/// in `splitdemo.dwp` beside it (testdata/symbols/make.sh). Reference: `llvm-addr2line -f -i -e
+/// splitdemo 0x113b` (LLVM 14) prints `work` and `splitdemo.c:9` with the package, and the
+/// package is what names the function (without it the DWARF holds no function at all).
+#[test]
+fn split_dwarf_functions_come_from_the_dwarf_package() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/symbols");
+    let binary = dir.path().join("splitdemo");
+    let packed = std::fs::File::open(data.join("splitdemo.zst")).expect("splitdemo.zst");
+    std::fs::write(&binary, zstd::decode_all(packed).expect("unzstd")).expect("write");
+    let frames =
+        |ctx: &debuginfo::DwarfContext| -> Vec<(Option<String>, Option<String>, Option<u32>)> {
+            ctx.frames(0x113b, true)
+                .into_iter()
+                .map(|f| {
+                    let file = f
+                        .file
+                        .map(|p| p.rsplit('/').next().unwrap_or_default().to_owned());
+                    (f.function, file, f.line)
+                })
+                .collect()
+        };
+    let skeleton = debuginfo::DwarfContext::open(&binary).expect("skeleton DWARF");
+    assert_eq!(
+        frames(&skeleton),
+        [(None, Some("splitdemo.c".into()), Some(9))]
+    );
+    std::fs::copy(data.join("splitdemo.dwp"), dir.path().join("splitdemo.dwp")).expect("dwp");
+    let packaged = debuginfo::DwarfContext::open(&binary).expect("DWARF and package");
+    assert_eq!(
+        frames(&packaged),
+        [(Some("work".into()), Some("splitdemo.c".into()), Some(9))]
+    );
 }
