@@ -41,7 +41,7 @@ pub struct ElfSymbol {
 
 /// Where a symbol's raw name lives: in the mapped file (a test binary's 1.3 M names are 218 MB
 /// of string table; copying each into its own String cost more than the rest of the parse,
-/// and a recording samples a few thousand of them), or owned (synthesized `@plt` names).
+/// and a recording names a small part of them), or owned (synthesized `@plt` names).
 #[derive(Clone)]
 enum SymName {
     Owned(String),
@@ -390,7 +390,7 @@ impl ElfSymbols {
         );
         // Stable: aliases stay in symbol-table order, and an exact tie keeps the first, as
         // perf's rbtree (equal starts go right) and `symbols__fixup_duplicate` do. (Sorting
-        // (start, index) pairs, not the symbols themselves: a third of the parse.)
+        // (start, index) pairs, not the symbols themselves: a sixth of the parse.)
         let mut order: Vec<(u64, usize)> =
             raw.iter().enumerate().map(|(i, s)| (s.start, i)).collect();
         order.sort_unstable();
