@@ -13,13 +13,14 @@
 //! ```
 
 use super::debuginfo::find_debug_file;
-use super::elf::{ElfSymbols, parse_build_id_note};
+use super::elf::{ElfSymbols, FileBytes, parse_build_id_note};
 use super::kallsyms::KernelSymbols;
 use super::{SymbolError, hex_string, parse_hex};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// The bundle format this code reads and writes.
 pub const BUNDLE_FORMAT_VERSION: u32 = 1;
@@ -694,6 +695,8 @@ pub struct BundleReport {
 
 enum Content {
     Bytes(Vec<u8>),
+    /// A mapped ELF file, as parsed (it may be gone from its path by the time it is written).
+    Mapped(Arc<FileBytes>),
     File(PathBuf),
 }
 
@@ -871,7 +874,11 @@ pub fn collect_bundle(options: &CollectOptions) -> Result<BundleReport, SymbolEr
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "binary".into());
                 let file = format!("binaries/{id}/{base}");
-                files.insert(file.clone(), Content::File(source.clone()));
+                let content = elf.file_bytes().map_or_else(
+                    || Content::File(source.clone()),
+                    |b| Content::Mapped(Arc::clone(b)),
+                );
+                files.insert(file.clone(), content);
                 let debug = if elf.has_dwarf() {
                     None
                 } else {
@@ -992,6 +999,10 @@ fn write_dir(output: &Path, files: &[(String, Content)]) -> Result<u64, SymbolEr
                     std::fs::write(&target, b).map_err(|e| SymbolError::io(&target, e))?;
                     b.len() as u64
                 }
+                Content::Mapped(b) => {
+                    std::fs::write(&target, &***b).map_err(|e| SymbolError::io(&target, e))?;
+                    b.len() as u64
+                }
                 Content::File(src) => {
                     std::fs::copy(src, &target).map_err(|e| SymbolError::io(src, e))?
                 }
@@ -1026,6 +1037,11 @@ fn write_tar_zst(output: &Path, files: &[(String, Content)]) -> Result<u64, Symb
                     builder
                         .append_data(&mut header, name, b.as_slice())
                         .map_err(io)?;
+                    n_bytes += b.len() as u64;
+                }
+                Content::Mapped(b) => {
+                    header.set_size(b.len() as u64);
+                    builder.append_data(&mut header, name, &***b).map_err(io)?;
                     n_bytes += b.len() as u64;
                 }
                 Content::File(src) => {

@@ -55,6 +55,12 @@ pub(crate) enum FileBytes {
     Copied(Vec<u8>),
 }
 
+impl std::fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileBytes({} bytes)", self.len())
+    }
+}
+
 impl std::ops::Deref for FileBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
@@ -128,6 +134,8 @@ pub struct ElfSymbols {
     anchors: Vec<(String, u64)>,
     entry: u64,
     is_executable_type: bool,
+    /// The file's bytes as parsed (mapped, or copied by [`ElfSymbols::parse`]).
+    bytes: Option<Arc<FileBytes>>,
 }
 
 struct RawSym<'a> {
@@ -485,7 +493,14 @@ impl ElfSymbols {
             anchors,
             entry: file.entry(),
             is_executable_type: file.kind() == object::ObjectKind::Executable,
+            bytes: Some(Arc::clone(&bytes)),
         })
+    }
+
+    /// The bytes the symbols were read from: what a bundle stores, even when the file is
+    /// replaced or deleted after it was parsed (the mapping keeps them).
+    pub(crate) fn file_bytes(&self) -> Option<&Arc<FileBytes>> {
+        self.bytes.as_ref()
     }
 
     /// The PT_LOAD segments, sorted by file offset.
