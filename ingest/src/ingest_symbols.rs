@@ -8,7 +8,8 @@ use std::sync::Arc;
 use crate::error::{Error, Warning, WarningKind};
 use crate::schema;
 use crate::session::{
-    GuestContext, IdBase, Session, SessionConfig, SessionSummary, Slot, Space, Stacks, WrittenTable,
+    GuestContext, IdBase, Preload, Session, SessionConfig, SessionSummary, Slot, Space, Stacks,
+    WrittenTable,
 };
 use crate::symbols::{
     AddrSpace, Bundle, FrameQuery, GUEST_KERNEL_DSO, SymbolizeOptions, Symbolizer,
@@ -130,6 +131,7 @@ pub(crate) fn ingest_guest(
     // Mapped, its pages released as the walk passes them: memory does not grow with the file.
     let data = crate::map_file(&g.path)?;
     let cfg = SessionConfig {
+        preload: None,
         root: root.to_path_buf(),
         host: "_pending".to_string(),
         recording: recording.to_string(),
@@ -216,12 +218,44 @@ fn recorded_here(host: &SessionSummary) -> bool {
 /// distinct guest RIP of the exits into `exit_symbols`, all through one [`Symbolizer`] (so the
 /// exits see the same guest symbols as the guest frames).
 /// `guest_stacks` holds each guest recording's frames with the id of its first one.
+/// Starts the thread that loads host binaries while the walk runs: the sender for the
+/// session, the thread's handle (the symbolizer holding what it loaded).
+pub(crate) fn start_preload(
+    opts: &Options,
+) -> (
+    Option<std::sync::mpsc::Sender<Preload>>,
+    Option<std::thread::JoinHandle<Symbolizer>>,
+) {
+    // What `write_frames` gives its symbolizer for host binaries: the same binaries load.
+    let sopts = SymbolizeOptions {
+        threads: 1,
+        debug_dirs: opts.debug_dirs.clone(),
+        sysroot: opts.symfs.clone(),
+        ..SymbolizeOptions::default()
+    };
+    let Ok(pre) = Symbolizer::new(sopts) else {
+        return (None, None);
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<Preload>();
+    let handle = std::thread::Builder::new()
+        .name("symbols preload".into())
+        .spawn(move || {
+            for (dso, build_id) in rx {
+                pre.preload_user(&dso, build_id.as_deref());
+            }
+            pre
+        })
+        .ok();
+    (handle.is_some().then_some(tx), handle)
+}
+
 pub(crate) fn write_frames(
     host: &SessionSummary,
     guest_stacks: &[(u32, Stacks)],
     root: &Path,
     recording: &str,
     opts: &Options,
+    preloaded: Option<Symbolizer>,
 ) -> Result<(Vec<WrittenTable>, Vec<Warning>), Error> {
     let mut warnings = Vec::new();
     let mut sopts = SymbolizeOptions {
@@ -300,7 +334,9 @@ pub(crate) fn write_frames(
             Symbolizer::new(fallback).map_err(|e| Error::Invalid(e.to_string()))?
         }
     };
-
+    if let Some(p) = preloaded {
+        symbolizer.adopt_preloaded(p);
+    }
     drop(t_new);
     let mut out = Vec::new();
     let sets: Vec<(&str, u32, &Stacks)> = std::iter::once(("frames", 0, &host.stacks))

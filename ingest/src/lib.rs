@@ -367,7 +367,13 @@ fn ingest_impl(
 
     let staging = dataset::Staging::begin(&opts.output, opts.append, &recording)?;
     // Host is known only after the header; write under a placeholder and move at the end.
+    let (preload, preloading) = if opts.symbolize {
+        ingest_symbols::start_preload(opts)
+    } else {
+        (None, None)
+    };
     let cfg = SessionConfig {
+        preload,
         root: staging.dir().to_path_buf(),
         host: "_pending".to_string(),
         recording: recording.clone(),
@@ -408,6 +414,8 @@ fn ingest_impl(
         .unwrap_or_else(|| "unknown".to_string());
     let t_close = timing::phase("ingest: close session tables");
     let (mut tables, mut summary) = sess.close()?;
+    // The session (and with it the preload sender) is gone: the loading thread finishes.
+    let preloaded = preloading.and_then(|h| h.join().ok());
     drop(t_close);
     // Every guest recording writes its own part of the shared guest_* tables, its ids
     // continuing after the previous one's.
@@ -422,8 +430,14 @@ fn ingest_impl(
     }
     if opts.symbolize {
         let _t = timing::phase("ingest: frames");
-        let (t, warnings) =
-            ingest_symbols::write_frames(&summary, &guest_stacks, staging.dir(), &recording, opts)?;
+        let (t, warnings) = ingest_symbols::write_frames(
+            &summary,
+            &guest_stacks,
+            staging.dir(),
+            &recording,
+            opts,
+            preloaded,
+        )?;
         tables.extend(t);
         summary.warnings.extend(warnings);
     }

@@ -125,15 +125,19 @@ struct Origins {
 }
 
 impl Origins {
-    fn get(&mut self, o: FrameOrigin) -> Arc<FrameOrigin> {
+    /// The interned origin, and whether it is new.
+    fn get(&mut self, o: FrameOrigin) -> (Arc<FrameOrigin>, bool) {
         if let Some(a) = self.all.get(&o) {
-            return Arc::clone(a);
+            return (Arc::clone(a), false);
         }
         let a = Arc::new(o.clone());
         self.all.insert(o, Arc::clone(&a));
-        a
+        (a, true)
     }
 }
+
+/// A host binary to load ahead: (path as mapped, build id).
+pub(crate) type Preload = (Arc<str>, Option<Arc<[u8]>>);
 
 /// foldhash on hot maps whose keys come from our own parsing (callchain hashes, dso names).
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
@@ -451,6 +455,9 @@ pub(crate) struct IdBase {
 
 /// Where and how to write, decided by the caller.
 pub(crate) struct SessionConfig {
+    /// Where each host binary a frame falls in is announced once, the first time, so that its
+    /// symbols load while the walk goes on (`Symbolizer::preload_user`).
+    pub(crate) preload: Option<std::sync::mpsc::Sender<Preload>>,
     pub(crate) root: PathBuf,
     pub(crate) host: String,
     pub(crate) recording: String,
@@ -861,11 +868,18 @@ impl Session {
                 None => (None, None),
             }
         };
-        let origin = self.origins.get(FrameOrigin {
+        let (origin, new) = self.origins.get(FrameOrigin {
             space,
             dso,
             build_id,
         });
+        if new
+            && origin.space == Space::HostUser
+            && let (Some(tx), Some(dso)) = (&self.cfg.preload, &origin.dso)
+        {
+            // The symbolizer's loading thread may have stopped (an error): nothing to do.
+            let _ = tx.send((Arc::clone(dso), origin.build_id.clone()));
+        }
         let slot = self.stacks.slot(Slot {
             mode: mode_out,
             origin,

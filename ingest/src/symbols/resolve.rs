@@ -252,6 +252,36 @@ impl Symbolizer {
         Ok(symbolizer)
     }
 
+    /// Loads a host binary (its symbols and DWARF) before any query asks for it: ingest calls
+    /// this from a thread of its own for each binary as the recording's walk first maps a frame
+    /// into it, so that loading overlaps the walk.
+    pub fn preload_user(&self, dso: &str, build_id: Option<&[u8]>) {
+        let key = DsoKey {
+            vm: None,
+            kernel: false,
+            dso: dso.to_owned(),
+            build_id: build_id.map(<[u8]>::to_vec),
+        };
+        let _ = self.dso(&key, None);
+    }
+
+    /// Takes over the host binaries another symbolizer loaded ([`Symbolizer::preload_user`]).
+    /// The caller promises that both search the same `sysroot` and `debug_dirs`, the only
+    /// options a host binary's loading reads.
+    pub fn adopt_preloaded(&self, other: Symbolizer) {
+        let Ok(theirs) = other.dsos.into_inner() else {
+            return;
+        };
+        let Ok(mut ours) = self.dsos.lock() else {
+            return;
+        };
+        for (key, slot) in theirs {
+            if key.vm.is_none() && !key.kernel && slot.get().is_some() {
+                ours.entry(key).or_insert(slot);
+            }
+        }
+    }
+
     /// Adds (or replaces) the symbol bundle of a guest VM.
     pub fn add_guest_bundle(&mut self, vm: &str, bundle: Bundle) -> Result<(), SymbolError> {
         let kernel = bundle.kernel_symbols(GUEST_KERNEL_DSO)?;
