@@ -214,10 +214,6 @@ fn recorded_here(host: &SessionSummary) -> bool {
         && read("/proc/sys/kernel/osrelease").as_deref() == Some(r)
 }
 
-/// Resolves every frame of every stack and writes `frames` (and `guest_frames`), and every
-/// distinct guest RIP of the exits into `exit_symbols`, all through one [`Symbolizer`] (so the
-/// exits see the same guest symbols as the guest frames).
-/// `guest_stacks` holds each guest recording's frames with the id of its first one.
 /// Starts the thread that loads host binaries while the walk runs: the sender for the
 /// session, the thread's handle (the symbolizer holding what it loaded).
 pub(crate) fn start_preload(
@@ -249,6 +245,11 @@ pub(crate) fn start_preload(
     (handle.is_some().then_some(tx), handle)
 }
 
+/// Resolves every frame of every stack and writes `frames` (and `guest_frames`), and every
+/// distinct guest RIP of the exits into `exit_symbols`, all through one [`Symbolizer`] (so the
+/// exits see the same guest symbols as the guest frames).
+/// `guest_stacks` holds each guest recording's frames with the id of its first one;
+/// `preloaded`, the host binaries loaded while the walk ran ([`start_preload`]).
 pub(crate) fn write_frames(
     host: &SessionSummary,
     guest_stacks: &[(u32, Stacks)],

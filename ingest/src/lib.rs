@@ -366,12 +366,12 @@ fn ingest_impl(
     drop(t_sha);
 
     let staging = dataset::Staging::begin(&opts.output, opts.append, &recording)?;
-    // Host is known only after the header; write under a placeholder and move at the end.
     let (preload, preloading) = if opts.symbolize {
         ingest_symbols::start_preload(opts)
     } else {
         (None, None)
     };
+    // Host is known only after the header; write under a placeholder and move at the end.
     let cfg = SessionConfig {
         preload,
         root: staging.dir().to_path_buf(),
