@@ -67,10 +67,17 @@ pub fn check_version(root: &Path) -> Result<u32, Error> {
     Ok(version)
 }
 
+/// The `host=` and `recording=` partition values files are staged under until the recording is
+/// published ([`Staging::commit`]): the host is known after the header, the recording's id
+/// (the input's hash) after the walk.
+pub const PENDING: &str = "_pending";
+
 impl Staging {
-    /// Prepares a staging directory for `recording`.
-    pub fn begin(output: &Path, append: bool, recording: &str) -> Result<Staging, Error> {
+    /// Prepares a staging directory (`tag`, e.g. the input's name, names it for the reader).
+    pub fn begin(output: &Path, append: bool, tag: &str) -> Result<Staging, Error> {
+        static STAGINGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let pid = std::process::id();
+        let n = STAGINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = if append {
             if output.exists() {
                 if output.join("dataset.json").exists() {
@@ -87,7 +94,7 @@ impl Staging {
                 }
             }
             std::fs::create_dir_all(output).map_err(|e| io(output, e))?;
-            output.join(format!(".staging-{recording}-{pid}"))
+            output.join(format!(".staging-{tag}-{pid}-{n}"))
         } else {
             if output.exists() && !output.join("dataset.json").exists() && output.is_dir() {
                 let non_empty = std::fs::read_dir(output)
@@ -124,21 +131,21 @@ impl Staging {
         &self.dir
     }
 
-    /// Publishes the recording: renames the `_pending` host partitions to `host`, writes the
-    /// manifest last.
+    /// Publishes the recording: renames the pending partitions to `host` and `recording`,
+    /// writes the manifest last.
     pub fn commit(
         self,
         host: &str,
         recording: &str,
         tables: &[(String, u64)],
     ) -> Result<(), Error> {
-        // host=_pending → host=<host>, inside staging.
+        // host=_pending/recording=_pending → host=<host>/recording=<recording>, inside staging.
         for (table, _) in tables {
-            let from = self.dir.join(table).join("host=_pending");
+            let from = self.dir.join(table).join(format!("host={PENDING}"));
             if from.exists() {
                 let to = self.dir.join(table).join(format!("host={host}"));
                 std::fs::create_dir_all(&to).map_err(|e| io(&to, e))?;
-                let src = from.join(format!("recording={recording}"));
+                let src = from.join(format!("recording={PENDING}"));
                 let dst = to.join(format!("recording={recording}"));
                 std::fs::rename(&src, &dst).map_err(|e| io(&src, e))?;
                 let _ = std::fs::remove_dir(&from);

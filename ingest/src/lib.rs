@@ -243,7 +243,8 @@ pub(crate) fn progress_releasing(
 /// cache): a mapped perf.data would otherwise count in full in the resident set.
 pub(crate) type Release = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
-/// Inputs are hashed and walked in steps of this many bytes, each released when passed.
+/// Inputs are walked in steps of this many bytes, each released when passed (the hashing
+/// thread beside the walk reads a released page back in from the page cache).
 const RELEASE_STEP: usize = 64 << 20;
 
 /// The input's bytes. stdin is spooled to an unnamed temporary file beside the output (not
@@ -346,26 +347,14 @@ fn ingest_impl(
     opts: &Options,
     release: Option<Release>,
 ) -> Result<Report, Error> {
-    let t_sha = timing::phase("ingest: sha256");
-    let sha = {
-        let mut h = Sha256::new();
-        for (i, chunk) in data.chunks(RELEASE_STEP).enumerate() {
-            h.update(chunk);
-            if let Some(r) = &release {
-                r(i * RELEASE_STEP, i * RELEASE_STEP + chunk.len());
-            }
-        }
-        hex(&h.finalize())
-    };
     let stem = Path::new(source_name)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .filter(|s| !s.is_empty() && s != "-")
         .unwrap_or_else(|| "stdin".to_string());
-    let recording = format!("{}-{}", session::sanitize(&stem), &sha[..8]);
-    drop(t_sha);
+    let stem = session::sanitize(&stem);
 
-    let staging = dataset::Staging::begin(&opts.output, opts.append, &recording)?;
+    let staging = dataset::Staging::begin(&opts.output, opts.append, &stem)?;
     let (preload, preloading) = if opts.symbolize {
         ingest_symbols::start_preload(opts)
     } else {
@@ -376,7 +365,9 @@ fn ingest_impl(
         preload,
         root: staging.dir().to_path_buf(),
         host: "_pending".to_string(),
-        recording: recording.clone(),
+        // The recording id (the input's hash) is known after the walk: files are written
+        // under a placeholder, renamed when the recording is published.
+        recording: dataset::PENDING.to_string(),
         keep_raw: opts.keep_raw,
         prefix: "",
         guest: None,
@@ -397,10 +388,21 @@ fn ingest_impl(
     let mut sess = Session::new(cfg);
     let total = data.len() as u64;
     sess.progress = progress_releasing(opts.progress.clone(), release, total);
-    let t_walk = timing::phase("ingest: walk records");
-    let walk = reader::walk_file(data, &mut sess)?;
-    sess.finish_records()?;
-    drop(t_walk);
+    // The input is hashed on a thread of its own beside the walk (it only names the recording).
+    let (sha, walk) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| {
+            let _t = timing::phase("ingest: sha256 (beside the walk)");
+            hex(&Sha256::digest(data))
+        });
+        let t_walk = timing::phase("ingest: walk records");
+        let walk = reader::walk_file(data, &mut sess);
+        let walk = walk.and_then(|w| sess.finish_records().map(|()| w));
+        drop(t_walk);
+        (hashing.join(), walk)
+    });
+    let walk = walk?;
+    let sha = sha.map_err(|_| Error::Invalid("the thread hashing the input panicked".into()))?;
+    let recording = format!("{stem}-{}", &sha[..8]);
     let fatal = sess.take_fatal();
     if let Some(e) = fatal {
         return Err(e);
@@ -422,7 +424,8 @@ fn ingest_impl(
     let mut guest_stacks = Vec::new();
     let mut ids = session::IdBase::default();
     for g in &opts.guest_data {
-        let gi = ingest_symbols::ingest_guest(g, &summary, staging.dir(), &recording, opts, ids)?;
+        let gi =
+            ingest_symbols::ingest_guest(g, &summary, staging.dir(), dataset::PENDING, opts, ids)?;
         tables.extend(gi.tables);
         guest_stacks.push((ids.frame_id, gi.stacks));
         summary.warnings.extend(gi.warnings);
@@ -434,7 +437,7 @@ fn ingest_impl(
             &summary,
             &guest_stacks,
             staging.dir(),
-            &recording,
+            dataset::PENDING,
             opts,
             preloaded,
         )?;
@@ -446,7 +449,7 @@ fn ingest_impl(
     let root = staging.dir().to_path_buf();
     let mut w = TableWriter::new(
         "meta",
-        partition_path(&root, "meta", "_pending", &recording),
+        partition_path(&root, "meta", "_pending", dataset::PENDING),
         &schema::meta().defs(),
         Vec::new(),
     );
@@ -486,7 +489,7 @@ fn ingest_impl(
     let bytes_unread = walk.bytes_unread;
     let mut w = TableWriter::new(
         "ingest_report",
-        partition_path(&root, "ingest_report", "_pending", &recording),
+        partition_path(&root, "ingest_report", "_pending", dataset::PENDING),
         &schema::ingest_report().defs(),
         Vec::new(),
     );
