@@ -152,7 +152,8 @@ pub(crate) fn ingest_guest(
         kernel_fallback_map: true,
     };
     let mut sess = Session::new(cfg);
-    sess.progress = crate::progress_releasing(None, data.releaser(), data.len() as u64);
+    sess.progress =
+        crate::progress_releasing(None, crate::FileBytes::releaser(&data), data.len() as u64);
     let walk = crate::reader::walk_file(&data, &mut sess)?;
     sess.finish_records()?;
     if let Some(e) = sess.take_fatal() {

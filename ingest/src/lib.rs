@@ -194,12 +194,12 @@ impl Report {
 /// `opts.output`. The dataset is written under a temporary name and renamed when complete.
 pub fn run(input: &Path, opts: &Options) -> Result<Report, Error> {
     let (bytes, name) = read_input(input, &opts.output)?;
-    let release = bytes.releaser();
+    let release = FileBytes::releaser(&bytes);
     ingest_impl(&bytes, &name, opts, release)
 }
 
 /// A perf.data file, mapped (guest-side recordings are read this way too).
-pub(crate) fn map_file(path: &Path) -> Result<InputBytes, Error> {
+pub(crate) fn map_file(path: &Path) -> Result<Arc<FileBytes>, Error> {
     let io = |e| Error::Io {
         path: Some(path.to_path_buf()),
         offset: None,
@@ -207,11 +207,11 @@ pub(crate) fn map_file(path: &Path) -> Result<InputBytes, Error> {
     };
     let file = std::fs::File::open(path).map_err(io)?;
     if file.metadata().map_err(io)?.len() == 0 {
-        return Ok(InputBytes::Owned(Vec::new()));
+        return Ok(Arc::new(FileBytes::Copied(Vec::new())));
     }
     // SAFETY: as in read_input: only read, every read bounds-checked.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-    Ok(InputBytes::Mapped(Arc::new(map)))
+    Ok(Arc::new(FileBytes::Mapped(map)))
 }
 
 /// A session progress callback that reports to `progress` and releases the pages the walk
@@ -250,7 +250,7 @@ const RELEASE_STEP: usize = 64 << 20;
 /// The input's bytes. stdin is spooled to an unnamed temporary file beside the output (not
 /// into memory: a pipe-mode stream can be any size), then mapped like a file; the recording's
 /// id is the stream's SHA-256, known only once it has ended.
-fn read_input(input: &Path, output: &Path) -> Result<(InputBytes, String), Error> {
+fn read_input(input: &Path, output: &Path) -> Result<(Arc<FileBytes>, String), Error> {
     let (file, name) = if input.as_os_str() == "-" {
         let io = |e| Error::Io {
             path: Some(input.to_path_buf()),
@@ -269,7 +269,7 @@ fn read_input(input: &Path, output: &Path) -> Result<(InputBytes, String), Error
         })?;
         let n = std::io::copy(&mut std::io::stdin().lock(), &mut spool).map_err(io)?;
         if n == 0 {
-            return Ok((InputBytes::Owned(Vec::new()), "-".to_string()));
+            return Ok((Arc::new(FileBytes::Copied(Vec::new())), "-".to_string()));
         }
         (spool, "-".to_string())
     } else {
@@ -287,22 +287,28 @@ fn read_input(input: &Path, output: &Path) -> Result<(InputBytes, String), Error
         offset: None,
         source: e,
     })?;
-    Ok((InputBytes::Mapped(Arc::new(map)), name))
+    Ok((Arc::new(FileBytes::Mapped(map)), name))
 }
 
-pub(crate) enum InputBytes {
-    Owned(Vec<u8>),
-    Mapped(Arc<memmap2::Mmap>),
+/// A file's bytes: mapped, or owned (an empty input, bytes handed over in memory). The input
+/// perf.data and the ELF files the symbolizer reads alike; shared (`Arc`) where something keeps
+/// pointing into them (symbol names, DWARF sections, a page releaser).
+pub(crate) enum FileBytes {
+    Copied(Vec<u8>),
+    Mapped(memmap2::Mmap),
 }
 
-impl InputBytes {
-    /// For a mapped input, what releases its pages.
-    pub(crate) fn releaser(&self) -> Option<Release> {
-        match self {
-            InputBytes::Owned(_) => None,
-            InputBytes::Mapped(m) => {
-                let m = Arc::clone(m);
+impl FileBytes {
+    /// For a mapped file, what releases its pages.
+    pub(crate) fn releaser(bytes: &Arc<FileBytes>) -> Option<Release> {
+        match &**bytes {
+            FileBytes::Copied(_) => None,
+            FileBytes::Mapped(_) => {
+                let bytes = Arc::clone(bytes);
                 Some(Arc::new(move |from: usize, to: usize| {
+                    let FileBytes::Mapped(m) = &*bytes else {
+                        return;
+                    };
                     // SAFETY: a read-only shared file mapping: after MADV_DONTNEED a later
                     // read faults the same bytes back in from the page cache or the file, so
                     // no slice of it ever sees other contents.
@@ -319,13 +325,19 @@ impl InputBytes {
     }
 }
 
-impl std::ops::Deref for InputBytes {
+impl std::ops::Deref for FileBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match self {
-            InputBytes::Owned(v) => v,
-            InputBytes::Mapped(m) => m,
+            FileBytes::Copied(v) => v,
+            FileBytes::Mapped(m) => m,
         }
+    }
+}
+
+impl std::fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileBytes({} bytes)", self.len())
     }
 }
 

@@ -13,9 +13,10 @@
 //! ```
 
 use super::debuginfo::find_debug_file;
-use super::elf::{ElfSymbols, FileBytes, parse_build_id_note};
+use super::elf::{ElfSymbols, parse_build_id_note};
 use super::kallsyms::KernelSymbols;
 use super::{SymbolError, hex_string, parse_hex};
+use crate::FileBytes;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};

@@ -2,7 +2,8 @@
 //! check, which addr2line's `Loader` does not follow) and DWARF frames.
 
 use super::SymbolError;
-use super::elf::{ElfSymbols, FileBytes, map_file};
+use super::elf::{ElfSymbols, map_file};
+use crate::FileBytes;
 use addr2line::LookupContinuation;
 use object::{Object, ObjectSection};
 use std::path::{Component, Path, PathBuf};
@@ -300,18 +301,23 @@ fn dwarf_of(
 impl DwarfContext {
     /// Loads the DWARF of a file (the binary itself or its debug file).
     pub(crate) fn open(path: &Path) -> Result<Self, SymbolError> {
+        Self::with_bytes(path, &Arc::new(FileBytes::Mapped(map_file(path)?)))
+    }
+
+    /// Loads the DWARF of a file already read (`bytes`: the file at `path`, e.g. as
+    /// [`ElfSymbols`] mapped it).
+    pub(crate) fn with_bytes(path: &Path, bytes: &Arc<FileBytes>) -> Result<Self, SymbolError> {
         let err = |reason: String| SymbolError::Dwarf {
             path: path.to_owned(),
             reason,
         };
-        let bytes = Arc::new(FileBytes::Mapped(map_file(path)?));
-        let file = object::File::parse(&**bytes).map_err(|e| err(e.to_string()))?;
+        let file = object::File::parse(&***bytes).map_err(|e| err(e.to_string()))?;
         let lookup = if file.kind() == object::ObjectKind::Relocatable {
             Lookup::Loader(Box::new(
                 addr2line::Loader::new(path).map_err(|e| err(e.to_string()))?,
             ))
         } else {
-            let mut dwarf = dwarf_of(&bytes, &file, false).map_err(|e| err(e.to_string()))?;
+            let mut dwarf = dwarf_of(bytes, &file, false).map_err(|e| err(e.to_string()))?;
             dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
             let ctx = addr2line::Context::from_dwarf(dwarf).map_err(|e| err(e.to_string()))?;
             // The package of split DWARF beside the file (`prog.dwp`, `lib.so.dwp`), if any.

@@ -3,6 +3,7 @@
 //! symbols from `.symtab`/`.dynsym`, the build id and `.gnu_debuglink`.
 
 use super::SymbolError;
+use crate::FileBytes;
 use object::read::elf::{ElfFile, FileHeader, Rel, Rela, SectionHeader};
 use object::{
     Endianness, Object, ObjectSection, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolFlags,
@@ -47,28 +48,6 @@ enum SymName {
     Owned(String),
     /// Byte offset and length of a name checked as UTF-8 when the table was read.
     InFile(Arc<FileBytes>, usize, u32),
-}
-
-/// An ELF file's bytes, kept while its symbols live.
-pub(crate) enum FileBytes {
-    Mapped(memmap2::Mmap),
-    Copied(Vec<u8>),
-}
-
-impl std::fmt::Debug for FileBytes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FileBytes({} bytes)", self.len())
-    }
-}
-
-impl std::ops::Deref for FileBytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            FileBytes::Mapped(m) => m,
-            FileBytes::Copied(v) => v,
-        }
-    }
 }
 
 impl ElfSymbol {

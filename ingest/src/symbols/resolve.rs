@@ -684,7 +684,12 @@ fn open_dwarf(path: &Path, elf: &ElfSymbols) -> Option<DwarfContext> {
     if !elf.has_dwarf() {
         return None;
     }
-    match DwarfContext::open(path) {
+    // The file as its symbols were read from it (not mapped a second time).
+    let ctx = match elf.file_bytes() {
+        Some(bytes) => DwarfContext::with_bytes(path, bytes),
+        None => DwarfContext::open(path),
+    };
+    match ctx {
         Ok(ctx) => Some(ctx),
         Err(e) => {
             log::warn!("{e}; lines unavailable");
