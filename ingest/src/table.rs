@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder,
-    Int64Builder, ListArray, ListBuilder, StringArray, StringBuilder, UInt32Builder, UInt64Builder,
+    ArrayRef, BinaryArray, BooleanArray, BooleanBufferBuilder, Float64Array, Int32Array,
+    Int64Array, ListArray, StringArray, UInt32Array, UInt64Array, new_null_array,
 };
+use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -104,104 +106,328 @@ impl ColType {
     }
 }
 
-enum Col {
-    U64(UInt64Builder),
-    U32(UInt32Builder),
-    I32(Int32Builder),
-    I64(Int64Builder),
-    F64(Float64Builder),
-    Bool(BooleanBuilder),
-    Str(StringBuilder),
-    Bin(BinaryBuilder),
-    ListU64(ListBuilder<UInt64Builder>),
-    ListU32(ListBuilder<UInt32Builder>),
-    ListStr(ListBuilder<StringBuilder>),
+/// Which rows of a column's open batch are null. While only nulls have come the column keeps
+/// no values at all, just their count (most optional `samples` columns are never recorded);
+/// the bitmap is made only once a null and a value meet in one batch.
+#[derive(Default)]
+struct Validity {
+    rows: usize,
+    /// Whether a value has come in this batch.
+    any_value: bool,
+    bits: Option<BooleanBufferBuilder>,
+}
+
+impl Validity {
+    /// Records a value. Returns the number of null rows before it whose places the values
+    /// must first be padded with (nonzero only for the first value after leading nulls).
+    #[inline]
+    fn value(&mut self) -> usize {
+        let mut pad = 0;
+        if !self.any_value {
+            self.any_value = true;
+            pad = self.rows;
+            if pad > 0 {
+                let mut b = BooleanBufferBuilder::new(BATCH_ROWS);
+                b.append_n(pad, false);
+                self.bits = Some(b);
+            }
+        }
+        if let Some(b) = &mut self.bits {
+            b.append(true);
+        }
+        self.rows += 1;
+        pad
+    }
+
+    /// Records `n` nulls. Returns whether the values take placeholders for them (not while
+    /// the batch has had nulls only).
+    fn nulls(&mut self, n: usize) -> bool {
+        let before = self.rows;
+        self.rows += n;
+        if !self.any_value {
+            return false;
+        }
+        self.bits
+            .get_or_insert_with(|| {
+                let mut b = BooleanBufferBuilder::new(BATCH_ROWS);
+                b.append_n(before, true);
+                b
+            })
+            .append_n(n, false);
+        true
+    }
+
+    /// The null buffer of the batch; starts the next one.
+    fn take(&mut self) -> Option<NullBuffer> {
+        let nulls = self.bits.take().map(|mut b| NullBuffer::new(b.finish()));
+        self.rows = 0;
+        self.any_value = false;
+        nulls
+    }
+}
+
+/// A column's values of the open batch as plain vectors (offsets start with 0).
+///
+/// Not arrow's builders: their per-value validity bookkeeping (`append_null` materialises a
+/// bitmap for columns that are null in every row) was a fifth of the ingest's record thread,
+/// and their buffers, handed to the encoder thread inside the batch and freed there, came back
+/// to the record thread as fresh pages the kernel zeroed. These vectors go to the encoder
+/// thread, which copies them into arrow arrays and sends them back to be filled again.
+enum Values {
+    U64(Vec<u64>),
+    U32(Vec<u32>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F64(Vec<f64>),
+    Bool(Vec<bool>),
+    /// Utf8 (checked when the array is made) and Binary.
+    Bytes {
+        offsets: Vec<i32>,
+        data: Vec<u8>,
+    },
+    ListU64 {
+        offsets: Vec<i32>,
+        items: Vec<u64>,
+    },
+    ListU32 {
+        offsets: Vec<i32>,
+        items: Vec<u32>,
+    },
+    ListStr {
+        offsets: Vec<i32>,
+        item_offsets: Vec<i32>,
+        data: Vec<u8>,
+    },
+}
+
+/// Offsets are i32 as arrow's: a batch holds at most `BATCH_ROWS` rows of at most one 64 KiB
+/// record each, 1 GiB. A longer one saturates, and making the array fails with an error.
+fn offset(len: usize) -> i32 {
+    i32::try_from(len).unwrap_or(i32::MAX)
+}
+
+/// Repeats the last offset `n` times: `n` empty (null) entries.
+fn pad_offsets(offsets: &mut Vec<i32>, n: usize) {
+    let last = offsets.last().copied().unwrap_or(0);
+    offsets.resize(offsets.len() + n, last);
+}
+
+struct Col {
+    ty: ColType,
+    values: Values,
+    valid: Validity,
 }
 
 impl Col {
-    fn new(t: ColType) -> Col {
-        match t {
-            ColType::U64 => Col::U64(UInt64Builder::with_capacity(BATCH_ROWS)),
-            ColType::U32 => Col::U32(UInt32Builder::with_capacity(BATCH_ROWS)),
-            ColType::I32 => Col::I32(Int32Builder::with_capacity(BATCH_ROWS)),
-            ColType::I64 => Col::I64(Int64Builder::with_capacity(BATCH_ROWS)),
-            ColType::F64 => Col::F64(Float64Builder::with_capacity(BATCH_ROWS)),
-            ColType::Bool => Col::Bool(BooleanBuilder::with_capacity(BATCH_ROWS)),
-            ColType::Str => Col::Str(StringBuilder::new()),
-            ColType::Bin => Col::Bin(BinaryBuilder::new()),
-            ColType::ListU64 => Col::ListU64(ListBuilder::new(UInt64Builder::new())),
-            ColType::ListU32 => Col::ListU32(ListBuilder::new(UInt32Builder::new())),
-            ColType::ListStr => Col::ListStr(ListBuilder::new(StringBuilder::new())),
+    fn new(ty: ColType) -> Col {
+        let offsets = || {
+            let mut o = Vec::with_capacity(BATCH_ROWS + 1);
+            o.push(0);
+            o
+        };
+        let values = match ty {
+            ColType::U64 => Values::U64(Vec::with_capacity(BATCH_ROWS)),
+            ColType::U32 => Values::U32(Vec::with_capacity(BATCH_ROWS)),
+            ColType::I32 => Values::I32(Vec::with_capacity(BATCH_ROWS)),
+            ColType::I64 => Values::I64(Vec::with_capacity(BATCH_ROWS)),
+            ColType::F64 => Values::F64(Vec::with_capacity(BATCH_ROWS)),
+            ColType::Bool => Values::Bool(Vec::with_capacity(BATCH_ROWS)),
+            ColType::Str | ColType::Bin => Values::Bytes {
+                offsets: offsets(),
+                data: Vec::new(),
+            },
+            ColType::ListU64 => Values::ListU64 {
+                offsets: offsets(),
+                items: Vec::new(),
+            },
+            ColType::ListU32 => Values::ListU32 {
+                offsets: offsets(),
+                items: Vec::new(),
+            },
+            ColType::ListStr => Values::ListStr {
+                offsets: offsets(),
+                item_offsets: offsets(),
+                data: Vec::new(),
+            },
+        };
+        Col {
+            ty,
+            values,
+            valid: Validity::default(),
         }
     }
 
-    /// The batch so far; the builder starts the next batch with room for as much as this one
-    /// held. arrow's builders start empty and grow by doubling: the `stacks` of a 100 MB `-g`
-    /// recording (9 M frames) spent a tenth of its CPU time zeroing the fresh pages of
-    /// each batch's growing lists.
-    fn finish(&mut self) -> ArrayRef {
-        let a: ArrayRef = match self {
-            Col::U64(b) => Arc::new(b.finish()),
-            Col::U32(b) => Arc::new(b.finish()),
-            Col::I32(b) => Arc::new(b.finish()),
-            Col::I64(b) => Arc::new(b.finish()),
-            Col::F64(b) => Arc::new(b.finish()),
-            Col::Bool(b) => Arc::new(b.finish()),
-            Col::Str(b) => Arc::new(b.finish()),
-            Col::Bin(b) => Arc::new(b.finish()),
-            Col::ListU64(b) => Arc::new(b.finish()),
-            Col::ListU32(b) => Arc::new(b.finish()),
-            Col::ListStr(b) => Arc::new(b.finish()),
-        };
-        self.reserve_like(a.as_ref());
-        a
+    /// Fills the column with nulls up to `rows` rows.
+    fn null_to(&mut self, rows: usize) {
+        let n = rows.saturating_sub(self.valid.rows);
+        if n > 0 && self.valid.nulls(n) {
+            self.pad(n);
+        }
     }
 
-    /// Makes room in the (empty) builder for a batch like `a`.
-    fn reserve_like(&mut self, a: &dyn Array) {
-        let rows = a.len();
-        // (values, bytes) of a string or binary array.
-        let bytes = |a: &dyn Array| {
-            let any = a.as_any();
-            any.downcast_ref::<StringArray>()
-                .map(|s| (s.len(), s.value_data().len()))
-                .or_else(|| {
-                    any.downcast_ref::<BinaryArray>()
-                        .map(|s| (s.len(), s.value_data().len()))
-                })
-                .unwrap_or_default()
-        };
-        let items = a
-            .as_any()
-            .downcast_ref::<ListArray>()
-            .map(|l| l.values().as_ref());
-        let n_items = items.map_or(0, |v| v.len());
-        match self {
-            Col::U64(b) => *b = UInt64Builder::with_capacity(rows),
-            Col::U32(b) => *b = UInt32Builder::with_capacity(rows),
-            Col::I32(b) => *b = Int32Builder::with_capacity(rows),
-            Col::I64(b) => *b = Int64Builder::with_capacity(rows),
-            Col::F64(b) => *b = Float64Builder::with_capacity(rows),
-            Col::Bool(b) => *b = BooleanBuilder::with_capacity(rows),
-            Col::Str(b) => {
-                let (n, data) = bytes(a);
-                *b = StringBuilder::with_capacity(n, data);
-            }
-            Col::Bin(b) => {
-                let (n, data) = bytes(a);
-                *b = BinaryBuilder::with_capacity(n, data);
-            }
-            Col::ListU64(b) => {
-                *b = ListBuilder::with_capacity(UInt64Builder::with_capacity(n_items), rows);
-            }
-            Col::ListU32(b) => {
-                *b = ListBuilder::with_capacity(UInt32Builder::with_capacity(n_items), rows);
-            }
-            Col::ListStr(b) => {
-                let (n, data) = items.map_or((0, 0), bytes);
-                *b = ListBuilder::with_capacity(StringBuilder::with_capacity(n, data), rows);
+    /// Appends `n` placeholder values (for nulls).
+    fn pad(&mut self, n: usize) {
+        let grow = |len: usize| len + n;
+        match &mut self.values {
+            Values::U64(v) => v.resize(grow(v.len()), 0),
+            Values::U32(v) => v.resize(grow(v.len()), 0),
+            Values::I32(v) => v.resize(grow(v.len()), 0),
+            Values::I64(v) => v.resize(grow(v.len()), 0),
+            Values::F64(v) => v.resize(grow(v.len()), 0.0),
+            Values::Bool(v) => v.resize(grow(v.len()), false),
+            Values::Bytes { offsets, .. }
+            | Values::ListU64 { offsets, .. }
+            | Values::ListU32 { offsets, .. }
+            | Values::ListStr { offsets, .. } => pad_offsets(offsets, n),
+        }
+    }
+
+    /// Records a value in row `row` (nulls fill the rows this column skipped).
+    #[inline]
+    fn value(&mut self, row: usize) -> &mut Values {
+        let v = &mut self.valid;
+        if v.rows == row && v.any_value && v.bits.is_none() {
+            // The common case: a column with a value in every row so far.
+            v.rows += 1;
+        } else {
+            self.null_to(row);
+            let pad = self.valid.value();
+            if pad > 0 {
+                self.pad(pad);
             }
         }
+        &mut self.values
+    }
+
+    /// The batch as an arrow array (the values copied: these vectors are filled again);
+    /// empties the column.
+    fn take_array(&mut self) -> Result<ArrayRef, ArrowError> {
+        let rows = self.valid.rows;
+        let any_value = self.valid.any_value;
+        let nulls = self.valid.take();
+        let dt = self.ty.data_type();
+        if !any_value {
+            self.clear();
+            return Ok(new_null_array(&dt, rows));
+        }
+        let offs = |o: &Vec<i32>| OffsetBuffer::new(ScalarBuffer::from(o.clone()));
+        let item_field = || match &dt {
+            DataType::List(f) => f.clone(),
+            other => Arc::new(Field::new("item", other.clone(), true)),
+        };
+        let a: ArrayRef = match &self.values {
+            Values::U64(v) => Arc::new(UInt64Array::try_new(v.clone().into(), nulls)?),
+            Values::U32(v) => Arc::new(UInt32Array::try_new(v.clone().into(), nulls)?),
+            Values::I32(v) => Arc::new(Int32Array::try_new(v.clone().into(), nulls)?),
+            Values::I64(v) => Arc::new(Int64Array::try_new(v.clone().into(), nulls)?),
+            Values::F64(v) => Arc::new(Float64Array::try_new(v.clone().into(), nulls)?),
+            Values::Bool(v) => Arc::new(BooleanArray::new(BooleanBuffer::from(&v[..]), nulls)),
+            Values::Bytes { offsets, data } => {
+                let data = Buffer::from_slice_ref(data);
+                if self.ty == ColType::Str {
+                    Arc::new(StringArray::try_new(offs(offsets), data, nulls)?)
+                } else {
+                    Arc::new(BinaryArray::try_new(offs(offsets), data, nulls)?)
+                }
+            }
+            Values::ListU64 { offsets, items } => {
+                let items = Arc::new(UInt64Array::from(items.clone()));
+                Arc::new(ListArray::try_new(
+                    item_field(),
+                    offs(offsets),
+                    items,
+                    nulls,
+                )?)
+            }
+            Values::ListU32 { offsets, items } => {
+                let items = Arc::new(UInt32Array::from(items.clone()));
+                Arc::new(ListArray::try_new(
+                    item_field(),
+                    offs(offsets),
+                    items,
+                    nulls,
+                )?)
+            }
+            Values::ListStr {
+                offsets,
+                item_offsets,
+                data,
+            } => {
+                let items = Arc::new(StringArray::try_new(
+                    offs(item_offsets),
+                    Buffer::from_slice_ref(data),
+                    None,
+                )?);
+                Arc::new(ListArray::try_new(
+                    item_field(),
+                    offs(offsets),
+                    items,
+                    nulls,
+                )?)
+            }
+        };
+        self.clear();
+        Ok(a)
+    }
+
+    /// Empties the values, keeping their capacity.
+    fn clear(&mut self) {
+        let reset = |o: &mut Vec<i32>| {
+            o.clear();
+            o.push(0);
+        };
+        match &mut self.values {
+            Values::U64(v) => v.clear(),
+            Values::U32(v) => v.clear(),
+            Values::I32(v) => v.clear(),
+            Values::I64(v) => v.clear(),
+            Values::F64(v) => v.clear(),
+            Values::Bool(v) => v.clear(),
+            Values::Bytes { offsets, data } => {
+                reset(offsets);
+                data.clear();
+            }
+            Values::ListU64 { offsets, items } => {
+                reset(offsets);
+                items.clear();
+            }
+            Values::ListU32 { offsets, items } => {
+                reset(offsets);
+                items.clear();
+            }
+            Values::ListStr {
+                offsets,
+                item_offsets,
+                data,
+            } => {
+                reset(offsets);
+                reset(item_offsets);
+                data.clear();
+            }
+        }
+    }
+}
+
+/// One batch's columns on their way to the encoder thread and back.
+struct RawBatch {
+    cols: Vec<Col>,
+}
+
+impl RawBatch {
+    fn new(columns: &[ColType]) -> RawBatch {
+        RawBatch {
+            cols: columns.iter().map(|&t| Col::new(t)).collect(),
+        }
+    }
+
+    /// The record batch; leaves the columns empty for the next batch.
+    fn take(&mut self, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+        let arrays = self
+            .cols
+            .iter_mut()
+            .map(Col::take_array)
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(schema.clone(), arrays)
     }
 }
 
@@ -227,14 +453,19 @@ impl ColumnDef {
     }
 }
 
-/// One Parquet table being written. Values are appended column by column for the current row;
+/// One Parquet table being written. Values are appended column by column for the current row
+/// (at most one per column; a column given none, or `None`, is null in that row);
 /// [`TableWriter::end_row`] closes the row. A type mismatch between the value and the column is
-/// a programming error and appends a null instead (never panics).
+/// a programming error and leaves a null instead (never panics).
 pub struct TableWriter {
     name: String,
     path: PathBuf,
     schema: SchemaRef,
-    cols: Vec<Col>,
+    types: Vec<ColType>,
+    /// The open batch.
+    batch: RawBatch,
+    /// Rows per batch ([`BATCH_ROWS`]; tests cut smaller ones).
+    batch_rows: usize,
     rows_in_batch: usize,
     rows_total: u64,
     writer: Option<Encoder>,
@@ -243,27 +474,38 @@ pub struct TableWriter {
 
 /// Parquet encoding and compression of one table on a thread of its own: the session builds
 /// the next batch while the previous one is encoded (two cores: ~1.3× faster ingest). At most
-/// two batches wait, so memory stays bounded.
+/// two batches wait, so memory stays bounded; each comes back empty (`spare`) to be filled
+/// again.
 struct Encoder {
-    batches: std::sync::mpsc::SyncSender<RecordBatch>,
+    batches: std::sync::mpsc::SyncSender<RawBatch>,
+    spare: std::sync::mpsc::Receiver<RawBatch>,
     done: std::thread::JoinHandle<Result<(), Error>>,
 }
 
 impl Encoder {
-    fn start(name: String, mut w: ArrowWriter<File>) -> Result<Encoder, Error> {
-        let (batches, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+    fn start(name: String, schema: SchemaRef, mut w: ArrowWriter<File>) -> Result<Encoder, Error> {
+        let (batches, rx) = std::sync::mpsc::sync_channel::<RawBatch>(2);
+        let (spare_tx, spare) = std::sync::mpsc::channel::<RawBatch>();
         let thread_name = format!("parquet {name}");
         let done = std::thread::Builder::new()
             .name(thread_name)
             .spawn(move || -> Result<(), Error> {
-                let err = |source| Error::Parquet {
+                for mut raw in rx {
+                    let batch = raw.take(&schema).map_err(|source| Error::Arrow {
+                        table: name.clone(),
+                        source,
+                    })?;
+                    // The writer is gone when the table is closed: the batch is not wanted.
+                    let _ = spare_tx.send(raw);
+                    w.write(&batch).map_err(|source| Error::Parquet {
+                        table: name.clone(),
+                        source,
+                    })?;
+                }
+                w.close().map_err(|source| Error::Parquet {
                     table: name.clone(),
                     source,
-                };
-                for batch in rx {
-                    w.write(&batch).map_err(err)?;
-                }
-                w.close().map_err(err)?;
+                })?;
                 Ok(())
             })
             .map_err(|e| Error::Io {
@@ -271,7 +513,11 @@ impl Encoder {
                 offset: None,
                 source: e,
             })?;
-        Ok(Encoder { batches, done })
+        Ok(Encoder {
+            batches,
+            spare,
+            done,
+        })
     }
 
     /// Waits for every batch to be written and the file closed.
@@ -296,11 +542,14 @@ impl TableWriter {
             .iter()
             .map(|c| Field::new(&c.name, c.ty.data_type(), c.nullable))
             .collect();
+        let types: Vec<ColType> = columns.iter().map(|c| c.ty).collect();
         TableWriter {
             name: name.to_string(),
             path,
             schema: Arc::new(Schema::new(fields)),
-            cols: columns.iter().map(|c| Col::new(c.ty)).collect(),
+            batch: RawBatch::new(&types),
+            batch_rows: BATCH_ROWS,
+            types,
             rows_in_batch: 0,
             rows_total: 0,
             writer: None,
@@ -318,142 +567,194 @@ impl TableWriter {
         self.rows_total + self.rows_in_batch as u64
     }
 
+    /// Column `i` and its type, for a value in the current row.
+    #[inline]
+    fn col(&mut self, i: usize) -> Option<(&mut Col, usize)> {
+        let row = self.rows_in_batch;
+        self.batch.cols.get_mut(i).map(|c| (c, row))
+    }
+
     /// Appends a u64 (or null) to column `i`.
     pub fn u64(&mut self, i: usize, v: Option<u64>) {
-        match self.cols.get_mut(i) {
-            Some(Col::U64(b)) => b.append_option(v),
-            Some(Col::U32(b)) => b.append_option(v.map(|v| v as u32)),
-            Some(Col::I64(b)) => b.append_option(v.map(|v| v as i64)),
-            _ => self.null(i),
+        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
+            return;
+        };
+        match c.ty {
+            ColType::U64 => {
+                if let Values::U64(b) = c.value(row) {
+                    b.push(v)
+                }
+            }
+            ColType::U32 => {
+                if let Values::U32(b) = c.value(row) {
+                    b.push(v as u32)
+                }
+            }
+            ColType::I64 => {
+                if let Values::I64(b) = c.value(row) {
+                    b.push(v as i64)
+                }
+            }
+            _ => {}
         }
     }
 
     /// Appends a u32 (or null).
     pub fn u32(&mut self, i: usize, v: Option<u32>) {
-        match self.cols.get_mut(i) {
-            Some(Col::U32(b)) => b.append_option(v),
-            Some(Col::U64(b)) => b.append_option(v.map(u64::from)),
-            _ => self.null(i),
+        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
+            return;
+        };
+        match c.ty {
+            ColType::U32 => {
+                if let Values::U32(b) = c.value(row) {
+                    b.push(v)
+                }
+            }
+            ColType::U64 => {
+                if let Values::U64(b) = c.value(row) {
+                    b.push(u64::from(v))
+                }
+            }
+            _ => {}
         }
     }
 
     /// Appends an i32 (or null).
     pub fn i32(&mut self, i: usize, v: Option<i32>) {
-        match self.cols.get_mut(i) {
-            Some(Col::I32(b)) => b.append_option(v),
-            Some(Col::I64(b)) => b.append_option(v.map(i64::from)),
-            _ => self.null(i),
+        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
+            return;
+        };
+        match c.ty {
+            ColType::I32 => {
+                if let Values::I32(b) = c.value(row) {
+                    b.push(v)
+                }
+            }
+            ColType::I64 => {
+                if let Values::I64(b) = c.value(row) {
+                    b.push(i64::from(v))
+                }
+            }
+            _ => {}
         }
     }
 
     /// Appends an i64 (or null).
     pub fn i64(&mut self, i: usize, v: Option<i64>) {
-        match self.cols.get_mut(i) {
-            Some(Col::I64(b)) => b.append_option(v),
-            Some(Col::I32(b)) => b.append_option(v.map(|v| v as i32)),
-            _ => self.null(i),
+        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
+            return;
+        };
+        match c.ty {
+            ColType::I64 => {
+                if let Values::I64(b) = c.value(row) {
+                    b.push(v)
+                }
+            }
+            ColType::I32 => {
+                if let Values::I32(b) = c.value(row) {
+                    b.push(v as i32)
+                }
+            }
+            _ => {}
         }
     }
 
     /// Appends an f64 (or null).
     pub fn f64(&mut self, i: usize, v: Option<f64>) {
-        match self.cols.get_mut(i) {
-            Some(Col::F64(b)) => b.append_option(v),
-            _ => self.null(i),
+        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
+            return;
+        };
+        if c.ty == ColType::F64
+            && let Values::F64(b) = c.value(row)
+        {
+            b.push(v)
         }
     }
 
     /// Appends a bool (or null).
     pub fn bool(&mut self, i: usize, v: Option<bool>) {
-        match self.cols.get_mut(i) {
-            Some(Col::Bool(b)) => b.append_option(v),
-            _ => self.null(i),
+        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
+            return;
+        };
+        if c.ty == ColType::Bool
+            && let Values::Bool(b) = c.value(row)
+        {
+            b.push(v)
         }
     }
 
     /// Appends a string (or null).
     pub fn str(&mut self, i: usize, v: Option<&str>) {
-        match self.cols.get_mut(i) {
-            Some(Col::Str(b)) => b.append_option(v),
-            _ => self.null(i),
-        }
+        self.bytes(i, ColType::Str, v.map(str::as_bytes));
     }
 
     /// Appends bytes (or null).
     pub fn bin(&mut self, i: usize, v: Option<&[u8]>) {
-        match self.cols.get_mut(i) {
-            Some(Col::Bin(b)) => b.append_option(v),
-            _ => self.null(i),
+        self.bytes(i, ColType::Bin, v);
+    }
+
+    fn bytes(&mut self, i: usize, ty: ColType, v: Option<&[u8]>) {
+        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
+            return;
+        };
+        if c.ty == ty
+            && let Values::Bytes { offsets, data } = c.value(row)
+        {
+            data.extend_from_slice(v);
+            offsets.push(offset(data.len()));
         }
     }
 
     /// Appends a list of u64 (or null).
     pub fn list_u64(&mut self, i: usize, v: Option<&mut dyn Iterator<Item = u64>>) {
-        match self.cols.get_mut(i) {
-            Some(Col::ListU64(b)) => match v {
-                Some(it) => {
-                    for x in it {
-                        b.values().append_value(x);
-                    }
-                    b.append(true);
-                }
-                None => b.append(false),
-            },
-            _ => self.null(i),
+        let (Some(it), Some((c, row))) = (v, self.col(i)) else {
+            return;
+        };
+        if c.ty == ColType::ListU64
+            && let Values::ListU64 { offsets, items } = c.value(row)
+        {
+            items.extend(it);
+            offsets.push(offset(items.len()));
         }
     }
 
     /// Appends a list of u32 (or null).
     pub fn list_u32(&mut self, i: usize, v: Option<&[u32]>) {
-        match self.cols.get_mut(i) {
-            Some(Col::ListU32(b)) => match v {
-                Some(items) => {
-                    b.values().append_slice(items);
-                    b.append(true);
-                }
-                None => b.append(false),
-            },
-            _ => self.null(i),
+        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
+            return;
+        };
+        if c.ty == ColType::ListU32
+            && let Values::ListU32 { offsets, items } = c.value(row)
+        {
+            items.extend_from_slice(v);
+            offsets.push(offset(items.len()));
         }
     }
 
     /// Appends a list of strings (or null).
     pub fn list_str(&mut self, i: usize, v: Option<&[&str]>) {
-        match self.cols.get_mut(i) {
-            Some(Col::ListStr(b)) => match v {
-                Some(items) => {
-                    for x in items {
-                        b.values().append_value(x);
-                    }
-                    b.append(true);
-                }
-                None => b.append(false),
-            },
-            _ => self.null(i),
-        }
-    }
-
-    fn null(&mut self, i: usize) {
-        match self.cols.get_mut(i) {
-            Some(Col::U64(b)) => b.append_null(),
-            Some(Col::U32(b)) => b.append_null(),
-            Some(Col::I32(b)) => b.append_null(),
-            Some(Col::I64(b)) => b.append_null(),
-            Some(Col::F64(b)) => b.append_null(),
-            Some(Col::Bool(b)) => b.append_null(),
-            Some(Col::Str(b)) => b.append_null(),
-            Some(Col::Bin(b)) => b.append_null(),
-            Some(Col::ListU64(b)) => b.append(false),
-            Some(Col::ListU32(b)) => b.append(false),
-            Some(Col::ListStr(b)) => b.append(false),
-            None => {}
+        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
+            return;
+        };
+        if c.ty == ColType::ListStr
+            && let Values::ListStr {
+                offsets,
+                item_offsets,
+                data,
+            } = c.value(row)
+        {
+            for x in v {
+                data.extend_from_slice(x.as_bytes());
+                item_offsets.push(offset(data.len()));
+            }
+            offsets.push(offset(item_offsets.len() - 1));
         }
     }
 
     /// Ends the current row; flushes a batch when it is full.
     pub fn end_row(&mut self) -> Result<(), Error> {
         self.rows_in_batch += 1;
-        if self.rows_in_batch >= BATCH_ROWS {
+        if self.rows_in_batch >= self.batch_rows {
             self.flush()?;
         }
         Ok(())
@@ -521,7 +822,7 @@ impl TableWriter {
             let props = props.build();
             let w = ArrowWriter::try_new(file, self.schema.clone(), Some(props))
                 .map_err(|e| self.parquet_err(e))?;
-            self.writer = Some(Encoder::start(self.name.clone(), w)?);
+            self.writer = Some(Encoder::start(self.name.clone(), self.schema.clone(), w)?);
         }
         match self.writer.as_mut() {
             Some(w) => Ok(w),
@@ -540,16 +841,16 @@ impl TableWriter {
         if self.rows_in_batch == 0 && self.writer.is_some() {
             return Ok(());
         }
-        let arrays: Vec<ArrayRef> = self.cols.iter_mut().map(|c| c.finish()).collect();
-        let batch =
-            RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| Error::Arrow {
-                table: self.name.clone(),
-                source: e,
-            })?;
+        for c in &mut self.batch.cols {
+            c.null_to(self.rows_in_batch);
+        }
         self.rows_total += self.rows_in_batch as u64;
         self.rows_in_batch = 0;
+        let spare = self.open()?.spare.try_recv().ok();
+        let next = spare.unwrap_or_else(|| RawBatch::new(&self.types));
+        let full = std::mem::replace(&mut self.batch, next);
         let w = self.open()?;
-        if w.batches.send(batch).is_err() {
+        if w.batches.send(full).is_err() {
             // The encoder stopped: its error says why.
             if let Some(w) = self.writer.take() {
                 w.finish()?;
@@ -587,4 +888,185 @@ pub fn partition_part(root: &Path, table: &str, host: &str, recording: &str, par
         .join(format!("host={host}"))
         .join(format!("recording={recording}"))
         .join(format!("part-{part}.parquet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{
+        Array, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
+        ListBuilder, StringBuilder, UInt32Builder, UInt64Builder,
+    };
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use proptest::prelude::*;
+
+    const TYPES: [ColType; 11] = [
+        ColType::U64,
+        ColType::U32,
+        ColType::I32,
+        ColType::I64,
+        ColType::F64,
+        ColType::Bool,
+        ColType::Str,
+        ColType::Bin,
+        ColType::ListU64,
+        ColType::ListU32,
+        ColType::ListStr,
+    ];
+
+    /// What a row gives a column: nothing (no call), `None`, a value, or a value of the wrong
+    /// type (a u64 for a string column and the like).
+    #[derive(Debug, Clone, Copy)]
+    enum Cell {
+        Skip,
+        Null,
+        Value(u64),
+        WrongType(u64),
+    }
+
+    fn cell() -> impl Strategy<Value = Cell> {
+        prop_oneof![
+            3 => Just(Cell::Skip),
+            2 => Just(Cell::Null),
+            6 => (0u64..1_000).prop_map(Cell::Value),
+            1 => (0u64..1_000).prop_map(Cell::WrongType),
+        ]
+    }
+
+    fn put(w: &mut TableWriter, i: usize, ty: ColType, v: Option<u64>) {
+        let s = v.map(|x| format!("s{x}"));
+        let bytes = v.map(|x| x.to_le_bytes()[..(x % 9) as usize].to_vec());
+        let n = v.map_or(0, |x| x % 4);
+        match ty {
+            ColType::U64 => w.u64(i, v),
+            ColType::U32 => w.u32(i, v.map(|x| x as u32)),
+            ColType::I32 => w.i32(i, v.map(|x| x as i32 - 500)),
+            ColType::I64 => w.i64(i, v.map(|x| x as i64 - 500)),
+            ColType::F64 => w.f64(i, v.map(|x| x as f64 / 4.0)),
+            ColType::Bool => w.bool(i, v.map(|x| x % 2 == 1)),
+            ColType::Str => w.str(i, s.as_deref()),
+            ColType::Bin => w.bin(i, bytes.as_deref()),
+            ColType::ListU64 => match v {
+                Some(x) => w.list_u64(i, Some(&mut (0..n).map(|k| x + k))),
+                None => w.list_u64(i, None),
+            },
+            ColType::ListU32 => {
+                let items = v.map(|x| (0..n).map(|k| (x + k) as u32).collect::<Vec<_>>());
+                w.list_u32(i, items.as_deref())
+            }
+            ColType::ListStr => {
+                let items = v.map(|x| (0..n).map(|k| format!("{}", x + k)).collect::<Vec<_>>());
+                let refs = items
+                    .as_ref()
+                    .map(|v| v.iter().map(String::as_str).collect::<Vec<_>>());
+                w.list_str(i, refs.as_deref())
+            }
+        }
+    }
+
+    /// The column as arrow's own builders make it: the reference.
+    fn expected(ty: ColType, cells: &[Option<u64>]) -> ArrayRef {
+        macro_rules! prim {
+            ($b:expr, $f:expr) => {{
+                let mut b = $b;
+                for c in cells {
+                    b.append_option(c.map($f));
+                }
+                Arc::new(b.finish()) as ArrayRef
+            }};
+        }
+        match ty {
+            ColType::U64 => prim!(UInt64Builder::new(), |x| x),
+            ColType::U32 => prim!(UInt32Builder::new(), |x| x as u32),
+            ColType::I32 => prim!(Int32Builder::new(), |x| x as i32 - 500),
+            ColType::I64 => prim!(Int64Builder::new(), |x| x as i64 - 500),
+            ColType::F64 => prim!(Float64Builder::new(), |x| x as f64 / 4.0),
+            ColType::Bool => prim!(BooleanBuilder::new(), |x| x % 2 == 1),
+            ColType::Str => prim!(StringBuilder::new(), |x| format!("s{x}")),
+            ColType::Bin => prim!(BinaryBuilder::new(), |x| x.to_le_bytes()
+                [..(x % 9) as usize]
+                .to_vec()),
+            ColType::ListU64 => {
+                let mut b = ListBuilder::new(UInt64Builder::new());
+                for c in cells {
+                    b.append_option(c.map(|x| (0..x % 4).map(move |k| Some(x + k))));
+                }
+                Arc::new(b.finish())
+            }
+            ColType::ListU32 => {
+                let mut b = ListBuilder::new(UInt32Builder::new());
+                for c in cells {
+                    b.append_option(c.map(|x| (0..x % 4).map(move |k| Some((x + k) as u32))));
+                }
+                Arc::new(b.finish())
+            }
+            ColType::ListStr => {
+                let mut b = ListBuilder::new(StringBuilder::new());
+                for c in cells {
+                    b.append_option(c.map(|x| (0..x % 4).map(move |k| Some(format!("{}", x + k)))));
+                }
+                Arc::new(b.finish())
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever mix of values, nulls, skipped columns and wrong types the rows give, and
+        /// wherever batches end, the file reads back as arrow's builders would have made it.
+        #[test]
+        fn rows_read_back_as_arrow_builders_make_them(
+            rows in proptest::collection::vec(proptest::collection::vec(cell(), TYPES.len()), 0..60),
+            batch_rows in 1usize..8,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.parquet");
+            let defs: Vec<ColumnDef> = TYPES
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| ColumnDef::new(format!("c{i}"), t, true))
+                .collect();
+            let mut w = TableWriter::new("t", path.clone(), &defs, Vec::new());
+            w.batch_rows = batch_rows;
+            for row in &rows {
+                for (i, (&ty, c)) in TYPES.iter().zip(row).enumerate() {
+                    match *c {
+                        Cell::Skip => {}
+                        Cell::Null => put(&mut w, i, ty, None),
+                        Cell::Value(x) => put(&mut w, i, ty, Some(x)),
+                        // A string for the columns a u64 converts to, else a u64: a null.
+                        Cell::WrongType(x) => match ty {
+                            ColType::U64 | ColType::U32 | ColType::I64 => {
+                                w.str(i, Some("wrong"))
+                            }
+                            _ => w.u64(i, Some(x)),
+                        },
+                    }
+                }
+                w.end_row().unwrap();
+            }
+            let (_, n) = w.close().unwrap();
+            prop_assert_eq!(n, rows.len() as u64);
+            let file = std::fs::File::open(&path).unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+            let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+            for (i, &ty) in TYPES.iter().enumerate() {
+                let cells: Vec<Option<u64>> = rows
+                    .iter()
+                    .map(|r| match r[i] {
+                        Cell::Value(x) => Some(x),
+                        Cell::Skip | Cell::Null | Cell::WrongType(_) => None,
+                    })
+                    .collect();
+                let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+                let got = if parts.is_empty() {
+                    arrow::array::new_empty_array(&ty.data_type())
+                } else {
+                    arrow::compute::concat(&parts).unwrap()
+                };
+                let want = expected(ty, &cells);
+                prop_assert_eq!(&*got, &*want, "column {} ({:?})", i, ty);
+            }
+        }
+    }
 }

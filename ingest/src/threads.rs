@@ -36,7 +36,8 @@ struct Thread {
 
 #[derive(Debug, Default)]
 struct Machine {
-    threads: HashMap<i32, Thread>,
+    /// foldhash, not SipHash: looked up for every sample.
+    threads: HashMap<i32, Thread, foldhash::fast::FixedState>,
 }
 
 /// Host and guest machines with their threads.
