@@ -40,7 +40,9 @@ struct Queued {
     type_: u32,
     misc: u16,
     offset: u64,
-    body: Vec<u8>,
+    /// Where its body is in [`Session::queue_bytes`].
+    at: usize,
+    len: usize,
 }
 
 /// A tracepoint table being written.
@@ -163,14 +165,16 @@ fn is_anon_memory(filename: &str) -> bool {
 /// Callchain interning: (sample cpumode, address-space owner, raw callchain) → stack id; and
 /// the slots of their frames.
 ///
-/// A stack is known by a 128-bit hash of what tells it from another (XXH3-128, seeded at
-/// random per ingest so that no input can be made to collide on purpose): among a million
+/// A stack is known by a 128-bit hash of what tells it from another (XXH3-128 of the chain,
+/// seeded at random per ingest so that no input can be made to collide on purpose, with the
+/// mode and owner xor-ed in): among a million
 /// stacks two share a hash with probability below 10⁻²⁵. The raw chains are not kept to be
 /// compared: on a 100 MB `-g -a` recording that comparison (the table's entry, then the chain,
 /// each a cache miss) was a third of the record thread's time, and the chains 26 MB.
 /// Ids follow the stacks' first appearance, so the output does not depend on the seed.
 struct StackInterner {
-    by_hash: HashMap<u128, u32, std::hash::BuildHasherDefault<Low64>>,
+    /// The hash as two halves (a u128 key's 16-byte alignment made each entry 32 bytes).
+    by_hash: HashMap<(u64, u64), u32, std::hash::BuildHasherDefault<Low64>>,
     seed: u64,
     /// (mode, origin allocation, bias, unwound) → index in `slots` (origins are interned: the
     /// same origin is the same allocation).
@@ -190,7 +194,7 @@ impl Default for StackInterner {
     }
 }
 
-/// The hasher of a map whose keys are already uniform hashes: their low 64 bits.
+/// The hasher of a map whose keys are already uniform hashes: their words folded together.
 #[derive(Default)]
 struct Low64(u64);
 
@@ -200,14 +204,14 @@ impl std::hash::Hasher for Low64 {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Only u128 keys reach here (`write_u128`); anything else still spreads.
+        // Only u64 words reach here (`write_u64`); anything else still spreads.
         for &b in bytes {
             self.0 = self.0.rotate_left(8) ^ u64::from(b);
         }
     }
 
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
+    fn write_u64(&mut self, v: u64) {
+        self.0 = self.0.rotate_left(32) ^ v;
     }
 }
 
@@ -219,10 +223,14 @@ impl StackInterner {
 
     /// The id of this stack, and whether it is new (then the caller writes its frames).
     fn intern(&mut self, mode: CpuMode, pid: i32, raw: &[u8]) -> (u32, bool) {
-        // The mode and owner go into the seed: the same chain of another owner is another
-        // stack.
-        let seed = self.seed ^ (u64::from(pid as u32) << 8) ^ mode as u64;
-        let key = xxhash_rust::xxh3::xxh3_128_with_seed(raw, seed);
+        // The mode and owner are xor-ed in: the same chain of another owner or mode is another
+        // key, whatever the hash. (Not through the seed: XXH3 folds the seed of a short input
+        // so that distinct seeds can give one hash.)
+        let h = xxhash_rust::xxh3::xxh3_128_with_seed(raw, self.seed);
+        let key = (
+            (h >> 64) as u64,
+            h as u64 ^ (u64::from(pid as u32) << 8 | mode as u64),
+        );
         let next = self.by_hash.len() as u32;
         match self.by_hash.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => (*e.get(), false),
@@ -529,6 +537,10 @@ pub(crate) struct Session {
     // Ordering.
     ordering: Option<bool>,
     queue: Vec<Queued>,
+    /// The queued records' bodies, one after the other (a copy per record was an allocation
+    /// per record); `queue_spare` is the last round's, reused.
+    queue_bytes: Vec<u8>,
+    queue_spare: Vec<u8>,
     next_flush: u64,
     max_ts: u64,
     // State.
@@ -657,6 +669,8 @@ impl Session {
             names_ready: false,
             ordering: None,
             queue: Vec::new(),
+            queue_bytes: Vec::new(),
+            queue_spare: Vec::new(),
             next_flush: 0,
             max_ts: 0,
             threads: ThreadModel::new(),
@@ -1176,9 +1190,20 @@ impl Session {
         self.queue.sort_by_key(|q| q.time);
         let n = self.queue.partition_point(|q| q.time <= limit);
         let ready: Vec<Queued> = self.queue.drain(..n).collect();
-        for q in ready {
-            self.deliver(q.type_, q.misc, &q.body, q.offset)?;
+        // The bodies of the records held back move to the spare buffer, which becomes the
+        // queue's; the ready ones are read from the old one.
+        let bytes = std::mem::replace(&mut self.queue_bytes, std::mem::take(&mut self.queue_spare));
+        self.queue_bytes.clear();
+        for q in &mut self.queue {
+            let body = bytes.get(q.at..q.at + q.len).unwrap_or_default();
+            q.at = self.queue_bytes.len();
+            self.queue_bytes.extend_from_slice(body);
         }
+        for q in ready {
+            let body = bytes.get(q.at..q.at + q.len).unwrap_or_default();
+            self.deliver(q.type_, q.misc, body, q.offset)?;
+        }
+        self.queue_spare = bytes;
         Ok(())
     }
 
@@ -1209,8 +1234,10 @@ impl Session {
                 type_,
                 misc,
                 offset,
-                body: body.to_vec(),
+                at: self.queue_bytes.len(),
+                len: body.len(),
             });
+            self.queue_bytes.extend_from_slice(body);
             return Ok(());
         }
         self.deliver(type_, misc, body, offset)
@@ -1945,6 +1972,26 @@ mod tests {
             for (&(slot, addr), &id) in &model {
                 prop_assert_eq!(interner.frames[id as usize], (addr, slot));
             }
+        }
+
+        /// Stack ids are those of a plain map over (mode, owner, chain): the same chain of
+        /// another owner or mode is another stack, ids dense in order of first appearance.
+        #[test]
+        fn stack_ids_equal_a_plain_map(
+            keys in proptest::collection::vec(
+                (0u16..3, -1i32..2, proptest::collection::vec(0u8..3, 0..12)),
+                1..2_000,
+            )
+        ) {
+            let mut interner = StackInterner::default();
+            let mut model: HashMap<(CpuMode, i32, Vec<u8>), u32> = HashMap::new();
+            for (misc, pid, raw) in &keys {
+                let mode = CpuMode::from_misc(*misc);
+                let n = model.len() as u32;
+                let want = *model.entry((mode, *pid, raw.clone())).or_insert(n);
+                prop_assert_eq!(interner.intern(mode, *pid, raw), (want, want == n));
+            }
+            prop_assert_eq!(interner.len() as usize, model.len());
         }
     }
 }

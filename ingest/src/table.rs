@@ -283,20 +283,26 @@ impl Col {
     }
 
     /// Records a value in row `row` (nulls fill the rows this column skipped).
-    #[inline]
+    #[inline(always)]
     fn value(&mut self, row: usize) -> &mut Values {
         let v = &mut self.valid;
         if v.rows == row && v.any_value && v.bits.is_none() {
             // The common case: a column with a value in every row so far.
             v.rows += 1;
         } else {
-            self.null_to(row);
-            let pad = self.valid.value();
-            if pad > 0 {
-                self.pad(pad);
-            }
+            self.value_after_nulls(row);
         }
         &mut self.values
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn value_after_nulls(&mut self, row: usize) {
+        self.null_to(row);
+        let pad = self.valid.value();
+        if pad > 0 {
+            self.pad(pad);
+        }
     }
 
     /// The batch as an arrow array (the values copied: these vectors are filled again);
@@ -568,7 +574,7 @@ impl TableWriter {
     }
 
     /// Column `i` and its type, for a value in the current row.
-    #[inline]
+    #[inline(always)]
     fn col(&mut self, i: usize) -> Option<(&mut Col, usize)> {
         let row = self.rows_in_batch;
         self.batch.cols.get_mut(i).map(|c| (c, row))
