@@ -295,7 +295,8 @@ struct StackNames {
     start: u32,
     /// Number of names.
     n: u32,
-    /// Symbol of the leaf frame (inline depth 0), when resolved: an id of [`Stacks::names`].
+    /// Symbol of the leaf frame (inline depth 0) when it is resolved and a guest frame: an id
+    /// of [`Stacks::names`].
     leaf_symbol: Option<u32>,
     /// Address of the leaf frame.
     leaf_addr: Option<u64>,
@@ -368,6 +369,7 @@ impl Stacks {
         self.ids_of(s).last().map(|&id| self.names.text(id))
     }
 
+    /// The symbol of the leaf of `s`, when that is a guest frame.
     fn leaf_symbol(&self, s: &StackNames) -> Option<&str> {
         s.leaf_symbol.map(|id| self.names.text(id))
     }
@@ -743,7 +745,10 @@ fn add_frames(
             f.1 += 1;
         }
         if depth == Some(0) {
-            *leaf = (symbol.map(|s| names.id(s)), addr);
+            // The leaf's symbol validates a guest-mode sample's match (its leaf and the guest
+            // sample's are one function): needed of guest frames only, and interning it for
+            // every frame hashed each host frame's symbol once more.
+            *leaf = (symbol.filter(|_| guest).map(|s| names.id(s)), addr);
         }
         if guest && let Some(a) = addr {
             // Sorted by inline depth ascending: the last one written is the innermost.

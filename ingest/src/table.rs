@@ -201,7 +201,8 @@ enum Values {
 }
 
 /// Offsets are i32 as arrow's: a batch holds at most `BATCH_ROWS` rows of at most one 64 KiB
-/// record each, 1 GiB. A longer one saturates, and making the array fails with an error.
+/// record each, 1 GiB. A longer one saturates, and making the array fails with an error
+/// (never a silently cut value).
 fn offset(len: usize) -> i32 {
     i32::try_from(len).unwrap_or(i32::MAX)
 }
@@ -316,7 +317,12 @@ impl Col {
             self.clear();
             return Ok(new_null_array(&dt, rows));
         }
-        let offs = |o: &Vec<i32>| OffsetBuffer::new(ScalarBuffer::from(o.clone()));
+        let offs = |o: &Vec<i32>| match o.last() {
+            Some(&i32::MAX) => Err(ArrowError::InvalidArgumentError(
+                "a batch holds more than 2 GiB of values".into(),
+            )),
+            _ => Ok(OffsetBuffer::new(ScalarBuffer::from(o.clone()))),
+        };
         let item_field = || match &dt {
             DataType::List(f) => f.clone(),
             other => Arc::new(Field::new("item", other.clone(), true)),
@@ -331,16 +337,16 @@ impl Col {
             Values::Bytes { offsets, data } => {
                 let data = Buffer::from_slice_ref(data);
                 if self.ty == ColType::Str {
-                    Arc::new(StringArray::try_new(offs(offsets), data, nulls)?)
+                    Arc::new(StringArray::try_new(offs(offsets)?, data, nulls)?)
                 } else {
-                    Arc::new(BinaryArray::try_new(offs(offsets), data, nulls)?)
+                    Arc::new(BinaryArray::try_new(offs(offsets)?, data, nulls)?)
                 }
             }
             Values::ListU64 { offsets, items } => {
                 let items = Arc::new(UInt64Array::from(items.clone()));
                 Arc::new(ListArray::try_new(
                     item_field(),
-                    offs(offsets),
+                    offs(offsets)?,
                     items,
                     nulls,
                 )?)
@@ -349,7 +355,7 @@ impl Col {
                 let items = Arc::new(UInt32Array::from(items.clone()));
                 Arc::new(ListArray::try_new(
                     item_field(),
-                    offs(offsets),
+                    offs(offsets)?,
                     items,
                     nulls,
                 )?)
@@ -360,13 +366,13 @@ impl Col {
                 data,
             } => {
                 let items = Arc::new(StringArray::try_new(
-                    offs(item_offsets),
+                    offs(item_offsets)?,
                     Buffer::from_slice_ref(data),
                     None,
                 )?);
                 Arc::new(ListArray::try_new(
                     item_field(),
-                    offs(offsets),
+                    offs(offsets)?,
                     items,
                     nulls,
                 )?)
@@ -581,6 +587,7 @@ impl TableWriter {
     }
 
     /// Appends a u64 (or null) to column `i`.
+    #[inline]
     pub fn u64(&mut self, i: usize, v: Option<u64>) {
         let (Some(v), Some((c, row))) = (v, self.col(i)) else {
             return;
@@ -606,6 +613,7 @@ impl TableWriter {
     }
 
     /// Appends a u32 (or null).
+    #[inline]
     pub fn u32(&mut self, i: usize, v: Option<u32>) {
         let (Some(v), Some((c, row))) = (v, self.col(i)) else {
             return;
@@ -626,6 +634,7 @@ impl TableWriter {
     }
 
     /// Appends an i32 (or null).
+    #[inline]
     pub fn i32(&mut self, i: usize, v: Option<i32>) {
         let (Some(v), Some((c, row))) = (v, self.col(i)) else {
             return;
@@ -646,6 +655,7 @@ impl TableWriter {
     }
 
     /// Appends an i64 (or null).
+    #[inline]
     pub fn i64(&mut self, i: usize, v: Option<i64>) {
         let (Some(v), Some((c, row))) = (v, self.col(i)) else {
             return;
@@ -690,6 +700,7 @@ impl TableWriter {
     }
 
     /// Appends a string (or null).
+    #[inline]
     pub fn str(&mut self, i: usize, v: Option<&str>) {
         self.bytes(i, ColType::Str, v.map(str::as_bytes));
     }
@@ -699,6 +710,7 @@ impl TableWriter {
         self.bytes(i, ColType::Bin, v);
     }
 
+    #[inline]
     fn bytes(&mut self, i: usize, ty: ColType, v: Option<&[u8]>) {
         let (Some(v), Some((c, row))) = (v, self.col(i)) else {
             return;
