@@ -166,12 +166,11 @@ fn is_anon_memory(filename: &str) -> bool {
 /// the slots of their frames.
 ///
 /// A stack is known by a 128-bit hash of what tells it from another (XXH3-128 of the chain,
-/// seeded at random per ingest so that no input can be made to collide on purpose, with the
-/// mode and owner xor-ed in): among a million
-/// stacks two share a hash with probability below 10⁻²⁵. The raw chains are not kept to be
-/// compared: on a 100 MB `-g -a` recording that comparison (the table's entry, then the chain,
-/// each a cache miss) was a third of the record thread's time, and the chains 26 MB.
-/// Ids follow the stacks' first appearance, so the output does not depend on the seed.
+/// seeded at random per ingest, with the mode and owner xor-ed in): among a million stacks
+/// two share a hash with probability below 10⁻²⁵. The raw chains are not kept to be compared:
+/// on a 77 MB `-g -a` recording that comparison (the table's entry, then the chain, each a
+/// cache miss) was near a third of the record thread's time. Ids follow the stacks' first
+/// appearance, so the output does not depend on the seed.
 struct StackInterner {
     /// The hash as two halves (a u128 key's 16-byte alignment made each entry 32 bytes).
     by_hash: HashMap<(u64, u64), u32, std::hash::BuildHasherDefault<Low64>>,
