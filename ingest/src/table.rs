@@ -542,6 +542,29 @@ impl Encoder {
     }
 }
 
+/// A typed appender of [`TableWriter`]: the value goes to a column of one of the listed types
+/// (`ColType` and `Values` variants of one name), converted by the expression beside it; to
+/// a column of another type, nothing (the row stays null there).
+macro_rules! appender {
+    ($(#[$doc:meta])* $name:ident, $t:ty, $($variant:ident => $conv:expr),+) => {
+        $(#[$doc])*
+        #[inline]
+        pub fn $name(&mut self, i: usize, v: Option<$t>) {
+            let (Some(v), Some((c, row))) = (v, self.col(i)) else {
+                return;
+            };
+            match c.ty {
+                $(ColType::$variant => {
+                    if let Values::$variant(b) = c.value(row) {
+                        b.push($conv(v))
+                    }
+                })+
+                _ => {}
+            }
+        }
+    };
+}
+
 impl TableWriter {
     /// Starts a table at `path` (the file is created on the first flush or at close).
     pub fn new(
@@ -586,118 +609,30 @@ impl TableWriter {
         self.batch.cols.get_mut(i).map(|c| (c, row))
     }
 
-    /// Appends a u64 (or null) to column `i`.
-    #[inline]
-    pub fn u64(&mut self, i: usize, v: Option<u64>) {
-        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
-            return;
-        };
-        match c.ty {
-            ColType::U64 => {
-                if let Values::U64(b) = c.value(row) {
-                    b.push(v)
-                }
-            }
-            ColType::U32 => {
-                if let Values::U32(b) = c.value(row) {
-                    b.push(v as u32)
-                }
-            }
-            ColType::I64 => {
-                if let Values::I64(b) = c.value(row) {
-                    b.push(v as i64)
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Appends a u32 (or null).
-    #[inline]
-    pub fn u32(&mut self, i: usize, v: Option<u32>) {
-        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
-            return;
-        };
-        match c.ty {
-            ColType::U32 => {
-                if let Values::U32(b) = c.value(row) {
-                    b.push(v)
-                }
-            }
-            ColType::U64 => {
-                if let Values::U64(b) = c.value(row) {
-                    b.push(u64::from(v))
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Appends an i32 (or null).
-    #[inline]
-    pub fn i32(&mut self, i: usize, v: Option<i32>) {
-        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
-            return;
-        };
-        match c.ty {
-            ColType::I32 => {
-                if let Values::I32(b) = c.value(row) {
-                    b.push(v)
-                }
-            }
-            ColType::I64 => {
-                if let Values::I64(b) = c.value(row) {
-                    b.push(i64::from(v))
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Appends an i64 (or null).
-    #[inline]
-    pub fn i64(&mut self, i: usize, v: Option<i64>) {
-        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
-            return;
-        };
-        match c.ty {
-            ColType::I64 => {
-                if let Values::I64(b) = c.value(row) {
-                    b.push(v)
-                }
-            }
-            ColType::I32 => {
-                if let Values::I32(b) = c.value(row) {
-                    b.push(v as i32)
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Appends an f64 (or null).
-    pub fn f64(&mut self, i: usize, v: Option<f64>) {
-        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
-            return;
-        };
-        if c.ty == ColType::F64
-            && let Values::F64(b) = c.value(row)
-        {
-            b.push(v)
-        }
-    }
-
-    /// Appends a bool (or null).
-    pub fn bool(&mut self, i: usize, v: Option<bool>) {
-        let (Some(v), Some((c, row))) = (v, self.col(i)) else {
-            return;
-        };
-        if c.ty == ColType::Bool
-            && let Values::Bool(b) = c.value(row)
-        {
-            b.push(v)
-        }
-    }
+    appender!(
+        /// Appends a u64 (or null) to column `i`.
+        u64, u64, U64 => |v| v, U32 => |v| v as u32, I64 => |v| v as i64
+    );
+    appender!(
+        /// Appends a u32 (or null).
+        u32, u32, U32 => |v| v, U64 => u64::from
+    );
+    appender!(
+        /// Appends an i32 (or null).
+        i32, i32, I32 => |v| v, I64 => i64::from
+    );
+    appender!(
+        /// Appends an i64 (or null).
+        i64, i64, I64 => |v| v, I32 => |v| v as i32
+    );
+    appender!(
+        /// Appends an f64 (or null).
+        f64, f64, F64 => |v| v
+    );
+    appender!(
+        /// Appends a bool (or null).
+        bool, bool, Bool => |v| v
+    );
 
     /// Appends a string (or null).
     #[inline]
