@@ -16,7 +16,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::Error;
@@ -760,6 +760,14 @@ impl TableWriter {
                 };
                 if let Some(path) = path {
                     props = props.set_column_dictionary_enabled(ColumnPath::new(path), true);
+                }
+                if let DataType::List(item) = f.data_type() {
+                    let path = ColumnPath::new(vec![
+                        f.name().clone(),
+                        "list".to_string(),
+                        item.name().clone(),
+                    ]);
+                    props = props.set_column_statistics_enabled(path, EnabledStatistics::None);
                 }
                 // Times and durations (`*_ns`): delta-bit-packed, not zstd'd. Packed deltas are
                 // about as small (10 M exit durations: 4% larger than plain + zstd) and
