@@ -381,6 +381,7 @@ pub(crate) fn write_frames(
                 build_id: o.build_id.as_deref().map(<[u8]>::to_vec),
                 addr,
                 file_offset: if kernel { None } else { slot.dso_offset(addr) },
+                lines: opts.source_lines || slot.unwound,
             });
         }
         drop(t_q);
@@ -494,6 +495,7 @@ fn write_exit_symbols(
                     build_id: None,
                     addr: rip,
                     file_offset: None,
+                    lines: true,
                 });
             }
             _ => query_of.push(None),

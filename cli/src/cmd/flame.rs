@@ -15,7 +15,8 @@ use crate::EXIT_OK;
 /// ingested to a temporary dataset first).
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// Dataset directory, or a perf.data file.
+    /// Dataset directory, or a perf.data file (ingested to a temporary dataset first, with
+    /// DWARF source lines only for the frames the graph names by them).
     input: PathBuf,
     /// Output file (`-`: stdout).
     #[arg(short, long, default_value = "flame.svg")]
@@ -98,10 +99,12 @@ impl Drop for TempDataset {
     }
 }
 
-/// Opens a dataset, ingesting a perf.data into `tmp` first.
+/// Opens a dataset, ingesting a perf.data into `tmp` first (with DWARF source lines for every
+/// frame only when `source_lines`: the graph shows inlined functions).
 fn open(
     input: &Path,
     threads: usize,
+    source_lines: bool,
     tmp: &mut Vec<TempDataset>,
 ) -> anyhow::Result<kvmtrace_analyze::Dataset> {
     let root = if input.is_dir() {
@@ -115,6 +118,7 @@ fn open(
         let mut opts = kvmtrace_ingest::Options::default();
         opts.output = dir.0.join("ds");
         opts.threads = threads;
+        opts.source_lines = source_lines;
         kvmtrace_ingest::run(input, &opts)
             .with_context(|| format!("ingesting {}", input.display()))?;
         let root = opts.output.clone();
@@ -126,7 +130,8 @@ fn open(
 
 pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
     let mut tmp = Vec::new();
-    let ds = open(&args.input, threads, &mut tmp)?;
+    let source_lines = args.inline == "all";
+    let ds = open(&args.input, threads, source_lines, &mut tmp)?;
     let mut opts = flame::Options::default();
     opts.scope = if args.guest_only {
         Scope::GuestOnly
@@ -178,7 +183,7 @@ pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
         );
     }
     if let Some(base) = &args.diff {
-        let base_ds = open(base, threads, &mut tmp)?;
+        let base_ds = open(base, threads, source_lines, &mut tmp)?;
         let baseline = flame::fold(&base_ds, &opts).context("folding the baseline")?;
         folded = flame::diff(&baseline, &folded)?;
     }

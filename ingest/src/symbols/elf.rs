@@ -5,10 +5,7 @@
 use super::SymbolError;
 use crate::FileBytes;
 use object::read::elf::{ElfFile, FileHeader, Rel, Rela, SectionHeader};
-use object::{
-    Endianness, Object, ObjectSection, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolFlags,
-    SymbolKind, SymbolSection,
-};
+use object::{Endianness, Object, ObjectSection, ObjectSegment, SegmentFlags};
 use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
@@ -28,73 +25,95 @@ pub struct ElfLoadSegment {
     pub executable: bool,
 }
 
-/// One function symbol with perf's end rule applied.
-#[derive(Clone)]
+/// One function symbol with perf's end rule applied. Its name is read through the
+/// [`ElfSymbols`] holding it ([`ElfSymbols::name`], [`ElfSymbols::demangled`]): 24 bytes a
+/// symbol (a test binary has 1.3 M of them, and a recording of a test run maps several).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ElfSymbol {
     /// Start SVMA.
     pub start: u64,
     /// End SVMA (exclusive): `start + st_size`, or the next start for size 0.
     pub end: u64,
-    name: SymName,
-    /// The demangled name, made on first use (a symbol holds many sampled addresses).
-    demangled: std::sync::OnceLock<String>,
+    name: NameRef,
 }
 
-/// Where a symbol's raw name lives: in the mapped file (a test binary's 1.3 M names are 218 MB
-/// of string table; copying each into its own String cost more than the rest of the parse,
-/// and a recording names a small part of them), or owned (synthesized `@plt` names).
-#[derive(Clone)]
-enum SymName {
-    Owned(String),
-    /// Byte offset and length of a name checked as UTF-8 when the table was read.
-    InFile(Arc<FileBytes>, usize, u32),
+/// Where a symbol's raw name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum NameRef {
+    /// `st_name`: an offset into the string table of the symbols ([`SymNames::strtab`]).
+    Table(u32),
+    /// An index of [`SymNames::owned`] (synthesized `@plt` names).
+    Owned(u32),
 }
 
-impl ElfSymbol {
-    /// A symbol from its start, end and raw name.
-    pub fn new(start: u64, end: u64, name: String) -> ElfSymbol {
-        ElfSymbol {
-            start,
-            end,
-            name: SymName::Owned(name),
-            demangled: std::sync::OnceLock::new(),
+/// The names of a symbol table: its string table in the mapped file (a test binary's 1.3 M
+/// names are 218 MB of it; a recording names a small part of them, read when looked up), and
+/// the names made here.
+#[derive(Clone, Default)]
+struct SymNames {
+    bytes: Option<Arc<FileBytes>>,
+    /// The string table's byte range in `bytes`.
+    strtab: std::ops::Range<usize>,
+    owned: Vec<String>,
+}
+
+impl SymNames {
+    /// The raw bytes of a name (up to its NUL); empty when out of range.
+    fn raw(&self, name: NameRef) -> &[u8] {
+        match name {
+            NameRef::Table(at) => {
+                let table = self
+                    .bytes
+                    .as_deref()
+                    .and_then(|b| b.get(self.strtab.clone()))
+                    .unwrap_or_default();
+                let s = table.get(at as usize..).unwrap_or_default();
+                s.get(..memchr::memchr(0, s).unwrap_or(s.len()))
+                    .unwrap_or_default()
+            }
+            NameRef::Owned(i) => self.owned.get(i as usize).map_or(&[][..], |s| s.as_bytes()),
         }
     }
 
-    /// The raw (mangled) name.
-    pub fn name(&self) -> &str {
-        match &self.name {
-            SymName::Owned(n) => n,
-            SymName::InFile(bytes, at, len) => bytes
-                .get(*at..*at + *len as usize)
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .unwrap_or_default(),
-        }
+    /// A name as text: a name that is not UTF-8 (never seen) is shown with replacement
+    /// characters, as a terminal would show perf's bytes.
+    fn text(&self, name: NameRef) -> Cow<'_, str> {
+        String::from_utf8_lossy(self.raw(name))
     }
 
-    /// The name demangled (Rust or C++), or as it is.
-    pub fn demangled(&self) -> &str {
-        self.demangled.get_or_init(|| demangle(self.name()))
+    fn own(&mut self, name: String) -> NameRef {
+        self.owned.push(name);
+        NameRef::Owned(self.owned.len() as u32 - 1)
     }
 }
 
-impl std::fmt::Debug for ElfSymbol {
+impl std::fmt::Debug for SymNames {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ElfSymbol")
-            .field("start", &self.start)
-            .field("end", &self.end)
-            .field("name", &self.name())
+        f.debug_struct("SymNames")
+            .field("strtab", &self.strtab)
+            .field("owned", &self.owned.len())
             .finish()
     }
 }
 
-impl PartialEq for ElfSymbol {
-    fn eq(&self, other: &Self) -> bool {
-        (self.start, self.end, self.name()) == (other.start, other.end, other.name())
+/// Demangled names made so far, by raw name (a symbol holds many sampled addresses; frames
+/// of one binary are resolved on several threads).
+#[derive(Default)]
+struct DemangledNames(
+    std::sync::Mutex<std::collections::HashMap<NameRef, Arc<str>, foldhash::fast::FixedState>>,
+);
+
+impl Clone for DemangledNames {
+    fn clone(&self) -> Self {
+        DemangledNames::default()
     }
 }
 
-impl Eq for ElfSymbol {}
+impl std::fmt::Debug for DemangledNames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DemangledNames")
+    }
+}
 
 /// The symbol-relevant contents of one ELF file; the file stays mapped while its symbols live
 /// (their names are read from it).
@@ -104,6 +123,8 @@ pub struct ElfSymbols {
     symbols: Vec<ElfSymbol>,
     /// The synthesized `@plt` symbols (kept when a debug file's symbols replace the rest).
     plt: Vec<ElfSymbol>,
+    names: SymNames,
+    demangled: DemangledNames,
     /// Where binutils names an address differently from perf: (start, raw name), by start.
     bfd_names: Vec<(u64, String)>,
     build_id: Option<Vec<u8>>,
@@ -117,23 +138,21 @@ pub struct ElfSymbols {
     bytes: Option<Arc<FileBytes>>,
 }
 
-struct RawSym<'a> {
+/// A symbol as read from the table, before perf's choice among aliases. 32 bytes: nothing of
+/// its name is read but its first bytes (the name is needed only where aliases tie).
+struct RawSym {
     start: u64,
     size: u64,
-    name: &'a str,
+    name: NameRef,
+    /// Position in the table (sorting by (start, index) keeps the table's order of aliases).
+    index: u32,
     weak: bool,
     global: bool,
-    /// A synthesized `@plt` symbol (not in the file's symbol table).
-    synthetic: bool,
-    /// The demangled name, made only when an alias at the same address is compared with it.
-    demangled: std::cell::OnceCell<String>,
 }
 
-impl RawSym<'_> {
-    /// The name perf compares aliases by: demangled, as perf stores symbols (`dso__load_sym`
-    /// demangles before `symbol__new`, so `symbols__fixup_duplicate` sees demangled names).
-    fn shown(&self) -> &str {
-        self.demangled.get_or_init(|| demangle(self.name))
+impl RawSym {
+    fn synthetic(&self) -> bool {
+        matches!(self.name, NameRef::Owned(_))
     }
 }
 
@@ -142,10 +161,12 @@ fn leading_underscores(name: &str) -> usize {
 }
 
 /// perf's `choose_best_symbol`: true keeps `a`. Names compare as perf holds them, demangled
-/// ([`perf_name`]): of the nine Rust aliases of one `RawVec::grow_one` in cargo, perf 6.1
-/// names the longest demangled one (crate hashes left out), not the longest mangled one; of
-/// two C++ functions folded into one in libLLVM, the longer name without parameters.
-fn prefer_first(a: &RawSym<'_>, b: &RawSym<'_>) -> bool {
+/// ([`perf_name`]; `dso__load_sym` demangles before `symbol__new`, so
+/// `symbols__fixup_duplicate` sees demangled names): of the nine Rust aliases of one
+/// `RawVec::grow_one` in cargo, perf 6.1 names the longest demangled one (crate hashes left
+/// out), not the longest mangled one; of two C++ functions folded into one in libLLVM, the
+/// longer name without parameters.
+fn prefer_first(a: &RawSym, b: &RawSym, names: &SymNames) -> bool {
     if (a.size == 0) != (b.size == 0) {
         return a.size != 0;
     }
@@ -155,7 +176,8 @@ fn prefer_first(a: &RawSym<'_>, b: &RawSym<'_>) -> bool {
     if a.global != b.global {
         return a.global;
     }
-    let (an, bn) = (perf_name(a.shown()), perf_name(b.shown()));
+    let (a, b) = (demangle(&names.text(a.name)), demangle(&names.text(b.name)));
+    let (an, bn) = (perf_name(&a), perf_name(&b));
     let (ua, ub) = (leading_underscores(&an), leading_underscores(&bn));
     if ua != ub {
         return ua < ub;
@@ -166,69 +188,132 @@ fn prefer_first(a: &RawSym<'_>, b: &RawSym<'_>) -> bool {
     true
 }
 
-/// perf's `dso__load_sym` filter: functions, and labels (`STT_NOTYPE`, e.g. ld.so's `_start`)
-/// of default or protected visibility (`elf_sym__is_label`: zstd's hidden assembler loops stay
-/// unnamed) in sections named like text (by name, as perf's `elf_sec__is_text`: a debug file's
-/// sections hold no data); not ARM/AArch64 mapping symbols (`$a`, `$d`, `$t`, `$x`).
-/// With `anchors`, also the kernel anchor labels `_stext`/`_text` of any kind.
-fn collect_text_symbols<'data: 'file, 'file>(
-    file: &'file object::File<'data>,
-    syms: impl Iterator<Item = object::Symbol<'data, 'file>>,
-    raw: &mut Vec<RawSym<'data>>,
-    mut anchors: Option<&mut Vec<(String, u64)>>,
-) -> usize {
-    let mut text_sections = Vec::new();
+/// Which sections are named like text (by name, as perf's `elf_sec__is_text`: a debug file's
+/// sections hold no data), by section index.
+fn text_sections(file: &object::File<'_>) -> Vec<bool> {
+    let mut text = Vec::new();
     for section in file.sections() {
         let i = section.index().0;
-        if i >= text_sections.len() {
-            text_sections.resize(i + 1, false);
+        if i >= text.len() {
+            text.resize(i + 1, false);
         }
-        text_sections[i] = section.name().is_ok_and(|n| n.contains("text"));
+        text[i] = section.name().is_ok_and(|n| n.contains("text"));
     }
-    let mut n = 0;
-    for sym in syms {
-        if sym.is_undefined() {
+    text
+}
+
+/// The function symbols of `.symtab`, else of `.dynsym` (perf prefers `.symtab`), and the
+/// file range of the string table their names are in.
+fn text_symbols<Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'_, Elf>,
+    text_sections: &[bool],
+    anchors: &mut Vec<(String, u64)>,
+) -> (Vec<RawSym>, std::ops::Range<usize>) {
+    let mut raw = Vec::new();
+    for (table, anchors) in [
+        (file.elf_symbol_table(), Some(anchors)),
+        (file.elf_dynamic_symbol_table(), None),
+    ] {
+        let endian = file.endian();
+        let strtab = file
+            .elf_section_table()
+            .section(table.string_section())
+            .ok()
+            .and_then(|s| s.file_range(endian))
+            .and_then(|(at, size)| {
+                Some(usize::try_from(at).ok()?..usize::try_from(at + size).ok()?)
+            })
+            .filter(|r| r.end <= file.data().len())
+            .unwrap_or(0..0);
+        let strings = file.data().get(strtab.clone()).unwrap_or_default();
+        raw.reserve(table.symbols().len());
+        collect_text_symbols(file, table, strings, text_sections, &mut raw, anchors);
+        if !raw.is_empty() {
+            return (raw, strtab);
+        }
+    }
+    (raw, 0..0)
+}
+
+/// perf's `dso__load_sym` filter: functions, and labels (`STT_NOTYPE`, e.g. ld.so's `_start`)
+/// of default or protected visibility (`elf_sym__is_label`: zstd's hidden assembler loops stay
+/// unnamed) in sections named like text; not ARM/AArch64 mapping symbols (`$a`, `$d`, `$t`,
+/// `$x`). With `anchors`, also the kernel anchor labels `_stext`/`_text` of any kind.
+///
+/// Reads the table's entries directly, not through `object::Symbol`: its `name()` scans each
+/// name for its end and checks it as UTF-8, half of the parse of a test binary (1.3 M symbols,
+/// 218 MB of names), of which a recording names a few thousand. Here a name's first bytes
+/// are read only.
+fn collect_text_symbols<Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'_, Elf>,
+    table: &object::read::elf::SymbolTable<'_, Elf>,
+    strings: &[u8],
+    text_sections: &[bool],
+    raw: &mut Vec<RawSym>,
+    mut anchors: Option<&mut Vec<(String, u64)>>,
+) {
+    use object::elf;
+    use object::read::elf::Sym;
+    let endian = file.endian();
+    for (i, sym) in table.symbols().iter().enumerate().skip(1) {
+        if sym.is_undefined(endian) {
             continue;
         }
+        let st_name = sym.st_name(endian);
+        // The name's first bytes, up to 8 and its NUL.
+        let head = strings.get(st_name as usize..).unwrap_or_default();
+        let head = head.get(..head.len().min(8)).unwrap_or_default();
+        // (A loop: a call of memchr for 8 bytes cost a sixth of the parse.)
+        let head = head
+            .get(..head.iter().position(|&b| b == 0).unwrap_or(head.len()))
+            .unwrap_or_default();
+        let address: u64 = sym.st_value(endian).into();
         if let Some(anchors) = anchors.as_deref_mut()
-            && let Ok(name @ ("_stext" | "_text")) = sym.name()
+            && let name @ (b"_stext" | b"_text") = head
         {
-            anchors.push((name.to_owned(), sym.address()));
+            anchors.push((String::from_utf8_lossy(name).into_owned(), address));
         }
-        if sym.address() == 0 {
+        if address == 0 {
             continue;
         }
+        let kind = sym.st_type();
+        // `object` calls a symbol of any other type `SymbolKind::Unknown`: perf's labels.
         let is_label = || {
-            sym.kind() == SymbolKind::Unknown
-                && !matches!(sym.flags(), SymbolFlags::Elf { st_other, .. }
-                    if matches!(st_other.visibility(), object::elf::STV_HIDDEN | object::elf::STV_INTERNAL))
-                && matches!(sym.section(), SymbolSection::Section(i)
-                    if text_sections.get(i.0).copied().unwrap_or(false))
+            !matches!(
+                kind,
+                elf::STT_OBJECT
+                    | elf::STT_COMMON
+                    | elf::STT_FUNC
+                    | elf::STT_GNU_IFUNC
+                    | elf::STT_SECTION
+                    | elf::STT_FILE
+                    | elf::STT_TLS
+            ) && !matches!(sym.st_visibility(), elf::STV_HIDDEN | elf::STV_INTERNAL)
+                && table
+                    .symbol_section(endian, sym, object::SymbolIndex(i))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|s| text_sections.get(s.0).copied().unwrap_or(false))
         };
-        if sym.kind() != SymbolKind::Text && !is_label() {
+        if !matches!(kind, elf::STT_FUNC | elf::STT_GNU_IFUNC) && !is_label() {
             continue;
         }
-        let Ok(name) = sym.name() else { continue };
-        if name.is_empty() || is_mapping_symbol(name) {
+        if head.is_empty() || is_mapping_symbol(head) {
             continue;
         }
-        n += 1;
         raw.push(RawSym {
-            start: sym.address(),
-            size: sym.size(),
-            name,
-            weak: sym.is_weak(),
-            global: sym.is_global(),
-            synthetic: false,
-            demangled: std::cell::OnceCell::new(),
+            start: address,
+            size: sym.st_size(endian).into(),
+            name: NameRef::Table(st_name),
+            index: raw.len() as u32,
+            weak: sym.st_bind() == elf::STB_WEAK,
+            global: sym.st_bind() != elf::STB_LOCAL,
         });
     }
-    n
 }
 
 /// An ARM/AArch64 mapping symbol (`$a`, `$d`, `$t`, `$x`, optionally `.suffix`).
-fn is_mapping_symbol(name: &str) -> bool {
-    let b = name.as_bytes();
+fn is_mapping_symbol(b: &[u8]) -> bool {
     b.first() == Some(&b'$')
         && b.get(1).is_some_and(|c| b"adtx".contains(c))
         && matches!(b.get(2), None | Some(b'.'))
@@ -355,60 +440,67 @@ impl ElfSymbols {
             })
             .collect();
         segments.sort_by_key(|s| (s.file_offset, s.address));
-        let mut raw: Vec<RawSym<'_>> = Vec::with_capacity(file.symbols().size_hint().0);
         let mut anchors = Vec::new();
-        // perf prefers .symtab and falls back to .dynsym.
-        if collect_text_symbols(&file, file.symbols(), &mut raw, Some(&mut anchors)) == 0 {
-            collect_text_symbols(&file, file.dynamic_symbols(), &mut raw, None);
+        let text = text_sections(&file);
+        let (mut raw, strtab) = match &file {
+            object::File::Elf64(elf) => text_symbols(elf, &text, &mut anchors),
+            object::File::Elf32(elf) => text_symbols(elf, &text, &mut anchors),
+            _ => (Vec::new(), 0..0),
+        };
+        let mut names = SymNames {
+            bytes: Some(Arc::clone(&bytes)),
+            strtab,
+            owned: Vec::new(),
+        };
+        let plt: Vec<ElfSymbol> = plt_symbols(&file)
+            .into_iter()
+            .map(|(start, size, name)| ElfSymbol {
+                start,
+                end: start + size,
+                name: names.own(name),
+            })
+            .collect();
+        for p in plt.iter().filter(|p| p.end > p.start) {
+            raw.push(RawSym {
+                start: p.start,
+                size: p.end - p.start,
+                name: p.name,
+                index: raw.len() as u32,
+                weak: false,
+                global: true,
+            });
         }
-        let plt = plt_symbols(&file);
-        raw.extend(
-            plt.iter()
-                .filter(|p| p.1 > 0)
-                .map(|(start, size, name)| RawSym {
-                    start: *start,
-                    size: *size,
-                    name,
-                    weak: false,
-                    global: true,
-                    synthetic: true,
-                    demangled: std::cell::OnceCell::new(),
-                }),
-        );
-        // Stable: aliases stay in symbol-table order, and an exact tie keeps the first, as
-        // perf's rbtree (equal starts go right) and `symbols__fixup_duplicate` do. (Sorting
-        // (start, index) pairs, not the symbols themselves: a sixth of the parse.)
-        let mut order: Vec<(u64, usize)> =
-            raw.iter().enumerate().map(|(i, s)| (s.start, i)).collect();
-        order.sort_unstable();
+        // Aliases stay in symbol-table order (the @plt symbols after them), and an exact tie
+        // keeps the first, as perf's rbtree (equal starts go right) and
+        // `symbols__fixup_duplicate` do. (Unstable by (start, index): faster than a stable
+        // sort by start.)
+        raw.sort_unstable_by_key(|s| (s.start, s.index));
         // perf's choice at each address, and binutils' (`_bfd_elf_find_function`: the larger
         // symbol, then the first in the table) kept where it is not perf's: (start, raw name).
-        let mut picks: Vec<&RawSym<'_>> = Vec::with_capacity(raw.len());
+        let mut picks: Vec<&RawSym> = Vec::with_capacity(raw.len());
         let mut bfd_names: Vec<(u64, String)> = Vec::new();
-        for group in order.chunk_by(|a, b| a.0 == b.0) {
-            let mut group = group.iter().filter_map(|&(_, i)| raw.get(i));
-            let Some(mut perf) = group.next() else {
+        for group in raw.chunk_by(|a, b| a.start == b.start) {
+            let Some((mut perf, rest)) = group.split_first() else {
                 continue;
             };
-            let mut bfd = (!perf.synthetic).then_some(perf);
-            for sym in group {
-                if !prefer_first(perf, sym) {
+            let mut bfd = (!perf.synthetic()).then_some(perf);
+            for sym in rest {
+                if !prefer_first(perf, sym, &names) {
                     perf = sym;
                 }
-                if !sym.synthetic && bfd.is_none_or(|b| sym.size > b.size) {
+                if !sym.synthetic() && bfd.is_none_or(|b| sym.size > b.size) {
                     bfd = Some(sym);
                 }
             }
             if let Some(b) = bfd
                 && !std::ptr::eq(b, perf)
-                && b.name != perf.name
+                && names.raw(b.name) != names.raw(perf.name)
             {
-                bfd_names.push((b.start, b.name.to_owned()));
+                bfd_names.push((b.start, names.text(b.name).into_owned()));
             }
             picks.push(perf);
         }
-        let degenerate_plt: Vec<&(u64, u64, String)> = plt.iter().filter(|p| p.1 == 0).collect();
-        let mut symbols = Vec::with_capacity(picks.len() + degenerate_plt.len());
+        let mut symbols = Vec::with_capacity(picks.len() + 1);
         for (i, sym) in picks.iter().enumerate() {
             let end = if sym.size > 0 {
                 sym.start.saturating_add(sym.size)
@@ -418,35 +510,18 @@ impl ElfSymbols {
                     None => (sym.start & !4095).saturating_add(8192),
                 }
             };
-            let at = (sym.name.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
-            let name = match u32::try_from(sym.name.len()) {
-                Ok(len)
-                    if !sym.synthetic
-                        && data
-                            .len()
-                            .checked_sub(sym.name.len())
-                            .is_some_and(|max| at <= max) =>
-                {
-                    SymName::InFile(Arc::clone(&bytes), at, len)
-                }
-                _ => SymName::Owned(sym.name.to_owned()),
-            };
             symbols.push(ElfSymbol {
                 start: sym.start,
                 end,
-                name,
-                demangled: sym
-                    .demangled
-                    .get()
-                    .cloned()
-                    .map(Into::into)
-                    .unwrap_or_default(),
+                name: sym.name,
             });
         }
+        drop(picks);
+        drop(raw);
         // A degenerate `.plt`'s symbol (zero bytes): inserted as it is, it ends the lookup.
-        for (start, _, name) in degenerate_plt {
-            let at = symbols.partition_point(|s| s.start <= *start);
-            symbols.insert(at, ElfSymbol::new(*start, *start, name.clone()));
+        for p in plt.iter().filter(|p| p.end == p.start) {
+            let at = symbols.partition_point(|s| s.start <= p.start);
+            symbols.insert(at, *p);
         }
         let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
         let debuglink = file
@@ -457,14 +532,12 @@ impl ElfSymbols {
         let has_dwarf = file
             .section_by_name(".debug_info")
             .is_some_and(|s| s.size() > 0 && s.kind() != object::SectionKind::UninitializedData);
-        let plt = plt
-            .into_iter()
-            .map(|(start, size, name)| ElfSymbol::new(start, start + size, name))
-            .collect();
         Ok(ElfSymbols {
             segments,
             symbols,
             plt,
+            names,
+            demangled: DemangledNames::default(),
             bfd_names,
             build_id,
             debuglink,
@@ -536,13 +609,13 @@ impl ElfSymbols {
     /// The name binutils' `addr2line` gives an SVMA from the symbol table, demangled
     /// (`_bfd_elf_find_function`): the symbol starting closest below it, whatever its size
     /// (of several at one address the larger, then the first in the table).
-    pub fn bfd_lookup(&self, svma: u64) -> Option<Cow<'_, str>> {
+    pub fn bfd_lookup(&self, svma: u64) -> Option<String> {
         let idx = self.symbols.partition_point(|s| s.start <= svma);
         let s = self.symbols.get(idx.checked_sub(1)?)?;
         Some(
             match self.bfd_names.binary_search_by_key(&s.start, |b| b.0) {
-                Ok(i) => Cow::Owned(demangle(&self.bfd_names.get(i)?.1)),
-                Err(_) => Cow::Borrowed(s.demangled()),
+                Ok(i) => demangle(&self.bfd_names.get(i)?.1),
+                Err(_) => self.demangled(s).to_string(),
             },
         )
     }
@@ -569,22 +642,48 @@ impl ElfSymbols {
     /// Replaces the symbol table with another file's (a stripped binary
     /// takes the symbols of its debug file; segments stay the binary's).
     pub(crate) fn take_symbols_of(&mut self, other: &ElfSymbols) {
+        // The names are the other file's now; the @plt names move over with their symbols.
+        let mut names = other.names.clone();
+        let plt: Vec<ElfSymbol> = self
+            .plt
+            .iter()
+            .map(|p| ElfSymbol {
+                name: names.own(self.names.text(p.name).into_owned()),
+                ..*p
+            })
+            .collect();
         // A debug file's .rela.plt/.plt hold no data: the binary's @plt symbols stay.
         let mut symbols = other.symbols.clone();
-        symbols.extend(
-            self.plt
-                .iter()
-                .filter(|p| {
-                    other
-                        .symbols
-                        .binary_search_by_key(&p.start, |s| s.start)
-                        .is_err()
-                })
-                .cloned(),
-        );
+        symbols.extend(plt.iter().filter(|p| {
+            other
+                .symbols
+                .binary_search_by_key(&p.start, |s| s.start)
+                .is_err()
+        }));
         symbols.sort_by_key(|s| s.start);
         self.symbols = symbols;
+        self.plt = plt;
+        self.names = names;
+        self.demangled = DemangledNames::default();
         self.bfd_names = other.bfd_names.clone();
+    }
+
+    /// The raw (mangled) name of one of the symbols.
+    pub fn name(&self, sym: &ElfSymbol) -> Cow<'_, str> {
+        self.names.text(sym.name)
+    }
+
+    /// The demangled name of one of the symbols, made on first use.
+    pub fn demangled(&self, sym: &ElfSymbol) -> Arc<str> {
+        let cached = |m: &std::collections::HashMap<_, Arc<str>, _>| m.get(&sym.name).cloned();
+        if let Some(d) = self.demangled.0.lock().ok().as_deref().and_then(cached) {
+            return d;
+        }
+        let d: Arc<str> = demangle(&self.name(sym)).into();
+        if let Ok(mut m) = self.demangled.0.lock() {
+            m.insert(sym.name, Arc::clone(&d));
+        }
+        d
     }
 
     /// The address of the first function symbol with this raw name, or of the
@@ -597,7 +696,7 @@ impl ElfSymbols {
             .or_else(|| {
                 self.symbols
                     .iter()
-                    .find(|s| s.name() == name)
+                    .find(|s| self.names.raw(s.name) == name.as_bytes())
                     .map(|s| s.start)
             })
     }
@@ -838,16 +937,19 @@ pub fn parse_build_id_note(data: &[u8], little_endian: bool) -> Option<Vec<u8>> 
 mod tests {
     use super::*;
 
-    fn sym(name: &str) -> RawSym<'_> {
-        RawSym {
+    /// Two aliases named `a` and `b`, and their names.
+    fn pair(a: &str, b: &str) -> (RawSym, RawSym, SymNames) {
+        let mut names = SymNames::default();
+        let mut sym = |name: &str| RawSym {
             start: 0x1000,
             size: 100,
-            name,
+            name: names.own(name.to_string()),
+            index: 0,
             weak: false,
             global: true,
-            synthetic: false,
-            demangled: std::cell::OnceCell::new(),
-        }
+        };
+        let (a, b) = (sym(a), sym(b));
+        (a, b, names)
     }
 
     /// Aliases perf 6.1 chose on a live recording (`perf script` on this machine): cargo's
@@ -858,12 +960,14 @@ mod tests {
         let perf = "_RNvMs3_NtCslNYArtu3iFV_5alloc7raw_vecINtB5_6RawVecTNtNtNtNtNtCs26ezDKuLN16_5cargo4core8compiler7timings6report11SectionNameNtBP_11SectionDataEE8grow_oneBX_";
         let other = "_RNvMs3_NtCslNYArtu3iFV_5alloc7raw_vecINtB5_6RawVecINtCshM9mHYv9SnI_8indexmap6BucketNtNtNtNtCs26ezDKuLN16_5cargo4core8compiler4unit9UnitIndexINtNtB7_3vec3VecNtNtB7_6string6StringEEE8grow_oneB1r_";
         assert!(other.len() > perf.len());
-        assert!(prefer_first(&sym(perf), &sym(other)));
-        assert!(!prefer_first(&sym(other), &sym(perf)));
+        let (p, o, names) = pair(perf, other);
+        assert!(prefer_first(&p, &o, &names));
+        assert!(!prefer_first(&o, &p, &names));
         let perf = "_ZN4llvm9AAResults5ModelINS_21ScopedNoAliasAAResultEE17getModRefInfoMaskERKNS_14MemoryLocationERNS_11AAQueryInfoEb";
         let other = "_ZN4llvm9AAResults5ModelINS_15GlobalsAAResultEE13getModRefInfoEPKNS_8CallBaseES6_RNS_11AAQueryInfoE";
         assert!(demangle(other).len() > demangle(perf).len());
-        assert!(!prefer_first(&sym(other), &sym(perf)));
+        let (p, o, names) = pair(perf, other);
+        assert!(!prefer_first(&o, &p, &names));
         assert_eq!(
             perf_name(&demangle(perf)),
             "llvm::AAResults::Model<llvm::ScopedNoAliasAAResult>::getModRefInfoMask"

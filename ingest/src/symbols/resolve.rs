@@ -90,6 +90,8 @@ pub struct FrameQuery {
     /// For user DSOs: `ip - map.start + map.pgoff`, computed by the caller.
     /// `None` means `addr` is already an SVMA (non-PIE executables).
     pub file_offset: Option<u64>,
+    /// Read source lines and inlined functions from DWARF (else the symbol table only).
+    pub lines: bool,
 }
 
 /// One resolved frame. A query yields its inlined frames innermost first;
@@ -458,7 +460,8 @@ impl Symbolizer {
             .map(|(q, _)| *q)
             .find(|q| !key.kernel || (is_kernel_image_dso(&q.dso) && q.build_id.is_some()));
         let dso = self.dso(key, first);
-        let has_dwarf = dso.as_ref().is_some_and(|d| d.dwarf.is_some());
+        let has_dwarf =
+            dso.as_ref().is_some_and(|d| d.dwarf.is_some()) && items.iter().any(|(q, _)| q.lines);
         let one =
             |&(q, idx): &(&FrameQuery, usize)| (idx, self.resolve_one(key, dso.as_deref(), q));
         if has_dwarf {
@@ -630,9 +633,13 @@ impl Symbolizer {
         let symbol = dso
             .elf
             .lookup(svma)
-            .map(|(s, off)| (s.demangled().to_string(), off));
-        let dwarf = dso.frames(svma, self.options.inlines);
-        let bfd = || dso.elf.bfd_lookup(svma).map(|b| b.into_owned());
+            .map(|(s, off)| (dso.elf.demangled(s).to_string(), off));
+        let dwarf = if q.lines {
+            dso.frames(svma, self.options.inlines)
+        } else {
+            Vec::new()
+        };
+        let bfd = || dso.elf.bfd_lookup(svma);
         build_frames(symbol, dwarf, bfd, &q.dso)
     }
 
@@ -657,7 +664,9 @@ impl Symbolizer {
         };
         let in_image = table.is_none_or(|t| t.kernel_dso() == dso_name);
         let dwarf = match dso {
-            Some(d) if in_image => d.frames(q.addr.wrapping_sub(d.bias), self.options.inlines),
+            Some(d) if in_image && q.lines => {
+                d.frames(q.addr.wrapping_sub(d.bias), self.options.inlines)
+            }
             _ => Vec::new(),
         };
         // Without kallsyms, the vmlinux symbol table names the function.
@@ -665,7 +674,7 @@ impl Symbolizer {
             let d = dso.filter(|_| in_image)?;
             d.elf
                 .lookup(q.addr.wrapping_sub(d.bias))
-                .map(|(s, off)| (s.name().to_owned(), off))
+                .map(|(s, off)| (d.elf.name(s).into_owned(), off))
         });
         build_frames(symbol, dwarf, || None, &dso_name)
     }

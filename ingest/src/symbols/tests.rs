@@ -415,6 +415,7 @@ fn guest_dwarf_frames_match_binutils() {
             build_id: None,
             addr,
             file_offset: None,
+            lines: true,
         })
         .collect();
     let one = guest_symbolizer(1, true).resolve_all(&queries);
@@ -549,6 +550,7 @@ fn check_inl(symbolizer: &Symbolizer, dso: &Path, build_id: Option<Vec<u8>>, map
                 build_id: build_id.clone(),
                 addr: map_start + (file_offset - 0x1000),
                 file_offset: Some(file_offset),
+                lines: true,
             }
         })
         .collect();
@@ -631,6 +633,7 @@ fn cpp_inlined_frames_match_addr2line_with_debuglink_and_build_id() {
         build_id: None,
         addr: 0x401230,
         file_offset: Some(0x1230),
+        lines: true,
     });
     assert_eq!(frames.len(), 1);
     assert_eq!((frames[0].symbol.as_deref(), frames[0].line), (None, None));
@@ -646,6 +649,7 @@ fn cpp_inlined_frames_match_addr2line_with_debuglink_and_build_id() {
             build_id: id,
             addr: 0x401230,
             file_offset: Some(0x1230),
+            lines: true,
         });
         assert_eq!(
             frames,
@@ -762,6 +766,7 @@ fn collected_bundle_matches_proc_kallsyms() {
             build_id: None,
             addr,
             file_offset: None,
+            lines: true,
         })
         .collect();
     let got = s.resolve_all(&queries);
@@ -800,6 +805,7 @@ fn collected_bundle_matches_proc_kallsyms() {
         build_id: None,
         addr: ip,
         file_offset: pgoff.map(|p| ip - start + p),
+        lines: true,
     });
     let outer = frames.last().expect("frame");
     assert!(
@@ -1058,6 +1064,7 @@ fn system_libc_through_build_id_debug_dir_matches_binutils() {
                 build_id: Some(id.clone()),
                 addr: 0x7f00_0000_0000 + file_offset,
                 file_offset: Some(file_offset),
+                lines: true,
             }
         })
         .collect();
@@ -1144,6 +1151,7 @@ fn kaslr_shifted_kallsyms_uses_vmlinux_offset() {
         build_id: None,
         addr: 0xffff_ffff_8100_0017 + shift,
         file_offset: None,
+        lines: true,
     });
     let got: Vec<(Option<&str>, Option<u32>, u64)> = frames
         .iter()
@@ -1187,6 +1195,7 @@ fn vdso_resolves_from_perf_build_id_cache() {
         ),
         addr: 0x7ffc_0000_12a4,
         file_offset: Some(0x12a4),
+        lines: true,
     };
     let resolve = |dirs: Vec<PathBuf>, build_id: &str| {
         let mut o = SymbolizeOptions::default();
@@ -1327,7 +1336,7 @@ fn a_zero_entsize_plt_leaves_its_addresses_unnamed_as_perf_does() {
     )
     .expect("unzstd");
     let elf = ElfSymbols::parse(&bytes).expect("parse");
-    let name = |svma: u64| elf.lookup(svma).map(|(s, _)| s.name().to_owned());
+    let name = |svma: u64| elf.lookup(svma).map(|(s, _)| elf.name(s).into_owned());
     // .plt: 0x1940..0x1990 (sh_entsize 0); _fini: 0x1928, size 0; main: 0x1839..0x190e.
     assert_eq!(name(0x1839).as_deref(), Some("main"));
     assert_eq!(name(0x1930).as_deref(), Some("_fini"));

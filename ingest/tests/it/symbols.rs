@@ -477,6 +477,114 @@ fn exact_unwind_reaches_main_after_exec() {
 
 /// The leaf of the DWARF recording is mostly inside always_inline helpers: kvmtrace must report
 /// them with perf's file:line for the innermost level.
+/// One row of a frames table: (frame_id, inline_depth, symbol, sym_offset, name, dso, file,
+/// line, unwound).
+type FrameRow = (
+    u64,
+    u64,
+    Option<String>,
+    Option<u64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<u64>,
+    bool,
+);
+
+fn frame_rows(ds: &Path) -> Vec<FrameRow> {
+    let f = read_table(ds, "frames");
+    let (id, depth, off, line) = (
+        col_u64(&f, "frame_id"),
+        col_u64(&f, "inline_depth"),
+        col_u64(&f, "sym_offset"),
+        col_u64(&f, "line"),
+    );
+    let (sym, name, dso, file) = (
+        col_str(&f, "symbol"),
+        col_str(&f, "name"),
+        col_str(&f, "dso"),
+        col_str(&f, "file"),
+    );
+    let unwound: Vec<bool> = f
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name("unwound").expect("unwound column");
+            let c = c
+                .as_any()
+                .downcast_ref::<arrow::array::BooleanArray>()
+                .expect("unwound is boolean");
+            (0..c.len()).map(|i| c.value(i)).collect::<Vec<_>>()
+        })
+        .collect();
+    let mut rows: Vec<FrameRow> = (0..id.len())
+        .map(|i| {
+            (
+                id[i].expect("frame_id"),
+                depth[i].expect("inline_depth"),
+                sym[i].clone(),
+                off[i],
+                name[i].clone(),
+                dso[i].clone(),
+                file[i].clone(),
+                line[i],
+                unwound[i],
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// `source_lines: false` (what `kvmtrace flame perf.data` ingests with) reads DWARF only for
+/// frames unwound from stack copies: those rows are the full ingest's; every other frame is
+/// its depth-0 row of the full ingest without file and line (its name from the symbol table,
+/// as before). On the C++ recordings with inlining, frame-pointer and DWARF call graphs.
+#[test]
+fn without_source_lines_only_unwound_frames_read_dwarf() {
+    for name in ["cppinline.fp", "cppinline.dwarf"] {
+        let (tmp, symfs, debug) = symfs_of_test_binaries();
+        let file = testdata().join("symbols").join(format!("{name}.perf.data"));
+        let full = tmp.path().join("full");
+        ingest_symbols(&file, &full, &symfs, &debug, false);
+        let lean = tmp.path().join("lean");
+        let mut opts = kvmtrace_ingest::Options::default();
+        opts.output = lean.clone();
+        opts.threads = 2;
+        opts.symfs = Some(symfs.clone());
+        opts.debug_dirs = vec![debug.clone()];
+        opts.source_lines = false;
+        kvmtrace_ingest::run(&file, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (full, lean) = (frame_rows(&full), frame_rows(&lean));
+        // The frame-pointer recording's full ingest has what the lean one leaves out (else
+        // this compares nothing); the DWARF one's frames outside unwound stacks are kernel
+        // frames, without DWARF here.
+        if name.ends_with(".fp") {
+            assert!(
+                full.iter().any(|r| !r.8 && r.1 > 0 && r.6.is_some()),
+                "{name}: no inlined frame outside unwound stacks"
+            );
+        }
+        let want: Vec<FrameRow> = full
+            .iter()
+            .filter(|r| r.8 || r.1 == 0)
+            .map(|r| {
+                let mut r = r.clone();
+                if !r.8 {
+                    (r.6, r.7) = (None, None);
+                }
+                r
+            })
+            .collect();
+        assert_eq!(lean, want, "{name}");
+        if name.ends_with("dwarf") {
+            assert!(
+                lean.iter().any(|r| r.8 && r.1 > 0 && r.6.is_some()),
+                "{name}: unwound frames keep their inlined levels"
+            );
+        }
+    }
+}
+
 #[test]
 fn inlined_leaf_lines_agree_with_perf_srcline() {
     let dir = testdata().join("symbols");
@@ -573,6 +681,7 @@ fn bundle_collected_here_resolves_like_its_kallsyms() {
                 build_id: None,
                 addr,
                 file_offset: None,
+                lines: true,
             });
         }
     }
