@@ -1,5 +1,5 @@
 //! The encodings ingest writes read back exactly through polars: times and durations (`*_ns`)
-//! are DELTA_BINARY_PACKED, whose deltas wrap around for values far apart (0 next to
+//! and `sample_idx` are DELTA_BINARY_PACKED, whose deltas wrap around for values far apart (0 next to
 //! u64::MAX); the reference is the values written.
 
 use kvmtrace_ingest::table::{ColType, ColumnDef, TableWriter};
@@ -29,12 +29,14 @@ fn delta_packed_times_read_back_exactly_at_the_extremes() {
         &[
             ColumnDef::new("time_ns", ColType::U64, true),
             ColumnDef::new("duration_ns", ColType::I64, true),
+            ColumnDef::new("sample_idx", ColType::U64, true),
         ],
         Vec::new(),
     );
     for v in &rows {
         w.u64(0, *v);
         w.i64(1, v.map(|v| v as i64));
+        w.u64(2, *v);
         w.end_row().expect("row");
     }
     let (_, n) = w.close().expect("close");
@@ -60,4 +62,28 @@ fn delta_packed_times_read_back_exactly_at_the_extremes() {
         .collect();
     let want: Vec<Option<i64>> = rows.iter().map(|v| v.map(|v| v as i64)).collect();
     assert_eq!(got, want);
+    let got: Vec<Option<u64>> = df
+        .column("sample_idx")
+        .expect("sample_idx")
+        .u64()
+        .expect("u64")
+        .iter()
+        .collect();
+    assert_eq!(got, rows);
+    // The file says which columns are delta-packed (else this tests the plain encoding).
+    let meta = parquet::file::reader::FileReader::metadata(
+        &parquet::file::reader::SerializedFileReader::new(
+            std::fs::File::open(&path).expect("open"),
+        )
+        .expect("parquet reads the file"),
+    )
+    .clone();
+    for c in meta.row_group(0).columns() {
+        assert!(
+            c.encodings()
+                .any(|e| e == parquet::basic::Encoding::DELTA_BINARY_PACKED),
+            "{} is not delta-packed",
+            c.column_path()
+        );
+    }
 }
