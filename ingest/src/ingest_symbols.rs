@@ -12,7 +12,8 @@ use crate::session::{
     WrittenTable,
 };
 use crate::symbols::{
-    AddrSpace, Bundle, FrameQuery, GUEST_KERNEL_DSO, SymbolizeOptions, Symbolizer,
+    AddrSpace, Bundle, FrameQuery, GUEST_KERNEL_DSO, HOST_KERNEL_DSO, KernelSymbols,
+    SymbolizeOptions, Symbolizer,
 };
 use crate::table::{TableWriter, partition_path};
 use crate::{GuestData, Options};
@@ -200,28 +201,43 @@ pub(crate) fn ingest_guest(
 
 /// Whether this machine is the one that recorded (same hostname and os release).
 fn recorded_here(host: &SessionSummary) -> bool {
+    is_this_machine(
+        host.features.hostname.as_deref(),
+        host.features.os_release.as_deref(),
+    )
+}
+
+/// Whether this machine has this host name and kernel release.
+fn is_this_machine(hostname: Option<&str>, os_release: Option<&str>) -> bool {
     let read = |p: &str| {
         std::fs::read_to_string(p)
             .map(|s| s.trim().to_string())
             .ok()
     };
-    let (Some(h), Some(r)) = (
-        host.features.hostname.as_deref(),
-        host.features.os_release.as_deref(),
-    ) else {
+    let (Some(h), Some(r)) = (hostname, os_release) else {
         return false;
     };
     read("/proc/sys/kernel/hostname").as_deref() == Some(h)
         && read("/proc/sys/kernel/osrelease").as_deref() == Some(r)
 }
 
-/// Starts the thread that loads host binaries while the walk runs: the sender for the
-/// session, the thread's handle (the symbolizer holding what it loaded).
+/// What the loading thread loaded while the walk ran ([`start_preload`]).
+pub(crate) struct Preloaded {
+    /// Holds the host binaries.
+    symbolizer: Symbolizer,
+    /// The host kallsyms: the file given, or /proc/kallsyms once the recording was found to
+    /// be this machine's (as `write_frames` decides); reading and parsing it took a tenth of a
+    /// second after the walk.
+    kernel: Option<(PathBuf, KernelSymbols)>,
+}
+
+/// Starts the thread that loads host binaries (and the host kallsyms) while the walk runs:
+/// the sender for the session, the thread's handle.
 pub(crate) fn start_preload(
     opts: &Options,
 ) -> (
     Option<std::sync::mpsc::Sender<Preload>>,
-    Option<std::thread::JoinHandle<Symbolizer>>,
+    Option<std::thread::JoinHandle<Preloaded>>,
 ) {
     // What `write_frames` gives its symbolizer for host binaries: the same binaries load.
     let sopts = SymbolizeOptions {
@@ -234,13 +250,37 @@ pub(crate) fn start_preload(
         return (None, None);
     };
     let (tx, rx) = std::sync::mpsc::channel::<Preload>();
+    let given = opts.kallsyms.clone();
     let handle = std::thread::Builder::new()
         .name("symbols preload".into())
         .spawn(move || {
-            for (dso, build_id) in rx {
-                pre.preload_user(&dso, build_id.as_deref());
+            // A file that does not parse is read again by `write_frames`, which says why.
+            let load = |p: &Path| {
+                KernelSymbols::from_files(p, None, HOST_KERNEL_DSO)
+                    .ok()
+                    .map(|k| (p.to_path_buf(), k))
+            };
+            let mut kernel = given.as_deref().and_then(load);
+            for msg in rx {
+                match msg {
+                    Preload::User(dso, build_id) => pre.preload_user(&dso, build_id.as_deref()),
+                    Preload::Host {
+                        hostname,
+                        os_release,
+                    } => {
+                        if given.is_none()
+                            && kernel.is_none()
+                            && is_this_machine(Some(&hostname), Some(&os_release))
+                        {
+                            kernel = load(Path::new("/proc/kallsyms"));
+                        }
+                    }
+                }
             }
-            pre
+            Preloaded {
+                symbolizer: pre,
+                kernel,
+            }
         })
         .ok();
     (handle.is_some().then_some(tx), handle)
@@ -257,7 +297,7 @@ pub(crate) fn write_frames(
     root: &Path,
     recording: &str,
     opts: &Options,
-    preloaded: Option<Symbolizer>,
+    preloaded: Option<Preloaded>,
 ) -> Result<(Vec<WrittenTable>, Vec<Warning>), Error> {
     let mut warnings = Vec::new();
     let mut sopts = SymbolizeOptions {
@@ -325,8 +365,24 @@ pub(crate) fn write_frames(
         ..SymbolizeOptions::default()
     };
     let t_new = crate::timing::phase("ingest: frames: symbolizer");
+    // The kallsyms the loading thread read, when they are the ones wanted.
+    let (preloaded, kernel) = match preloaded {
+        Some(Preloaded { symbolizer, kernel }) => (
+            Some(symbolizer),
+            kernel.filter(|(p, _)| sopts.kallsyms.as_ref() == Some(p)),
+        ),
+        None => (None, None),
+    };
+    if kernel.is_some() {
+        sopts.kallsyms = None;
+    }
     let symbolizer = match Symbolizer::new(sopts) {
-        Ok(s) => s,
+        Ok(mut s) => {
+            if let Some((_, k)) = kernel {
+                s.set_host_kernel(k);
+            }
+            s
+        }
         Err(e) => {
             warnings.push(Warning {
                 kind: WarningKind::Symbols,

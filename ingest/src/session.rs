@@ -138,8 +138,17 @@ impl Origins {
     }
 }
 
-/// A host binary to load ahead: (path as mapped, build id).
-pub(crate) type Preload = (Arc<str>, Option<Arc<[u8]>>);
+/// What the symbols' loading thread can load while the walk goes on.
+pub(crate) enum Preload {
+    /// A host binary a frame falls in: (path as mapped, build id).
+    User(Arc<str>, Option<Arc<[u8]>>),
+    /// The recording's host name and kernel release, once both are known (its kallsyms are
+    /// this machine's when they are this machine's).
+    Host {
+        hostname: String,
+        os_release: String,
+    },
+}
 
 /// foldhash on hot maps whose keys come from our own parsing (callchain hashes, dso names).
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
@@ -459,7 +468,8 @@ pub(crate) struct IdBase {
 /// Where and how to write, decided by the caller.
 pub(crate) struct SessionConfig {
     /// Where each host binary a frame falls in is announced once, the first time, so that its
-    /// symbols load while the walk goes on (`Symbolizer::preload_user`).
+    /// symbols load while the walk goes on (`Symbolizer::preload_user`), and the recording's
+    /// host once its name and kernel release are read.
     pub(crate) preload: Option<std::sync::mpsc::Sender<Preload>>,
     pub(crate) root: PathBuf,
     pub(crate) host: String,
@@ -533,6 +543,8 @@ pub(crate) struct Session {
     pub(crate) features: Features,
     pub(crate) tracing: Option<TracingData>,
     names_ready: bool,
+    /// [`Preload::Host`] was sent.
+    host_announced: bool,
     // Ordering.
     ordering: Option<bool>,
     queue: Vec<Queued>,
@@ -666,6 +678,7 @@ impl Session {
             features: Features::default(),
             tracing: None,
             names_ready: false,
+            host_announced: false,
             ordering: None,
             queue: Vec::new(),
             queue_bytes: Vec::new(),
@@ -887,7 +900,7 @@ impl Session {
             && let (Some(tx), Some(dso)) = (&self.cfg.preload, &origin.dso)
         {
             // The symbolizer's loading thread may have stopped (an error): nothing to do.
-            let _ = tx.send((Arc::clone(dso), origin.build_id.clone()));
+            let _ = tx.send(Preload::User(Arc::clone(dso), origin.build_id.clone()));
         }
         let slot = self.stacks.slot(Slot {
             mode: mode_out,
@@ -1896,6 +1909,19 @@ impl RecordHandler for Session {
 
     fn on_feature(&mut self, feat: u32, data: &[u8]) {
         self.features.apply(feat, data);
+        if !self.host_announced
+            && let (Some(tx), Some(hostname), Some(os_release)) = (
+                &self.cfg.preload,
+                &self.features.hostname,
+                &self.features.os_release,
+            )
+        {
+            self.host_announced = true;
+            let _ = tx.send(Preload::Host {
+                hostname: hostname.clone(),
+                os_release: os_release.clone(),
+            });
+        }
         if feat == feature::TRACING_DATA {
             match parse_tracing_data(data) {
                 Ok(t) => {

@@ -284,6 +284,12 @@ impl Symbolizer {
         }
     }
 
+    /// Sets the host kernel's symbols (kallsyms read ahead, as [`SymbolizeOptions::kallsyms`]
+    /// would have them read).
+    pub fn set_host_kernel(&mut self, kernel: KernelSymbols) {
+        self.host.kernel = Some(kernel);
+    }
+
     /// Adds (or replaces) the symbol bundle of a guest VM.
     pub fn add_guest_bundle(&mut self, vm: &str, bundle: Bundle) -> Result<(), SymbolError> {
         let kernel = bundle.kernel_symbols(GUEST_KERNEL_DSO)?;
