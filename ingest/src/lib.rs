@@ -82,7 +82,7 @@ pub struct Options {
     /// false: only for frames unwound from stack copies, which perf names by DWARF (their
     /// `file`/`line` then stay null elsewhere, and no inline rows are written for them). A
     /// flame graph shows no more (`kvmtrace flame perf.data` ingests so, unless `--inline
-    /// all`): the DWARF lookups were two thirds of symbolising a 79 MB recording of a test run.
+    /// all`): the DWARF lookups were three fifths of symbolising a 79 MB recording of a test run.
     pub source_lines: bool,
 }
 

@@ -142,8 +142,8 @@ impl Origins {
 pub(crate) enum Preload {
     /// A host binary a frame falls in: (path as mapped, build id).
     User(Arc<str>, Option<Arc<[u8]>>),
-    /// The recording's host name and kernel release, once both are known (its kallsyms are
-    /// this machine's when they are this machine's).
+    /// The recording's host name and kernel release, once both are known (when both are this
+    /// machine's, so is the kernel whose kallsyms name its kernel frames).
     Host {
         hostname: String,
         os_release: String,

@@ -466,11 +466,11 @@ impl Symbolizer {
             .map(|(q, _)| *q)
             .find(|q| !key.kernel || (is_kernel_image_dso(&q.dso) && q.build_id.is_some()));
         let dso = self.dso(key, first);
-        let has_dwarf =
+        let uses_dwarf =
             dso.as_ref().is_some_and(|d| d.dwarf.is_some()) && items.iter().any(|(q, _)| q.lines);
         let one =
             |&(q, idx): &(&FrameQuery, usize)| (idx, self.resolve_one(key, dso.as_deref(), q));
-        if has_dwarf {
+        if uses_dwarf {
             items.iter().map(one).collect()
         } else {
             items.par_iter().with_min_len(1024).map(one).collect()
