@@ -376,7 +376,7 @@ fn plt_symbols_of<Elf: FileHeader<Endian = Endianness>>(
             .collect(),
         _ => return None,
     };
-    let mut at = Into::<u64>::into(plt.sh_addr(endian)) + header;
+    let mut at = Into::<u64>::into(plt.sh_addr(endian)).saturating_add(header);
     let mut out = Vec::with_capacity(syms.len());
     for idx in syms {
         let name = dynsym
@@ -389,7 +389,7 @@ fn plt_symbols_of<Elf: FileHeader<Endian = Endianness>>(
         if degenerate {
             break;
         }
-        at += entry;
+        at = at.saturating_add(entry);
     }
     Some(out)
 }
