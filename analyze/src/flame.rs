@@ -1054,11 +1054,11 @@ enum StackRef {
 
 /// What one folded line is made of, before its text is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum LineKey<'a> {
-    /// A thread that is not a vCPU: `<comm>;<frames>`.
-    Plain { rec: u32, comm: &'a str, stack: u32 },
+/// Numbers only, so that hashing a key per sample hashes no text.
+enum LineKey {
+    /// A thread that is not a vCPU: `<comm>;<frames>` (`comm` an id of [`LineNames::comms`]).
+    Plain { rec: u32, comm: u32, stack: u32 },
     /// A vCPU thread: `VM <vm>;vCPU <n>[;<guest frames>][;<guest symbol>;[exit R]][;<host frames>]`.
-    /// Numbers only, so that hashing a key per sample hashes no text.
     Vm {
         rec: u32,
         /// The vCPU thread (a row of [`place::Vcpus`]).
@@ -1074,14 +1074,9 @@ enum LineKey<'a> {
 }
 
 /// Weights per line key.
-type KeyAcc<'a> = FastMap<LineKey<'a>, u64>;
+type KeyAcc = FastMap<LineKey, u64>;
 
-/// Pins the lifetime of a per-sample closure's keys to the data they borrow.
-fn key_fn<'a, F: Fn(usize, &mut KeyAcc<'a>, &mut FlameReport)>(f: F) -> F {
-    f
-}
-
-fn add_key<'a>(acc: &mut KeyAcc<'a>, key: LineKey<'a>, w: u64) {
+fn add_key(acc: &mut KeyAcc, key: LineKey, w: u64) {
     if w > 0 {
         *acc.entry(key).or_default() += w;
     }
@@ -1089,6 +1084,8 @@ fn add_key<'a>(acc: &mut KeyAcc<'a>, key: LineKey<'a>, w: u64) {
 
 /// Builds the text of line keys.
 struct LineNames<'a> {
+    /// The comms of [`LineKey::Plain`].
+    comms: &'a [String],
     host: &'a Stacks,
     guest: &'a Stacks,
     rips: &'a RipIndex,
@@ -1097,9 +1094,10 @@ struct LineNames<'a> {
 }
 
 impl LineNames<'_> {
-    fn line(&self, key: &LineKey<'_>) -> (String, StackLayout) {
+    fn line(&self, key: &LineKey) -> (String, StackLayout) {
         match *key {
             LineKey::Plain { rec, comm, stack } => {
+                let comm = self.comms.get(comm as usize).map_or("", String::as_str);
                 let mut line = String::with_capacity(comm.len() + 256);
                 for c in comm.chars() {
                     line.push(if c == ' ' { '_' } else { c });
@@ -1386,7 +1384,9 @@ fn fold_samples(
     let ((df, rec, mode), placer) = (samples?, placer?);
     // Columns are read by row index from the (rechunked) arrays.
     let time = column(&df, T, "time_ns")?.u64().map_err(pl(T))?;
-    let comm = column(&df, T, "comm")?.str().map_err(pl(T))?;
+    // Each sample's comm as a number (consecutive samples mostly share it): line keys hash
+    // and compare no text.
+    let (comm, comms) = place::interned(&df, T, "comm")?;
     let period = column(&df, T, "period")?.u64().map_err(pl(T))?;
     let ip = column(&df, T, "ip")?.u64().map_err(pl(T))?;
     let stack_id = column(&df, T, "stack_id")?.u32().map_err(pl(T))?;
@@ -1474,7 +1474,7 @@ fn fold_samples(
     // Pass 1, per sample (parallel): a small key naming the stack line, weights summed per key.
     // Pass 2, per distinct key: the line's text. Samples outnumber distinct lines by far.
     let host_only = opts.scope == Scope::HostOnly;
-    let one = key_fn(|i: usize, acc: &mut KeyAcc, rep: &mut FlameReport| {
+    let one = |i: usize, acc: &mut KeyAcc, rep: &mut FlameReport| {
         if !selected[i] {
             return;
         }
@@ -1518,7 +1518,7 @@ fn fold_samples(
                     acc,
                     LineKey::Plain {
                         rec: rec[i],
-                        comm: comm.get(i).unwrap_or(""),
+                        comm: comm.get(i).copied().unwrap_or(place::NONE),
                         stack,
                     },
                     w,
@@ -1574,7 +1574,7 @@ fn fold_samples(
             },
             w,
         );
-    });
+    };
     let t_keys = crate::timing::phase("flame: fold samples: keys");
     let (keys, mut report) = pool.install(|| {
         (0..df.height())
@@ -1604,6 +1604,7 @@ fn fold_samples(
     drop(t_keys);
     let t_lines = crate::timing::phase("flame: fold samples: lines");
     let lines = LineNames {
+        comms: &comms,
         host: host_stacks,
         guest: guest_stacks,
         rips,
@@ -1613,7 +1614,7 @@ fn fold_samples(
     // Distinct keys can still make the same text (e.g. a guest stack without frames): lines are
     // sorted and equal neighbours merged, instead of hashing every long line.
     let mut acc: Vec<FoldedStack> = pool.install(|| {
-        let keys: Vec<(LineKey<'_>, u64)> = keys.into_iter().collect();
+        let keys: Vec<(LineKey, u64)> = keys.into_iter().collect();
         keys.into_par_iter()
             .with_min_len(1024)
             .map(|(k, w)| {

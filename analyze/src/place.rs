@@ -248,7 +248,11 @@ pub(crate) fn read_parts(
 }
 
 /// Interned strings of a column: an index per row, the distinct texts once.
-fn interned(df: &DataFrame, table: &str, name: &str) -> Result<(Vec<u32>, Vec<String>), Error> {
+pub(crate) fn interned(
+    df: &DataFrame,
+    table: &str,
+    name: &str,
+) -> Result<(Vec<u32>, Vec<String>), Error> {
     let ca = col_of(df, table, name)?.str().map_err(pl(table))?;
     let (names, parts) = number_rows(ca.len(), CHUNK, |i| Some((ca.get(i)?, ())));
     let idx = parts.into_iter().flat_map(|(codes, _)| codes).collect();
