@@ -96,6 +96,19 @@ pub(crate) fn col_u64(batches: &[RecordBatch], name: &str) -> Vec<Option<u64>> {
     out
 }
 
+/// A boolean column.
+pub(crate) fn col_bool(batches: &[RecordBatch], name: &str) -> Vec<Option<bool>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let c = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        let c = c.as_boolean();
+        out.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))));
+    }
+    out
+}
+
 /// A string column.
 pub(crate) fn col_str(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
     let mut out = Vec::new();

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::common::{col_str, col_u64, corpus, read_table, stack_frame_rows, testdata};
+use crate::common::{col_bool, col_str, col_u64, corpus, read_table, stack_frame_rows, testdata};
 
 /// Where the test programs were when they were recorded (their MMAPs name this path).
 const RECORDED_DIR: &str = "kvmtrace-symbols";
@@ -173,17 +173,26 @@ fn ingest_recording(name: &str, exact_unwind: bool) -> HashMap<(i32, u64), Vec<K
     let (tmp, symfs, debug) = symfs_of_test_binaries();
     let ds = tmp.path().join("ds");
     let file = testdata().join("symbols").join(format!("{name}.perf.data"));
-    ingest_symbols(&file, &ds, &symfs, &debug, exact_unwind);
+    ingest_symbols(&file, &ds, &symfs, &debug, |o| {
+        o.exact_unwind = exact_unwind
+    });
     kvmtrace_samples(&ds)
 }
 
-fn ingest_symbols(file: &Path, out: &Path, symfs: &Path, debug_dir: &Path, exact: bool) {
+/// Ingests `file` into `out` against `symfs` and `debug_dir`, the options then set by `with`.
+fn ingest_symbols(
+    file: &Path,
+    out: &Path,
+    symfs: &Path,
+    debug_dir: &Path,
+    with: impl FnOnce(&mut kvmtrace_ingest::Options),
+) {
     let mut opts = kvmtrace_ingest::Options::default();
-    opts.exact_unwind = exact;
     opts.output = out.to_path_buf();
     opts.threads = 2;
     opts.symfs = Some(symfs.to_path_buf());
     opts.debug_dirs = vec![debug_dir.to_path_buf()];
+    with(&mut opts);
     kvmtrace_ingest::run(file, &opts).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
 }
 
@@ -303,8 +312,16 @@ fn same_inline_levels(frame: &KtFrame, perf: &[PerfLevel]) -> bool {
 }
 
 fn compare_recording(name: &str, dwarf_unwound: bool) -> Agreement {
+    compare_with_perf(name, dwarf_unwound, &ingest_recording(name, false))
+}
+
+/// How the stacks `kt` of testdata/symbols/`<name>` agree with perf script's.
+fn compare_with_perf(
+    name: &str,
+    dwarf_unwound: bool,
+    kt: &HashMap<(i32, u64), Vec<KtFrame>>,
+) -> Agreement {
     let dir = testdata().join("symbols");
-    let kt = ingest_recording(name, false);
     let perf = parse_perf_script(&zstd_text(&dir.join(format!("{name}.script.txt.zst"))));
     let perf_inline = parse_perf_inline_leaves(&zstd_text(
         &dir.join(format!("{name}.script-inline.txt.zst")),
@@ -389,7 +406,10 @@ fn compare_recording(name: &str, dwarf_unwound: bool) -> Agreement {
 }
 
 fn assert_agrees(name: &str, dwarf_unwound: bool) {
-    let a = compare_recording(name, dwarf_unwound);
+    assert_agreement(name, &compare_recording(name, dwarf_unwound));
+}
+
+fn assert_agreement(name: &str, a: &Agreement) {
     assert!(
         a.compared > 500,
         "{name}: compared only {} frames",
@@ -505,17 +525,7 @@ fn frame_rows(ds: &Path) -> Vec<FrameRow> {
         col_str(&f, "dso"),
         col_str(&f, "file"),
     );
-    let unwound: Vec<bool> = f
-        .iter()
-        .flat_map(|b| {
-            let c = b.column_by_name("unwound").expect("unwound column");
-            let c = c
-                .as_any()
-                .downcast_ref::<arrow::array::BooleanArray>()
-                .expect("unwound is boolean");
-            (0..c.len()).map(|i| c.value(i)).collect::<Vec<_>>()
-        })
-        .collect();
+    let unwound = col_bool(&f, "unwound");
     let mut rows: Vec<FrameRow> = (0..id.len())
         .map(|i| {
             (
@@ -527,7 +537,7 @@ fn frame_rows(ds: &Path) -> Vec<FrameRow> {
                 dso[i].clone(),
                 file[i].clone(),
                 line[i],
-                unwound[i],
+                unwound[i].expect("unwound"),
             )
         })
         .collect();
@@ -545,16 +555,17 @@ fn without_source_lines_only_unwound_frames_read_dwarf() {
         let (tmp, symfs, debug) = symfs_of_test_binaries();
         let file = testdata().join("symbols").join(format!("{name}.perf.data"));
         let full = tmp.path().join("full");
-        ingest_symbols(&file, &full, &symfs, &debug, false);
-        let lean = tmp.path().join("lean");
-        let mut opts = kvmtrace_ingest::Options::default();
-        opts.output = lean.clone();
-        opts.threads = 2;
-        opts.symfs = Some(symfs.clone());
-        opts.debug_dirs = vec![debug.clone()];
-        opts.source_lines = false;
-        kvmtrace_ingest::run(&file, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let (full, lean) = (frame_rows(&full), frame_rows(&lean));
+        ingest_symbols(&file, &full, &symfs, &debug, |_| {});
+        let lean_ds = tmp.path().join("lean");
+        ingest_symbols(&file, &lean_ds, &symfs, &debug, |o| o.source_lines = false);
+        // The lean ingest's stacks are perf script's, frame by frame (and, unwound, their
+        // leaves' inlined chains are perf --inline's).
+        let unwound = name.ends_with("dwarf");
+        assert_agreement(
+            name,
+            &compare_with_perf(name, unwound, &kvmtrace_samples(&lean_ds)),
+        );
+        let (full, lean) = (frame_rows(&full), frame_rows(&lean_ds));
         // The frame-pointer recording's full ingest has what the lean one leaves out (else
         // this compares nothing); the DWARF one's frames outside unwound stacks are kernel
         // frames, without DWARF here.
@@ -576,7 +587,7 @@ fn without_source_lines_only_unwound_frames_read_dwarf() {
             })
             .collect();
         assert_eq!(lean, want, "{name}");
-        if name.ends_with("dwarf") {
+        if unwound {
             assert!(
                 lean.iter().any(|r| r.8 && r.1 > 0 && r.6.is_some()),
                 "{name}: unwound frames keep their inlined levels"
