@@ -373,7 +373,18 @@ impl Stacks {
         self.n == 0
     }
 
-    /// Every stack: ((recording, stack id), names).
+    /// Every stack: ((recording, stack id), names), dense ones first, in id order.
+    fn iter(&self) -> impl Iterator<Item = ((u32, u32), &StackNames)> {
+        let dense = self.dense.iter().enumerate().flat_map(|(r, v)| {
+            v.iter()
+                .enumerate()
+                .filter(|(_, e)| !e.is_absent())
+                .map(move |(s, e)| ((r as u32, s as u32), e))
+        });
+        dense.chain(self.sparse.iter().map(|(k, e)| (*k, e)))
+    }
+
+    /// [`Stacks::iter`], mutable (the same order while nothing is added).
     fn iter_mut(&mut self) -> impl Iterator<Item = ((u32, u32), &mut StackNames)> {
         let dense = self.dense.iter_mut().enumerate().flat_map(|(r, v)| {
             v.iter_mut()
@@ -446,24 +457,8 @@ fn canonicalize(stacks: &mut Stacks) {
         FastMap::with_capacity_and_hasher(stacks.n, Default::default());
     let mut least: Vec<u32> = Vec::new();
     let mut of: Vec<usize> = Vec::with_capacity(stacks.n);
-    let Stacks {
-        dense, sparse, ids, ..
-    } = stacks;
-    let ids_of = |e: &StackNames| {
-        let a = e.start as usize;
-        ids.get(a..a + e.n as usize).unwrap_or_default()
-    };
-    let all = || {
-        let dense = dense.iter().enumerate().flat_map(|(r, v)| {
-            v.iter()
-                .enumerate()
-                .filter(|(_, e)| !e.is_absent())
-                .map(move |(s, e)| ((r as u32, s as u32), e))
-        });
-        dense.chain(sparse.iter().map(|(k, e)| (*k, e)))
-    };
-    for ((r, s), e) in all() {
-        let g = *group.entry((r, ids_of(e))).or_insert_with(|| {
+    for ((r, s), e) in stacks.iter() {
+        let g = *group.entry((r, stacks.ids_of(e))).or_insert_with(|| {
             least.push(s);
             least.len() - 1
         });
@@ -1052,9 +1047,9 @@ enum StackRef {
     Guest(u32),
 }
 
-/// What one folded line is made of, before its text is built.
+/// What one folded line is made of, before its text is built: numbers only, so that hashing
+/// a key per sample hashes no text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-/// Numbers only, so that hashing a key per sample hashes no text.
 enum LineKey {
     /// A thread that is not a vCPU: `<comm>;<frames>` (`comm` an id of [`LineNames::comms`]).
     Plain { rec: u32, comm: u32, stack: u32 },
