@@ -10,14 +10,27 @@ fn synth_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/synth-small")
 }
 
+/// An empty directory `name` under Cargo's scratch space for integration tests, for data a
+/// `static` keeps for the whole test binary. A `static` is never dropped, so a `TempDir` in one
+/// was never removed (each run left its datasets in /tmp); this directory is emptied by the next
+/// run instead.
+fn shared_scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("{}: {e}", dir.display()),
+        _ => {}
+    }
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
 /// testdata/synth-small ingested once with its guest recording, bundle, kallsyms and sysroot.
 fn synth_small() -> &'static Dataset {
-    static DS: OnceLock<(tempfile::TempDir, Dataset)> = OnceLock::new();
-    &DS.get_or_init(|| {
+    static DS: OnceLock<Dataset> = OnceLock::new();
+    DS.get_or_init(|| {
         let d = synth_dir();
-        let tmp = tempfile::tempdir().expect("tempdir");
         let mut o = kvmtrace_ingest::Options::default();
-        o.output = tmp.path().join("ds");
+        o.output = shared_scratch("flame-synth-small").join("ds");
         o.guest_data = vec![
             format!(
                 "3100={},name=guest-0",
@@ -30,10 +43,8 @@ fn synth_small() -> &'static Dataset {
         o.kallsyms = Some(d.join("host.kallsyms"));
         o.symfs = Some(d.join("host-root"));
         kvmtrace_ingest::run(&d.join("host.perf.data"), &o).expect("ingest synth-small");
-        let ds = Dataset::open(&o.output).expect("open");
-        (tmp, ds)
+        Dataset::open(&o.output).expect("open")
     })
-    .1
 }
 
 fn folded_text(f: &flame::Folded) -> String {
@@ -122,8 +133,6 @@ fn stacks_read_in_small_batches_fold_to_the_ground_truth() {
     }
 }
 
-/// A two-VM scenario generated at test time (seed 1, 2 vCPUs each, 0.2 s), ingested with both
-/// guest recordings and bundles: (tempdir holding the generator's output, dataset, truth.json).
 /// Ingest options for a generated recording in `d`: every VM's guest recording and bundle, the
 /// host's kallsyms and root.
 fn with_synth_guests(o: &mut kvmtrace_ingest::Options, d: &Path, truth: &serde_json::Value) {
@@ -145,11 +154,13 @@ fn with_synth_guests(o: &mut kvmtrace_ingest::Options, d: &Path, truth: &serde_j
     o.symfs = Some(d.join("host-root"));
 }
 
-fn synth_two_vms() -> &'static (tempfile::TempDir, Dataset, serde_json::Value) {
-    static DS: OnceLock<(tempfile::TempDir, Dataset, serde_json::Value)> = OnceLock::new();
+/// A two-VM scenario generated at test time (seed 1, 2 vCPUs each, 0.2 s), ingested with both
+/// guest recordings and bundles: (directory holding the generator's output, dataset, truth.json).
+fn synth_two_vms() -> &'static (PathBuf, Dataset, serde_json::Value) {
+    static DS: OnceLock<(PathBuf, Dataset, serde_json::Value)> = OnceLock::new();
     DS.get_or_init(|| {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let d = tmp.path().join("synth");
+        let tmp = shared_scratch("flame-two-vms");
+        let d = tmp.join("synth");
         let mut s = kvmtrace_synth::Options::default();
         s.out_dir = d.clone();
         s.vms = 2;
@@ -161,7 +172,7 @@ fn synth_two_vms() -> &'static (tempfile::TempDir, Dataset, serde_json::Value) {
             serde_json::from_str(&std::fs::read_to_string(d.join("truth.json")).expect("truth"))
                 .expect("json");
         let mut o = kvmtrace_ingest::Options::default();
-        o.output = tmp.path().join("ds");
+        o.output = tmp.join("ds");
         with_synth_guests(&mut o, &d, &truth);
         kvmtrace_ingest::run(&d.join("host.perf.data"), &o).expect("ingest two VMs");
         let ds = Dataset::open(&o.output).expect("open");
@@ -242,7 +253,7 @@ fn two_guest_recordings_keep_every_guest_sample() {
 #[test]
 fn two_guest_recordings_folded_equals_ground_truth() {
     let (tmp, ds, truth) = synth_two_vms();
-    let want = std::fs::read_to_string(tmp.path().join("synth/folded.txt")).expect("folded.txt");
+    let want = std::fs::read_to_string(tmp.join("synth/folded.txt")).expect("folded.txt");
     for threads in [1, 2] {
         let f = flame::fold(ds, &opts(threads)).expect("fold");
         let got = folded_text(&f);
