@@ -10,27 +10,13 @@ fn synth_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/synth-small")
 }
 
-/// An empty directory `name` under Cargo's scratch space for integration tests, for data a
-/// `static` keeps for the whole test binary. A `static` is never dropped, so a `TempDir` in one
-/// was never removed (each run left its datasets in /tmp); this directory is emptied by the next
-/// run instead.
-fn shared_scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("{}: {e}", dir.display()),
-        _ => {}
-    }
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
 /// testdata/synth-small ingested once with its guest recording, bundle, kallsyms and sysroot.
 fn synth_small() -> &'static Dataset {
     static DS: OnceLock<Dataset> = OnceLock::new();
     DS.get_or_init(|| {
         let d = synth_dir();
         let mut o = kvmtrace_ingest::Options::default();
-        o.output = shared_scratch("flame-synth-small").join("ds");
+        o.output = crate::shared_scratch("flame-synth-small").join("ds");
         o.guest_data = vec![
             format!(
                 "3100={},name=guest-0",
@@ -159,7 +145,7 @@ fn with_synth_guests(o: &mut kvmtrace_ingest::Options, d: &Path, truth: &serde_j
 fn synth_two_vms() -> &'static (PathBuf, Dataset, serde_json::Value) {
     static DS: OnceLock<(PathBuf, Dataset, serde_json::Value)> = OnceLock::new();
     DS.get_or_init(|| {
-        let tmp = shared_scratch("flame-two-vms");
+        let tmp = crate::shared_scratch("flame-two-vms");
         let d = tmp.join("synth");
         let mut s = kvmtrace_synth::Options::default();
         s.out_dir = d.clone();

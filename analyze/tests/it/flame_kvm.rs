@@ -38,7 +38,6 @@ fn corpus_dir() -> Option<PathBuf> {
 /// The corpus directory, the recording ingested once, and its counts.json.
 struct Corpus {
     dir: PathBuf,
-    _tmp: tempfile::TempDir,
     ds: Dataset,
     counts: Value,
 }
@@ -47,11 +46,11 @@ fn corpus() -> Option<&'static Corpus> {
     static C: OnceLock<Option<Corpus>> = OnceLock::new();
     C.get_or_init(|| {
         let dir = corpus_dir()?;
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let symfs = tmp.path().join("empty-symfs");
+        let tmp = crate::shared_scratch("flame-kvm");
+        let symfs = tmp.join("empty-symfs");
         std::fs::create_dir(&symfs).expect("symfs");
         let mut o = kvmtrace_ingest::Options::default();
-        o.output = tmp.path().join("ds");
+        o.output = tmp.join("ds");
         o.guest_kallsyms = Some(dir.join("guest.kallsyms"));
         o.guest_modules = Some(dir.join("guest.modules"));
         o.kallsyms = Some("/dev/null".into());
@@ -62,12 +61,7 @@ fn corpus() -> Option<&'static Corpus> {
             &std::fs::read_to_string(dir.join(format!("{STEM}.counts.json"))).expect("counts"),
         )
         .expect("counts.json");
-        Some(Corpus {
-            dir,
-            _tmp: tmp,
-            ds,
-            counts,
-        })
+        Some(Corpus { dir, ds, counts })
     })
     .as_ref()
 }
