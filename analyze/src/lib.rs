@@ -13,6 +13,7 @@ pub mod exits_render;
 mod exits_stats;
 pub mod exits_symbols;
 pub mod flame;
+mod flame_svg;
 pub mod info;
 pub mod join;
 mod place;

@@ -58,8 +58,9 @@ pub(crate) struct Args {
     /// Icicle graph (root at the top).
     #[arg(long)]
     inverted: bool,
-    /// Omit frames narrower than this many pixels.
-    #[arg(long, default_value_t = 0.1)]
+    /// Omit frames narrower than this percentage of the graph's width (inferno-flamegraph's
+    /// --minwidth).
+    #[arg(long, default_value_t = flame::SvgOptions::default().min_width)]
     min_width: f64,
     /// Keep the innermost N frames of each callchain, as perf's --max-stack (0: all).
     #[arg(long, default_value_t = flame::PERF_MAX_STACK)]
