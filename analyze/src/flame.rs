@@ -635,6 +635,7 @@ fn load_stacks(
             Some(f) => lf.filter(f.clone()),
             None => lf,
         };
+        let tc = crate::timing::phase("flame: read frames: collect");
         let df = lf
             .select([
                 col("frame_id"),
@@ -651,6 +652,7 @@ fn load_stacks(
             ])
             .collect()
             .map_err(pl(table))?;
+        drop(tc);
         // Ingest writes the rows in that order; another writer's file is sorted here.
         let df = if sorted_by_frame(&df, table)? {
             df
@@ -1264,23 +1266,50 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
         event: event.clone(),
         match_tolerance_ns: opts.match_tolerance_ns,
     };
-    let mut recs = Recordings::of(ds);
-    let mut rips = RipIndex::default();
-    let t = crate::timing::phase("flame: load stacks");
-    let (mut host_stacks, mut guest_stacks) = pool.install(|| {
-        Ok::<_, Error>((
-            load_stacks(ds, "stacks", "frames", opts, &mut recs, &mut rips)?,
-            load_stacks(
-                ds,
-                "guest_stacks",
-                "guest_frames",
-                opts,
-                &mut recs,
-                &mut rips,
-            )?,
-        ))
-    })?;
+    if !ds.has("frames") && ds.has("samples") {
+        return Err(Error::MissingTable {
+            path: ds.root().to_path_buf(),
+            table: "frames".into(),
+            hint: Some("re-ingest the recording with this kvmtrace version".into()),
+        });
+    }
+    let recs = Recordings::of(ds);
+    let weight = if opts.exits {
+        None
+    } else {
+        Some(sample_weight(ds, opts, &jopts)?)
+    };
+    // The samples (and what they are placed against) are read while the stacks load: neither
+    // needs the other, and each has stretches on one thread.
+    let numbers = recs.numbers().clone();
+    let t = crate::timing::phase("flame: load stacks, read samples");
+    let (stacks, samples) = pool.install(|| {
+        rayon::join(
+            || {
+                let (mut recs, mut rips) = (recs, RipIndex::default());
+                let t = crate::timing::phase("flame: load stacks");
+                let host = load_stacks(ds, "stacks", "frames", opts, &mut recs, &mut rips)?;
+                let guest = load_stacks(
+                    ds,
+                    "guest_stacks",
+                    "guest_frames",
+                    opts,
+                    &mut recs,
+                    &mut rips,
+                )?;
+                drop(t);
+                Ok::<_, Error>((host, guest, recs, rips))
+            },
+            || {
+                weight
+                    .map(|w| read_host_samples(ds, &jopts, w, &numbers))
+                    .transpose()
+            },
+        )
+    });
     drop(t);
+    let (mut host_stacks, mut guest_stacks, mut recs, rips) = stacks?;
+    let samples = samples?;
     let t = crate::timing::phase("flame: canonical stacks");
     pool.install(|| {
         rayon::join(
@@ -1289,17 +1318,8 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
         )
     });
     drop(t);
-    if !ds.has("frames") && ds.has("samples") {
-        return Err(Error::MissingTable {
-            path: ds.root().to_path_buf(),
-            table: "frames".into(),
-            hint: Some("re-ingest the recording with this kvmtrace version".into()),
-        });
-    }
-    let mut folded = if opts.exits {
-        fold_exits(ds, opts, &jopts, &pool, &mut recs, &rips, &guest_stacks)?
-    } else {
-        fold_samples(
+    let mut folded = match (samples, weight) {
+        (Some(samples), Some(weight)) => fold_samples(
             ds,
             opts,
             &jopts,
@@ -1308,25 +1328,18 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
             &rips,
             &host_stacks,
             &guest_stacks,
-        )?
+            samples,
+            weight,
+        )?,
+        _ => fold_exits(ds, opts, &jopts, &pool, &mut recs, &rips, &guest_stacks)?,
     };
     folded.report.event = event;
     Ok(folded)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn fold_samples(
-    ds: &Dataset,
-    opts: &Options,
-    jopts: &JoinOptions,
-    pool: &rayon::ThreadPool,
-    recs: &mut Recordings,
-    rips: &RipIndex,
-    host_stacks: &Stacks,
-    guest_stacks: &Stacks,
-) -> Result<Folded, Error> {
-    // --host-only folds as perf script | inferno-collapse-perf, which weights by the period
-    // perf prints: only events that record it.
+/// What samples are weighted by: `opts.weight`, else the period for `--host-only` where every
+/// folded event records it (as `perf script | inferno-collapse-perf` weighs), else 1.
+fn sample_weight(ds: &Dataset, opts: &Options, jopts: &JoinOptions) -> Result<Weight, Error> {
     let weight = match opts.weight {
         Some(w) => w,
         None if opts.scope == Scope::HostOnly && records_period(ds, jopts.event.as_deref())? => {
@@ -1339,11 +1352,33 @@ fn fold_samples(
             "--weight exit-time needs host and guest: drop --guest-only/--host-only".into(),
         ));
     }
-    let t = crate::timing::phase("flame: read host samples, exits, guest samples");
+    Ok(weight)
+}
+
+/// The host samples to fold (of the folded event), each one's recording number and mode, and
+/// the placer that places them.
+struct HostSamples {
+    df: DataFrame,
+    rec: Vec<u32>,
+    mode: Vec<place::Mode>,
+    /// Each sample's comm as a number (consecutive samples mostly share it): line keys hash
+    /// and compare no text.
+    comm: Vec<u32>,
+    /// The texts of those numbers.
+    comms: Vec<String>,
+    placer: place::Placer,
+}
+
+/// Reads the host samples and, side by side, what they are placed against (each read has
+/// stretches on one thread: concatenating files, grouping by thread).
+fn read_host_samples(
+    ds: &Dataset,
+    jopts: &JoinOptions,
+    weight: Weight,
+    numbers: &FastMap<String, u32>,
+) -> Result<HostSamples, Error> {
+    let _t = crate::timing::phase("flame: read host samples, exits, guest samples");
     const T: &str = "samples";
-    // Host samples and what they are placed against are read side by side: each read has
-    // stretches on one thread (concatenating files, grouping by thread).
-    let numbers = recs.numbers();
     let read_samples = || {
         let (df, rec) = place::read_parts(ds, T, numbers, |lf| {
             let lf = match &jopts.event {
@@ -1371,23 +1406,50 @@ fn fold_samples(
             .with_min_len(1 << 16)
             .map(|i| place::Mode::of(cpumode.get(i)))
             .collect();
-        Ok::<_, Error>((df, rec, mode))
+        let (comm, comms) = place::interned(&df, T, "comm")?;
+        Ok::<_, Error>((df, rec, mode, comm, comms))
     };
-    let (samples, placer) = pool.install(|| {
-        rayon::join(read_samples, || {
-            place::Placer::load(ds, numbers.clone(), jopts)
-        })
+    let (samples, placer) = rayon::join(read_samples, || {
+        place::Placer::load(ds, numbers.clone(), jopts)
     });
-    let ((df, rec, mode), placer) = (samples?, placer?);
+    let ((df, rec, mode, comm, comms), placer) = (samples?, placer?);
+    Ok(HostSamples {
+        df,
+        rec,
+        mode,
+        comm,
+        comms,
+        placer,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fold_samples(
+    ds: &Dataset,
+    opts: &Options,
+    jopts: &JoinOptions,
+    pool: &rayon::ThreadPool,
+    recs: &mut Recordings,
+    rips: &RipIndex,
+    host_stacks: &Stacks,
+    guest_stacks: &Stacks,
+    samples: HostSamples,
+    weight: Weight,
+) -> Result<Folded, Error> {
+    const T: &str = "samples";
+    let HostSamples {
+        df,
+        rec,
+        mode,
+        comm,
+        comms,
+        placer,
+    } = samples;
     // Columns are read by row index from the (rechunked) arrays.
     let time = column(&df, T, "time_ns")?.u64().map_err(pl(T))?;
-    // Each sample's comm as a number (consecutive samples mostly share it): line keys hash
-    // and compare no text.
-    let (comm, comms) = place::interned(&df, T, "comm")?;
     let period = column(&df, T, "period")?.u64().map_err(pl(T))?;
     let ip = column(&df, T, "ip")?.u64().map_err(pl(T))?;
     let stack_id = column(&df, T, "stack_id")?.u32().map_err(pl(T))?;
-    drop(t);
     let t = crate::timing::phase("flame: place host samples");
     let tid = column(&df, T, "tid")?.i32().map_err(pl(T))?;
     let placed = pool.install(|| placer.place(&rec, tid, time, &mode));
