@@ -251,6 +251,9 @@ pub(crate) fn start_preload(
     };
     let (tx, rx) = std::sync::mpsc::channel::<Preload>();
     let given = opts.kallsyms.clone();
+    // Without source lines DWARF is read only for frames unwound from stack copies: opened
+    // when one asks.
+    let with_dwarf = opts.source_lines;
     let handle = std::thread::Builder::new()
         .name("symbols preload".into())
         .spawn(move || {
@@ -263,7 +266,9 @@ pub(crate) fn start_preload(
             let mut kernel = given.as_deref().and_then(load);
             for msg in rx {
                 match msg {
-                    Preload::User(dso, build_id) => pre.preload_user(&dso, build_id.as_deref()),
+                    Preload::User(dso, build_id) => {
+                        pre.preload_user(&dso, build_id.as_deref(), with_dwarf)
+                    }
                     Preload::Host {
                         hostname,
                         os_release,

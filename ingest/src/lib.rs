@@ -435,9 +435,11 @@ fn ingest_impl(
         .unwrap_or_else(|| "unknown".to_string());
     let t_close = timing::phase("ingest: close session tables");
     let (mut tables, mut summary) = sess.close()?;
-    // The session (and with it the preload sender) is gone: the loading thread finishes.
-    let preloaded = preloading.and_then(|h| h.join().ok());
     drop(t_close);
+    // The session (and with it the preload sender) is gone: the loading thread finishes.
+    let t_wait = timing::phase("ingest: wait for the symbols preload");
+    let preloaded = preloading.and_then(|h| h.join().ok());
+    drop(t_wait);
     // Every guest recording writes its own part of the shared guest_* tables, its ids
     // continuing after the previous one's.
     let mut guest_stacks = Vec::new();

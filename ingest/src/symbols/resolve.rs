@@ -5,6 +5,7 @@ use super::bundle::Bundle;
 use super::debuginfo::{DwarfContext, DwarfFrame, find_debug_file};
 use super::elf::ElfSymbols;
 use super::kallsyms::{GUEST_KERNEL_DSO, HOST_KERNEL_DSO, KernelSymbols};
+use crate::FileBytes;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
@@ -131,24 +132,67 @@ impl ResolvedFrame {
     }
 }
 
-/// An ELF file loaded for symbolisation, with its DWARF (guarded: addr2line
-/// contexts are not `Sync`).
+/// An ELF file loaded for symbolisation, with its DWARF.
 struct ElfDso {
     elf: ElfSymbols,
-    dwarf: Option<Mutex<DwarfContext>>,
+    dwarf: LazyDwarf,
     /// Runtime address minus SVMA (kernel images under KASLR).
     bias: u64,
 }
 
 impl ElfDso {
     fn frames(&self, svma: u64, inlines: bool) -> Vec<DwarfFrame> {
-        match &self.dwarf {
+        match self.dwarf.get() {
             Some(ctx) => match ctx.lock() {
                 Ok(ctx) => ctx.frames(svma, inlines),
                 Err(_) => Vec::new(),
             },
             None => Vec::new(),
         }
+    }
+}
+
+/// A binary's DWARF, opened when first asked for: opening parses every unit's header, which
+/// for a test binary's half a gigabyte of DWARF took a few tenths of a second, and a flame
+/// graph without source lines ([`FrameQuery::lines`]) asks only for the binaries of frames
+/// unwound from stack copies. (Guarded: addr2line contexts are not `Sync`.)
+#[derive(Default)]
+struct LazyDwarf {
+    /// The file holding it and its bytes when they are mapped already.
+    source: Option<(PathBuf, Option<Arc<FileBytes>>)>,
+    ctx: OnceLock<Option<Mutex<DwarfContext>>>,
+}
+
+impl LazyDwarf {
+    /// The DWARF of `elf`, read from `path`, when it has any.
+    fn of(path: &Path, elf: &ElfSymbols) -> LazyDwarf {
+        LazyDwarf {
+            source: elf
+                .has_dwarf()
+                .then(|| (path.to_owned(), elf.file_bytes().cloned())),
+            ctx: OnceLock::new(),
+        }
+    }
+
+    /// The context, opened on the first call; `None` without DWARF or when it does not open.
+    fn get(&self) -> Option<&Mutex<DwarfContext>> {
+        self.ctx
+            .get_or_init(|| {
+                let (path, bytes) = self.source.as_ref()?;
+                // The file as its symbols were read from it (not mapped a second time).
+                let ctx = match bytes {
+                    Some(bytes) => DwarfContext::with_bytes(path, bytes),
+                    None => DwarfContext::open(path),
+                };
+                match ctx {
+                    Ok(ctx) => Some(Mutex::new(ctx)),
+                    Err(e) => {
+                        log::warn!("{e}; lines unavailable");
+                        None
+                    }
+                }
+            })
+            .as_ref()
     }
 }
 
@@ -254,17 +298,22 @@ impl Symbolizer {
         Ok(symbolizer)
     }
 
-    /// Loads a host binary (its symbols and DWARF) before any query asks for it: ingest calls
-    /// this from a thread of its own for each binary as the recording's walk first maps a frame
-    /// into it, so that loading overlaps the walk.
-    pub fn preload_user(&self, dso: &str, build_id: Option<&[u8]>) {
+    /// Loads a host binary (its symbols, and its DWARF when `with_dwarf`: source lines will
+    /// be asked for) before any query asks for it: ingest calls this from a thread of its own
+    /// for each binary as the recording's walk first maps a frame into it, so that loading
+    /// overlaps the walk.
+    pub fn preload_user(&self, dso: &str, build_id: Option<&[u8]>, with_dwarf: bool) {
         let key = DsoKey {
             vm: None,
             kernel: false,
             dso: dso.to_owned(),
             build_id: build_id.map(<[u8]>::to_vec),
         };
-        let _ = self.dso(&key, None);
+        if let Some(dso) = self.dso(&key, None)
+            && with_dwarf
+        {
+            let _ = dso.dwarf.get();
+        }
     }
 
     /// Takes over the host binaries another symbolizer loaded ([`Symbolizer::preload_user`]).
@@ -466,8 +515,9 @@ impl Symbolizer {
             .map(|(q, _)| *q)
             .find(|q| !key.kernel || (is_kernel_image_dso(&q.dso) && q.build_id.is_some()));
         let dso = self.dso(key, first);
-        let uses_dwarf =
-            dso.as_ref().is_some_and(|d| d.dwarf.is_some()) && items.iter().any(|(q, _)| q.lines);
+        // (Asking opens the DWARF: only when a query wants it.)
+        let uses_dwarf = items.iter().any(|(q, _)| q.lines)
+            && dso.as_ref().is_some_and(|d| d.dwarf.get().is_some());
         let one =
             |&(q, idx): &(&FrameQuery, usize)| (idx, self.resolve_one(key, dso.as_deref(), q));
         if uses_dwarf {
@@ -523,12 +573,8 @@ impl Symbolizer {
                 Some(runtime.wrapping_sub(elf.address_of(name)?))
             })
             .unwrap_or(0);
-        let dwarf = open_dwarf(&path, &elf);
-        Some(ElfDso {
-            elf,
-            dwarf: dwarf.map(Mutex::new),
-            bias,
-        })
+        let dwarf = LazyDwarf::of(&path, &elf);
+        Some(ElfDso { elf, dwarf, bias })
     }
 
     fn load_user_dso(&self, key: &DsoKey) -> Option<ElfDso> {
@@ -586,7 +632,7 @@ impl Symbolizer {
         let dwarf = if elf.has_dwarf() {
             // The binary holds its own DWARF: its symbols are parsed already (a second parse
             // of a test binary's 1.3 M symbols cost ~0.7 s).
-            open_dwarf(&path, &elf)
+            LazyDwarf::of(&path, &elf)
         } else {
             let mut dirs = self.debug_dirs();
             dirs.extend(extra_dirs);
@@ -599,12 +645,13 @@ impl Symbolizer {
                     if elf.symbols().len() < debug_elf.symbols().len() {
                         elf.take_symbols_of(&debug_elf);
                     }
-                    open_dwarf(&p, &debug_elf)
+                    Some(LazyDwarf::of(&p, &debug_elf))
                 })
+                .unwrap_or_default()
         };
         Some(ElfDso {
             elf,
-            dwarf: dwarf.map(Mutex::new),
+            dwarf,
             bias: 0,
         })
     }
@@ -693,24 +740,6 @@ fn is_kernel_image_dso(dso: &str) -> bool {
 
 fn hex_or_none(id: Option<&[u8]>) -> String {
     id.map_or_else(|| "(none)".to_owned(), super::hex_string)
-}
-
-fn open_dwarf(path: &Path, elf: &ElfSymbols) -> Option<DwarfContext> {
-    if !elf.has_dwarf() {
-        return None;
-    }
-    // The file as its symbols were read from it (not mapped a second time).
-    let ctx = match elf.file_bytes() {
-        Some(bytes) => DwarfContext::with_bytes(path, bytes),
-        None => DwarfContext::open(path),
-    };
-    match ctx {
-        Ok(ctx) => Some(ctx),
-        Err(e) => {
-            log::warn!("{e}; lines unavailable");
-            None
-        }
-    }
 }
 
 /// Combines the symbol-table hit with DWARF frames: inlined frames keep their
