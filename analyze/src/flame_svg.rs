@@ -183,7 +183,24 @@ fn parse_line(line: &str) -> Option<(&str, u64)> {
         return None;
     }
     let stack = stack.trim_end();
-    Some((stack, n.parse().ok()?)).filter(|_| !stack.is_empty())
+    // A stack ending in a number is a differential line's: drawn from every line.
+    Some((stack, n.parse().ok()?)).filter(|_| !stack.is_empty() && !ends_in_count(stack))
+}
+
+/// Whether inferno reads the end of `stack` as a (first) count: a last space-separated token
+/// of digits, with at most one `.` followed by digits (inferno's `rfind_samples` and the
+/// integer parse after it).
+fn ends_in_count(stack: &str) -> bool {
+    let Some((_, token)) = stack.rsplit_once(' ') else {
+        return false;
+    };
+    let digits = |s: &str| s.bytes().all(|c| c.is_ascii_digit());
+    let whole = match token.split_once('.') {
+        Some((whole, fraction)) if digits(fraction) => whole,
+        Some(_) => return false,
+        None => token,
+    };
+    digits(whole) && whole.parse::<u64>().is_ok()
 }
 
 /// Whether a line of stack `a` sorts before one of stack `b` whatever their counts.
@@ -272,8 +289,10 @@ fn drawable(lines: &[String], min_width: f64) -> Option<Vec<String>> {
                 line = first_frames(stack, keep);
             }
         }
-        // inferno trims a line's end: a cut ending in white space would name another frame.
-        if line.len() < stack.len() && line.trim_end().len() != line.len() {
+        // inferno trims a line's end (a cut ending in white space would name another frame)
+        // and reads a number at its end as a count.
+        if line.len() < stack.len() && (line.trim_end().len() != line.len() || ends_in_count(line))
+        {
             line = stack;
         }
         match cut.last_mut() {
@@ -397,6 +416,13 @@ mod tests {
         assert_eq!(first_frames("a;b;c", 2), "a;b");
         assert_eq!(first_frames("a;b;c", 3), "a;b;c");
         assert_eq!(first_frames("a;b;c", 9), "a;b;c");
+        assert!(ends_in_count("a;x 7"));
+        assert!(ends_in_count("a;x 7.50"));
+        assert!(!ends_in_count("a;x 7.5.0"));
+        assert!(!ends_in_count("a;x .5"));
+        assert!(!ends_in_count("a;x 7a"));
+        assert!(!ends_in_count("a;x7"));
+        assert!(!ends_in_count("VM g_[i];vCPU 1_[i]"));
     }
 
     fn svg(folded: &Folded, opts: &SvgOptions, cut: bool) -> String {
@@ -413,6 +439,21 @@ mod tests {
         }
     }
 
+    /// Host stacks (no header, guest or exit frames) and their counts.
+    fn host_folded(lines: &[(&str, u64)]) -> Folded {
+        folded(
+            lines
+                .iter()
+                .map(|&(s, n)| FoldedStack {
+                    stack: s.to_string(),
+                    count: n,
+                    baseline: None,
+                    layout: StackLayout::default(),
+                })
+                .collect(),
+        )
+    }
+
     #[test]
     fn cut_lines_draw_what_every_line_draws() {
         // 100 samples: a frame of 3 is kept at --min-width 3, one of 2 is not. "b!" sorts between "b" (a line ending there) and "b;…": inferno makes two frames of b,
@@ -427,16 +468,7 @@ mod tests {
             ("f g;h", 4),
             ("f g", 20),
         ];
-        let stacks: Vec<FoldedStack> = lines
-            .iter()
-            .map(|&(s, n)| FoldedStack {
-                stack: s.to_string(),
-                count: n,
-                baseline: None,
-                layout: StackLayout::default(),
-            })
-            .collect();
-        let f = folded(stacks);
+        let f = host_folded(&lines);
         let mut sorted = f.stacks.iter().map(marked_line).collect::<Vec<_>>();
         sorted.sort_unstable();
         for min_width in [0.0, 0.5, 2.0, 3.0, 4.0, 10.0, 40.0, 100.0] {
@@ -525,13 +557,31 @@ mod tests {
         }
     }
 
+    /// inferno takes a line whose stack ends in a number for a differential line (`stack
+    /// before after`) and trims a line's end: a cut after a frame named like `x 7` or `w `
+    /// must not end there.
+    #[test]
+    fn a_cut_never_ends_in_a_number_or_a_space() {
+        let f = host_folded(&[
+            ("a;x 7;y", 10),
+            ("a;x 7;z", 90),
+            ("b;w ;y", 10),
+            ("b;w ;z", 90),
+        ]);
+        let opts = SvgOptions {
+            min_width: 20.0,
+            ..SvgOptions::default()
+        };
+        assert_eq!(svg(&f, &opts, true), svg(&f, &opts, false));
+    }
+
     proptest::proptest! {
         #[test]
         fn cut_lines_draw_what_every_line_draws_generated(
             stacks in proptest::collection::vec(
                 (
                     proptest::collection::vec(
-                        proptest::sample::select(vec!["a", "b", "b!", "b:x", "b x", "B", "c", "VM v"]),
+                        proptest::sample::select(vec!["a", "b", "b!", "b:x", "b x", "b 7", "c ", "B", "c", "VM v"]),
                         1..6,
                     ),
                     1u64..60,
