@@ -356,6 +356,10 @@ struct Stacks {
     dense: Vec<Vec<StackNames>>,
     /// Stacks whose ids are far beyond the others' (another writer's sparse ids).
     sparse: FastMap<(u32, u32), StackNames>,
+    /// Of the dense stacks, set by [`canonicalize`]: `canon << 1 | has frames`, `u32::MAX`
+    /// where there is none ([`Stacks::get`] is asked then). What most samples ask of their
+    /// stack, from an eighth of the memory of [`Stacks::dense`]: it is asked at random.
+    canon: Vec<Vec<u32>>,
     n: usize,
     /// The name ids of every stack, root first, one stack after the other.
     ids: Vec<u32>,
@@ -373,6 +377,14 @@ impl Stacks {
 
     fn is_empty(&self) -> bool {
         self.n == 0
+    }
+
+    /// [`StackNames::canon`] of stack `s` of recording `r` and whether it has frames.
+    fn canon(&self, r: u32, s: u32) -> Option<(u32, bool)> {
+        match self.canon.get(r as usize).and_then(|v| v.get(s as usize)) {
+            Some(&c) if c != u32::MAX => Some((c >> 1, c & 1 == 1)),
+            _ => self.get(&(r, s)).map(|e| (e.canon, e.n > 0)),
+        }
     }
 
     /// Every stack: ((recording, stack id), names), dense ones first, in id order.
@@ -472,6 +484,15 @@ fn canonicalize(stacks: &mut Stacks) {
     for ((_, e), g) in stacks.iter_mut().zip(of) {
         e.canon = least.get(g).copied().unwrap_or(e.canon);
     }
+    let packed = |e: &StackNames| match e.canon.checked_mul(2) {
+        Some(c) if !e.is_absent() && c < u32::MAX - 1 => c | u32::from(e.n > 0),
+        _ => u32::MAX,
+    };
+    stacks.canon = stacks
+        .dense
+        .iter()
+        .map(|v| v.iter().map(packed).collect())
+        .collect();
 }
 
 /// Guest code addresses → names, for `guest_rip`.
@@ -1581,11 +1602,10 @@ fn fold_samples(
         if !selected[i] {
             return;
         }
-        let own_pair = stack_id
-            .get(i)
-            .and_then(|s| host_stacks.get(&(rec[i], s)).map(|o| (s, o)));
-        let own_id = own_pair.map(|(_, o)| o.canon);
-        let own = own_pair.map(|(_, o)| o);
+        let sid = stack_id.get(i);
+        // (canonical id, whether it has frames): all most samples ask of their stack.
+        let own = sid.and_then(|s| host_stacks.canon(rec[i], s));
+        let own_id = own.map(|(c, _)| c);
         let w = match weight {
             Weight::Samples => 1,
             Weight::Period => period.get(i).unwrap_or(1),
@@ -1616,8 +1636,8 @@ fn fold_samples(
             }
         };
         if other || host_only {
-            match (own_id, own) {
-                (Some(stack), Some(s)) if s.n > 0 => acc.add(
+            match own {
+                Some((stack, true)) => acc.add(
                     LineKey::Plain {
                         rec: rec[i],
                         comm: comm.get(i).copied().unwrap_or(place::NONE),
@@ -1639,7 +1659,8 @@ fn fold_samples(
             let host_ip = ip.get(i);
             let valid = candidate.filter(|(_, g)| {
                 (host_ip.is_some() && matched.and_then(|(gs, r)| gs.ip.get(r)) == host_ip)
-                    || own
+                    || sid
+                        .and_then(|s| host_stacks.get(&(rec[i], s)))
                         .and_then(|o| host_stacks.leaf_symbol(o))
                         .is_some_and(|s| guest_stacks.leaf_symbol(g) == Some(s))
             });
