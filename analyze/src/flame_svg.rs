@@ -283,7 +283,19 @@ fn drawable(lines: &[String], min_width: f64) -> Option<Vec<String>> {
     for ((&(stack, n), &(frames, _)), &narrow) in parsed.iter().zip(&shape).zip(&first_narrow) {
         let mut keep = narrow.clamp(1, frames);
         let mut line = first_frames(stack, keep);
-        if let Some(&(last, _)) = cut.last() {
+        if let Some(&(last, _)) = cut.last()
+            && line != last
+            && sorts_before(line, last)
+        {
+            // Kept through the first byte where the stack and `last` differ, the cut sorts
+            // after `last` as the whole line does (one step, not a frame at a time: a deep
+            // stack would be scanned once per frame).
+            let p = shared_prefix(stack.as_bytes(), last.as_bytes());
+            let upto = stack.as_bytes().get(..=p).unwrap_or(stack.as_bytes());
+            keep = keep
+                .max(memchr::memchr_iter(b';', upto).count() + 1)
+                .min(frames);
+            line = first_frames(stack, keep);
             while keep < frames && line != last && sorts_before(line, last) {
                 keep += 1;
                 line = first_frames(stack, keep);
