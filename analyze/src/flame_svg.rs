@@ -8,6 +8,7 @@
 //! where they become equal: the same SVG, byte for byte, from a fraction of the frames (the
 //! tests compare the two).
 
+use std::fmt::Write as _;
 use std::io::Write;
 
 use inferno::flamegraph::color::{Color, PaletteMap};
@@ -46,7 +47,8 @@ impl Default for SvgOptions {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What a frame of a drawn line is (its colour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FrameKind {
     Header,
     Guest,
@@ -102,7 +104,7 @@ impl FrameKind {
 }
 
 /// The length of the longest common prefix of `a` and `b` (compared 16 bytes at a time).
-pub(crate) fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
+fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a
         .chunks_exact(16)
         .zip(b.chunks_exact(16))
@@ -169,10 +171,11 @@ fn marked_line(s: &FoldedStack) -> String {
         }
     }
     line.push_str(rest);
-    match s.baseline {
-        Some(b) => line.push_str(&format!(" {b} {}", s.count)),
-        None => line.push_str(&format!(" {}", s.count)),
-    }
+    // Written into the line (a String's fmt::Write cannot fail), not formatted apart.
+    let _ = match s.baseline {
+        Some(b) => write!(line, " {b} {}", s.count),
+        None => write!(line, " {}", s.count),
+    };
     line
 }
 

@@ -65,13 +65,21 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Column `name` of every batch (a test fails on a missing column).
+fn columns<'a>(
+    batches: &'a [RecordBatch],
+    name: &'a str,
+) -> impl Iterator<Item = &'a arrow::array::ArrayRef> {
+    batches.iter().map(move |b| {
+        b.column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    })
+}
+
 /// A column of a table as `Option<u64>` per row (UInt64/UInt32/Int32/Int64 widened).
 pub(crate) fn col_u64(batches: &[RecordBatch], name: &str) -> Vec<Option<u64>> {
     let mut out = Vec::new();
-    for b in batches {
-        let c = b
-            .column_by_name(name)
-            .unwrap_or_else(|| panic!("no column {name}"));
+    for c in columns(batches, name) {
         for i in 0..c.len() {
             if c.is_null(i) {
                 out.push(None);
@@ -99,10 +107,7 @@ pub(crate) fn col_u64(batches: &[RecordBatch], name: &str) -> Vec<Option<u64>> {
 /// A boolean column.
 pub(crate) fn col_bool(batches: &[RecordBatch], name: &str) -> Vec<Option<bool>> {
     let mut out = Vec::new();
-    for b in batches {
-        let c = b
-            .column_by_name(name)
-            .unwrap_or_else(|| panic!("no column {name}"));
+    for c in columns(batches, name) {
         let c = c.as_boolean();
         out.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))));
     }
@@ -112,10 +117,7 @@ pub(crate) fn col_bool(batches: &[RecordBatch], name: &str) -> Vec<Option<bool>>
 /// A string column.
 pub(crate) fn col_str(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
     let mut out = Vec::new();
-    for b in batches {
-        let c = b
-            .column_by_name(name)
-            .unwrap_or_else(|| panic!("no column {name}"));
+    for c in columns(batches, name) {
         let s = c.as_string::<i32>();
         for i in 0..s.len() {
             out.push(if s.is_null(i) {
@@ -131,10 +133,7 @@ pub(crate) fn col_str(batches: &[RecordBatch], name: &str) -> Vec<Option<String>
 /// A binary column.
 pub(crate) fn col_bin(batches: &[RecordBatch], name: &str) -> Vec<Option<Vec<u8>>> {
     let mut out = Vec::new();
-    for b in batches {
-        let c = b
-            .column_by_name(name)
-            .unwrap_or_else(|| panic!("no column {name}"));
+    for c in columns(batches, name) {
         let s = c.as_binary::<i32>();
         for i in 0..s.len() {
             out.push(if s.is_null(i) {
@@ -162,10 +161,7 @@ fn col_list<T: arrow::datatypes::ArrowPrimitiveType>(
     name: &str,
 ) -> Vec<Option<Vec<T::Native>>> {
     let mut out = Vec::new();
-    for b in batches {
-        let c = b
-            .column_by_name(name)
-            .unwrap_or_else(|| panic!("no column {name}"));
+    for c in columns(batches, name) {
         let l = c.as_list::<i32>();
         for i in 0..l.len() {
             if l.is_null(i) {
