@@ -151,6 +151,7 @@ pub(crate) fn ingest_guest(
         // Guest binaries live in bundles: guest user stacks keep what the guest recorded.
         unwind: None,
         kernel_fallback_map: true,
+        compression: opts.compression,
     };
     let mut sess = Session::new(cfg);
     sess.progress =
@@ -458,12 +459,10 @@ pub(crate) fn write_frames(
             Some(w) => w,
             None => {
                 let path = partition_path(root, table, "_pending", recording);
-                writers.entry(table).or_insert(TableWriter::new(
-                    table,
-                    path,
-                    &schema::frames().defs(),
-                    Vec::new(),
-                ))
+                writers.entry(table).or_insert(
+                    TableWriter::new(table, path, &schema::frames().defs(), Vec::new())
+                        .compressed(opts.compression),
+                )
             }
         };
         for (&(frame_id, addr, slot), res) in frames.iter().zip(&resolved) {
@@ -522,7 +521,13 @@ pub(crate) fn write_frames(
             out.push((n.to_string(), p, rows));
         }
     }
-    out.push(write_exit_symbols(&symbolizer, host, root, recording)?);
+    out.push(write_exit_symbols(
+        &symbolizer,
+        host,
+        root,
+        recording,
+        opts.compression,
+    )?);
     let _ = std::fs::remove_dir_all(&default_dir);
     Ok((out, warnings))
 }
@@ -541,6 +546,7 @@ fn write_exit_symbols(
     host: &SessionSummary,
     root: &Path,
     recording: &str,
+    compression: crate::Compression,
 ) -> Result<WrittenTable, Error> {
     let vm_names: HashMap<i32, &str> = host.vms.iter().map(|(p, n)| (*p, n.as_str())).collect();
     let mut queries = Vec::new();
@@ -569,7 +575,8 @@ fn write_exit_symbols(
         partition_path(root, doc.name, "_pending", recording),
         &doc.defs(),
         Vec::new(),
-    );
+    )
+    .compressed(compression);
     for (&(pid, rip), q) in host.guest_rips.iter().zip(&query_of) {
         // Innermost inline level first, the containing function last.
         let levels = q

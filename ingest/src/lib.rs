@@ -38,6 +38,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 pub use error::{Error, Warning, WarningKind};
+pub use table::Compression;
 
 use session::{Session, SessionConfig};
 use table::{SCHEMA_VERSION, TableWriter, partition_path};
@@ -84,6 +85,9 @@ pub struct Options {
     /// flame graph shows no more (`kvmtrace flame perf.data` ingests so, unless `--inline
     /// all`): the DWARF lookups were three fifths of symbolising a 79 MB recording of a test run.
     pub source_lines: bool,
+    /// How the tables' pages are compressed (default zstd; `kvmtrace flame perf.data`, which
+    /// deletes its dataset when done, writes plain pages).
+    pub compression: Compression,
 }
 
 /// One guest-side recording: `VM=PATH[,tsc-offset=N][,tsc-scale=M][,name=NAME]`.
@@ -162,6 +166,7 @@ impl Default for Options {
             guest_vmlinux: None,
             exact_unwind: false,
             source_lines: true,
+            compression: Compression::Zstd,
         }
     }
 }
@@ -403,6 +408,7 @@ fn ingest_impl(
             perf_compat: !opts.exact_unwind,
         }),
         kernel_fallback_map: opts.kallsyms.as_deref().is_none_or(has_content),
+        compression: opts.compression,
     };
     let mut sess = Session::new(cfg);
     let total = data.len() as u64;
@@ -473,7 +479,8 @@ fn ingest_impl(
         partition_path(&root, "meta", "_pending", dataset::PENDING),
         &schema::meta().defs(),
         Vec::new(),
-    );
+    )
+    .compressed(opts.compression);
     let f = &summary.features;
     w.str(0, Some(&recording));
     w.str(1, Some(&host));
@@ -513,7 +520,8 @@ fn ingest_impl(
         partition_path(&root, "ingest_report", "_pending", dataset::PENDING),
         &schema::ingest_report().defs(),
         Vec::new(),
-    );
+    )
+    .compressed(opts.compression);
     for (t, (n, b)) in &walk.records {
         w.str(0, Some("record"));
         w.str(1, Some(perf::records::record_type::name(*t)));

@@ -493,6 +493,8 @@ pub(crate) struct SessionConfig {
     /// kernel MMAPs) is named `[kernel.kallsyms]`: perf makes that map from the kallsyms it
     /// reads, so with an empty one (`--kallsyms /dev/null`) it has none and prints `[unknown]`.
     pub(crate) kernel_fallback_map: bool,
+    /// How the tables' pages are compressed.
+    pub(crate) compression: crate::Compression,
 }
 
 /// Column indices of `samples`, looked up once.
@@ -638,6 +640,7 @@ impl Session {
                 &cfg.recording,
                 cfg.ids.part,
             ))
+            .compressed(cfg.compression)
         } else {
             KvmModel::default()
         };
@@ -646,7 +649,8 @@ impl Session {
             part("stacks"),
             &schema::stacks().defs(),
             Vec::new(),
-        );
+        )
+        .compressed(cfg.compression);
         let (stack_thread, fatal) = match StackThread::start(stacks_w, cfg.ids, cfg.map_frames) {
             Ok(t) => (Some(t), None),
             Err(e) => (None, Some(e)),
@@ -657,19 +661,22 @@ impl Session {
                 part("samples"),
                 &sdoc.defs(),
                 Vec::new(),
-            ),
+            )
+            .compressed(cfg.compression),
             mmaps: TableWriter::new(
                 &format!("{prefix}mmaps"),
                 part("mmaps"),
                 &schema::mmaps().defs(),
                 Vec::new(),
-            ),
+            )
+            .compressed(cfg.compression),
             lost: TableWriter::new(
                 &format!("{prefix}lost"),
                 part("lost"),
                 &schema::lost().defs(),
                 Vec::new(),
-            ),
+            )
+            .compressed(cfg.compression),
             sample_cols,
             cfg,
             events: Vec::new(),
@@ -1096,7 +1103,7 @@ impl Session {
         ];
         let path = self.part_of(table);
         TpTable {
-            writer: TableWriter::new(table, path, &defs, meta),
+            writer: TableWriter::new(table, path, &defs, meta).compressed(self.cfg.compression),
             format,
             columns,
         }
@@ -1652,7 +1659,8 @@ impl Session {
             self.part("events"),
             &schema::events().defs(),
             Vec::new(),
-        );
+        )
+        .compressed(self.cfg.compression);
         for (i, e) in self.events.iter().enumerate() {
             w.u32(0, Some(self.cfg.ids.event_idx + i as u32));
             w.str(1, e.name.as_deref());
@@ -1681,7 +1689,8 @@ impl Session {
             self.part("threads"),
             &schema::threads().defs(),
             Vec::new(),
-        );
+        )
+        .compressed(self.cfg.compression);
         for s in self.threads.spans() {
             w.str(0, Some(if s.guest { "guest" } else { "host" }));
             w.i32(1, Some(s.pid));
@@ -1700,7 +1709,8 @@ impl Session {
             self.part("build_ids"),
             &schema::build_ids().defs(),
             Vec::new(),
-        );
+        )
+        .compressed(self.cfg.compression);
         for b in &self.features.build_ids {
             w.i32(0, Some(b.pid));
             w.str(1, Some(CpuMode::from_misc(b.misc).as_str()));

@@ -127,6 +127,8 @@ pub struct KvmModel {
     now_idx: u64,
     /// The first write error, returned by [`KvmModel::close`].
     write_error: Option<Error>,
+    /// How its tables' pages are compressed.
+    compression: crate::Compression,
     n_exits: u64,
     n_kvm_exit_events: u64,
     tsc_offsets: Vec<(i32, i32, u32, u64, u64, Option<u64>)>,
@@ -231,6 +233,12 @@ impl KvmModel {
         }
     }
 
+    /// Compresses the tables' pages so (zstd unless told).
+    pub fn compressed(mut self, compression: crate::Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
     /// A finished exit.
     fn push_exit(&mut self, row: ExitRow) {
         self.done.insert((row.sample_idx, row.exit_idx), row);
@@ -297,12 +305,10 @@ impl KvmModel {
                     let Some(path) = self.exits_path.clone() else {
                         return Err(Error::Invalid("exits: no output path".into()));
                     };
-                    self.exits_out.insert(TableWriter::new(
-                        "exits",
-                        path,
-                        &exits_doc().defs(),
-                        Vec::new(),
-                    ))
+                    self.exits_out.insert(
+                        TableWriter::new("exits", path, &exits_doc().defs(), Vec::new())
+                            .compressed(self.compression),
+                    )
                 }
             };
             write_exit(w, &r)?;
@@ -788,7 +794,8 @@ impl KvmModel {
             }
         }
         let doc = vcpus_doc();
-        let mut w = TableWriter::new("vcpus", part("vcpus"), &doc.defs(), Vec::new());
+        let mut w = TableWriter::new("vcpus", part("vcpus"), &doc.defs(), Vec::new())
+            .compressed(self.compression);
         let mut vms: BTreeMap<i32, (u32, Option<u64>, Option<u64>)> = BTreeMap::new();
         // Two threads of one VM claiming the same vCPU is a conflict too.
         let mut claims: HashMap<(i32, u32), Vec<i32>> = HashMap::new();
@@ -838,7 +845,8 @@ impl KvmModel {
         out.push(("vcpus".to_string(), p, n));
 
         let doc = vms_doc();
-        let mut w = TableWriter::new("vms", part("vms"), &doc.defs(), Vec::new());
+        let mut w = TableWriter::new("vms", part("vms"), &doc.defs(), Vec::new())
+            .compressed(self.compression);
         for (pid, (n, first, last)) in &vms {
             let comm = self
                 .process_comm
@@ -866,13 +874,15 @@ impl KvmModel {
 
         let w = match self.exits_out.take() {
             Some(w) => w,
-            None => TableWriter::new("exits", part("exits"), &exits_doc().defs(), Vec::new()),
+            None => TableWriter::new("exits", part("exits"), &exits_doc().defs(), Vec::new())
+                .compressed(self.compression),
         };
         let (p, n) = w.close()?;
         out.push(("exits".to_string(), p, n));
 
         let doc = tsc_doc();
-        let mut w = TableWriter::new("tsc_offsets", part("tsc_offsets"), &doc.defs(), Vec::new());
+        let mut w = TableWriter::new("tsc_offsets", part("tsc_offsets"), &doc.defs(), Vec::new())
+            .compressed(self.compression);
         for (pid, tid, vcpu, prev, next, time) in &self.tsc_offsets {
             w.i32(0, Some(*pid));
             w.i32(1, Some(*tid));
