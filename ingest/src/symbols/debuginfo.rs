@@ -139,8 +139,8 @@ pub fn find_debug_file(
             if !is_file(&candidate) {
                 continue;
             }
-            match ElfSymbols::from_path(&candidate) {
-                Ok(elf) if elf.build_id() == Some(id) => return Some(candidate),
+            match ElfSymbols::build_id_of(&candidate) {
+                Ok(found) if found.as_deref() == Some(id) => return Some(candidate),
                 Ok(_) => log::warn!(
                     "{}: build id does not match {}; ignored",
                     candidate.display(),

@@ -411,6 +411,22 @@ impl ElfSymbols {
         })
     }
 
+    /// The GNU build id of the ELF file at `path` (None: it has none), read from its headers
+    /// and notes only: a candidate of the wrong build is turned down without parsing its
+    /// symbols (a Rust test binary's million took 0.2 s).
+    pub fn build_id_of(path: &Path) -> Result<Option<Vec<u8>>, SymbolError> {
+        let map = map_file(path)?;
+        let elf_err = |reason: String| SymbolError::Elf {
+            path: path.to_owned(),
+            reason,
+        };
+        let file = object::File::parse(&*map).map_err(|e| elf_err(e.to_string()))?;
+        if file.format() != object::BinaryFormat::Elf {
+            return Err(elf_err(format!("{:?} object, not ELF", file.format())));
+        }
+        Ok(file.build_id().ok().flatten().map(<[u8]>::to_vec))
+    }
+
     /// Parses ELF bytes (copied); the error is a reason without a path.
     pub fn parse(data: &[u8]) -> Result<Self, String> {
         Self::parse_bytes(Arc::new(FileBytes::Copied(data.to_vec())))

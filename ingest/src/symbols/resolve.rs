@@ -316,6 +316,11 @@ impl Symbolizer {
         }
     }
 
+    /// Runs `f` on this thread; what it spawns on the scope runs on the symbolizer's threads.
+    pub fn in_place_scope<'s, R>(&self, f: impl FnOnce(&rayon::Scope<'s>) -> R) -> R {
+        self.pool.in_place_scope(f)
+    }
+
     /// Takes over the host binaries another symbolizer loaded ([`Symbolizer::preload_user`]).
     /// The caller promises that both search the same `sysroot` and `debug_dirs`, the only
     /// options a host binary's loading reads.
@@ -579,7 +584,6 @@ impl Symbolizer {
 
     fn load_user_dso(&self, key: &DsoKey) -> Option<ElfDso> {
         let want = key.build_id.as_deref().filter(|id| !id.is_empty());
-        let matches = |elf: &ElfSymbols| want.is_none() || elf.build_id() == want;
         let mut debug_hint = None;
         let mut extra_dirs = Vec::new();
         let mut candidates: Vec<PathBuf> = Vec::new();
@@ -605,17 +609,30 @@ impl Symbolizer {
             if !std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
                 continue;
             }
+            // The build id first: a wrong build is turned down before its symbols are parsed.
+            if want.is_some() {
+                match ElfSymbols::build_id_of(&candidate) {
+                    Ok(id) if id.as_deref() == want => {}
+                    Ok(id) => {
+                        log::warn!(
+                            "{}: build id {} differs from the recorded {}; ignored",
+                            candidate.display(),
+                            hex_or_none(id.as_deref()),
+                            hex_or_none(want)
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        log::warn!("{e}");
+                        continue;
+                    }
+                }
+            }
             match ElfSymbols::from_path(&candidate) {
-                Ok(elf) if matches(&elf) => {
+                Ok(elf) => {
                     found = Some((candidate, elf));
                     break;
                 }
-                Ok(elf) => log::warn!(
-                    "{}: build id {} differs from the recorded {}; ignored",
-                    candidate.display(),
-                    hex_or_none(elf.build_id()),
-                    hex_or_none(want)
-                ),
                 Err(e) => log::warn!("{e}"),
             }
         }

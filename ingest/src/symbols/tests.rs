@@ -1216,6 +1216,54 @@ fn vdso_resolves_from_perf_build_id_cache() {
     assert_eq!(resolve(vec![empty.path().to_path_buf()], id), None);
 }
 
+/// A binary rebuilt since the recording (another build id at its path) is turned down and
+/// the copy perf's build-id cache keeps (`DIR/<path>/<build id>/elf`) is read instead; the
+/// cache copy of yet another build is turned down too.
+#[test]
+fn rebuilt_binary_gives_way_to_the_build_id_cache() {
+    let root = tempfile::tempdir().expect("tmp");
+    let cdemo = zstd::decode_all(
+        std::fs::File::open(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/symbols/cdemo.zst"),
+        )
+        .expect("cdemo.zst"),
+    )
+    .expect("zstd");
+    let id = "c9b6a806cbfe56ee94ce3538054715d01b01ec45";
+    let id_bytes: Vec<u8> = (0..id.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&id[i..i + 2], 16).expect("hex"))
+        .collect();
+    // At the recorded path: another program (its own build id).
+    let bin = root.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::fs::copy(symbols_data().join("inl"), bin.join("cdemo")).expect("copy");
+    let dso = bin.join("cdemo").to_string_lossy().into_owned();
+    let cache = root.path().join("cache");
+    let cached = cache.join(dso.trim_start_matches('/')).join(id).join("elf");
+    std::fs::create_dir_all(cached.parent().expect("parent")).expect("mkdir");
+    let resolve = |elf: &[u8]| {
+        std::fs::write(&cached, elf).expect("write");
+        let mut o = SymbolizeOptions::default();
+        o.debug_dirs = vec![cache.clone()];
+        let frames = Symbolizer::new(o)
+            .expect("symbolizer")
+            .resolve(&FrameQuery {
+                space: AddrSpace::HostUser,
+                dso: dso.clone(),
+                build_id: Some(id_bytes.clone()),
+                addr: 0x5555_5555_52a4,
+                file_offset: Some(0x12a4),
+                lines: false,
+            });
+        frames.last().and_then(|f| f.symbol.clone())
+    };
+    // `main` is at 0x12a0 in cdemo (nm); nothing in `inl` is named so.
+    assert_eq!(resolve(&cdemo), Some("main".to_string()));
+    let inl = std::fs::read(symbols_data().join("inl")).expect("inl");
+    assert_eq!(resolve(&inl), None);
+}
+
 /// libstdc++'s `std::__fill_a1` carries `srSt11__is_scalarIT0_E7__value` in its return type, a
 /// form cpp_demangle 0.5 rejects; the expected texts are what binutils' c++filt 2.40 prints
 /// (libstdc++ is installed wherever g++ or perf is).
