@@ -241,10 +241,8 @@ pub(crate) fn start_preload(
     Option<std::thread::JoinHandle<Preloaded>>,
 ) {
     // What `write_frames` gives its symbolizer for host binaries: the same binaries load.
-    // Its threads parse binaries side by side (a test run's three largest took 0.2 s each
-    // and were still parsing when the walk ended), the kallsyms on the preload thread.
     let sopts = SymbolizeOptions {
-        threads: opts.threads,
+        threads: 1,
         debug_dirs: opts.debug_dirs.clone(),
         sysroot: opts.symfs.clone(),
         ..SymbolizeOptions::default()
@@ -267,27 +265,24 @@ pub(crate) fn start_preload(
                     .map(|k| (p.to_path_buf(), k))
             };
             let mut kernel = given.as_deref().and_then(load);
-            let pre_ref = &pre;
-            pre.in_place_scope(|scope| {
-                for msg in rx {
-                    match msg {
-                        Preload::User(dso, build_id) => scope.spawn(move |_| {
-                            pre_ref.preload_user(&dso, build_id.as_deref(), with_dwarf)
-                        }),
-                        Preload::Host {
-                            hostname,
-                            os_release,
-                        } => {
-                            if given.is_none()
-                                && kernel.is_none()
-                                && is_this_machine(Some(&hostname), Some(&os_release))
-                            {
-                                kernel = load(Path::new("/proc/kallsyms"));
-                            }
+            for msg in rx {
+                match msg {
+                    Preload::User(dso, build_id) => {
+                        pre.preload_user(&dso, build_id.as_deref(), with_dwarf)
+                    }
+                    Preload::Host {
+                        hostname,
+                        os_release,
+                    } => {
+                        if given.is_none()
+                            && kernel.is_none()
+                            && is_this_machine(Some(&hostname), Some(&os_release))
+                        {
+                            kernel = load(Path::new("/proc/kallsyms"));
                         }
                     }
                 }
-            });
+            }
             Preloaded {
                 symbolizer: pre,
                 kernel,

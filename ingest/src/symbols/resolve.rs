@@ -316,11 +316,6 @@ impl Symbolizer {
         }
     }
 
-    /// Runs `f` on this thread; what it spawns on the scope runs on the symbolizer's threads.
-    pub fn in_place_scope<'s, R>(&self, f: impl FnOnce(&rayon::Scope<'s>) -> R) -> R {
-        self.pool.in_place_scope(f)
-    }
-
     /// Takes over the host binaries another symbolizer loaded ([`Symbolizer::preload_user`]).
     /// The caller promises that both search the same `sysroot` and `debug_dirs`, the only
     /// options a host binary's loading reads.
