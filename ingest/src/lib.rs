@@ -86,7 +86,7 @@ pub struct Options {
     /// all`): the DWARF lookups were three fifths of symbolising a 79 MB recording of a test run.
     pub source_lines: bool,
     /// How the tables' pages are compressed (default zstd; `kvmtrace flame perf.data`, which
-    /// deletes its dataset when done, writes plain pages).
+    /// deletes its dataset when done, writes plain pages for inputs up to 256 MiB).
     pub compression: Compression,
 }
 

@@ -91,6 +91,9 @@ fn parse_time(s: &str) -> anyhow::Result<TimeRange> {
     })
 }
 
+/// The largest perf.data whose temporary dataset is written with plain pages (~180 MB of them).
+const PLAIN_PAGES_UP_TO: u64 = 256 << 20;
+
 /// A temporary dataset directory, removed on drop.
 pub(crate) struct TempDataset(PathBuf);
 
@@ -121,8 +124,12 @@ fn open(
         opts.threads = threads;
         opts.source_lines = source_lines;
         // Read once and deleted: plain pages spare compressing them (flame end to end on a
-        // 84 MB `-g -a` recording: 17% less CPU, the dataset 12 → 57 MB).
-        opts.compression = kvmtrace_ingest::Compression::None;
+        // 84 MB `-g -a` recording: 17% less CPU, the dataset 12 → 57 MB). Up to a size: the
+        // temporary directory may be memory (tmpfs), and a plain dataset is ~0.7× its input.
+        let size = std::fs::metadata(input).map_or(u64::MAX, |m| m.len());
+        if size <= PLAIN_PAGES_UP_TO {
+            opts.compression = kvmtrace_ingest::Compression::None;
+        }
         kvmtrace_ingest::run(input, &opts)
             .with_context(|| format!("ingesting {}", input.display()))?;
         let root = opts.output.clone();
