@@ -1128,11 +1128,11 @@ impl KeyAcc {
         } else {
             (self, other)
         };
-        for ((rec, comm, stack), w) in small.plain {
-            big.add(LineKey::Plain { rec, comm, stack }, w);
+        for (k, w) in small.plain {
+            *big.plain.entry(k).or_default() += w;
         }
         for (k, w) in small.vm {
-            big.add(k, w);
+            *big.vm.entry(k).or_default() += w;
         }
         big
     }

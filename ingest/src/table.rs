@@ -472,7 +472,7 @@ pub enum Compression {
     /// zstd level 1 (the default): about a fifth of the plain size.
     #[default]
     Zstd,
-    /// Plain pages: ~5× larger files, but writing them takes a sixth less CPU (a 84 MB
+    /// Plain pages: ~5× larger files, but writing them takes a sixth less CPU (an 84 MB
     /// `-g -a` recording ingested for `kvmtrace flame perf.data`), as no page is compressed
     /// and none must be decompressed again. For datasets read once and deleted.
     None,

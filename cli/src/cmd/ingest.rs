@@ -74,6 +74,8 @@ pub(crate) struct Args {
     compression: Compression,
 }
 
+/// `--compression`'s values: [`kvmtrace_ingest::Compression`] as clap parses it (the library
+/// does not depend on clap).
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Compression {
     Zstd,

@@ -1167,32 +1167,27 @@ fn kaslr_shifted_kallsyms_uses_vmlinux_offset() {
     );
 }
 
+/// The committed cdemo binary (testdata/symbols) and its build id (`readelf -n`).
+fn cdemo() -> (Vec<u8>, &'static str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/symbols/cdemo.zst");
+    let bytes = zstd::decode_all(std::fs::File::open(path).expect("cdemo.zst")).expect("zstd");
+    (bytes, "c9b6a806cbfe56ee94ce3538054715d01b01ec45")
+}
+
 /// `[vdso]` frames resolve through perf's build-id cache layout (`DIR/[vdso]/<build id>/vdso`),
 /// as perf script finds the vdso `perf record` saved there. The "vdso" here is the committed
 /// cdemo binary (the real one is kernel code, not committable); `main` is at 0x12a0 (nm).
 #[test]
 fn vdso_resolves_from_perf_build_id_cache() {
     let cache = tempfile::tempdir().expect("cache");
-    let bytes = zstd::decode_all(
-        std::fs::File::open(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/symbols/cdemo.zst"),
-        )
-        .expect("cdemo.zst"),
-    )
-    .expect("zstd");
-    let id = "c9b6a806cbfe56ee94ce3538054715d01b01ec45";
+    let (bytes, id) = cdemo();
     let dir = cache.path().join("[vdso]").join(id);
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join("vdso"), &bytes).expect("write");
     let query = |build_id: &str| FrameQuery {
         space: AddrSpace::HostUser,
         dso: "[vdso]".into(),
-        build_id: Some(
-            (0..build_id.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&build_id[i..i + 2], 16).expect("hex"))
-                .collect(),
-        ),
+        build_id: Some(parse_hex(build_id).expect("hex")),
         addr: 0x7ffc_0000_12a4,
         file_offset: Some(0x12a4),
         lines: true,
@@ -1222,18 +1217,8 @@ fn vdso_resolves_from_perf_build_id_cache() {
 #[test]
 fn rebuilt_binary_gives_way_to_the_build_id_cache() {
     let root = tempfile::tempdir().expect("tmp");
-    let cdemo = zstd::decode_all(
-        std::fs::File::open(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/symbols/cdemo.zst"),
-        )
-        .expect("cdemo.zst"),
-    )
-    .expect("zstd");
-    let id = "c9b6a806cbfe56ee94ce3538054715d01b01ec45";
-    let id_bytes: Vec<u8> = (0..id.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&id[i..i + 2], 16).expect("hex"))
-        .collect();
+    let (cdemo, id) = cdemo();
+    let id_bytes = parse_hex(id).expect("hex");
     // At the recorded path: another program (its own build id).
     let bin = root.path().join("bin");
     std::fs::create_dir_all(&bin).expect("mkdir");

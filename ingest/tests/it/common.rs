@@ -31,6 +31,24 @@ pub(crate) fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
 }
 
+/// Options ingesting testdata/synth-small (the generated host+guest scenario) into `out`, with
+/// its guest recording, guest bundle, host kallsyms and host binaries; the input to pass.
+pub(crate) fn synth_small(out: &Path) -> (PathBuf, kvmtrace_ingest::Options) {
+    let base = testdata().join("synth-small");
+    let mut opts = kvmtrace_ingest::Options::default();
+    opts.output = out.to_path_buf();
+    opts.guest_data = ["3100=".to_string()
+        + &base.join("guest-0.perf.data").display().to_string()
+        + ",name=guest-0"]
+    .iter()
+    .map(|s| s.parse().expect("guest data"))
+    .collect();
+    opts.guest_symbols = vec![("guest-0".into(), base.join("guest-0.bundle"))];
+    opts.kallsyms = Some(base.join("host.kallsyms"));
+    opts.symfs = Some(base.join("host-root"));
+    (base.join("host.perf.data"), opts)
+}
+
 /// Every batch of one table of a dataset (all partitions).
 pub(crate) fn read_table(dataset: &Path, table: &str) -> Vec<RecordBatch> {
     let mut out = Vec::new();

@@ -11,21 +11,9 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use crate::common::read_table;
 
 fn ingest_synth_small(out: &Path, compression: Compression) -> Vec<String> {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/synth-small");
-    let mut opts = kvmtrace_ingest::Options::default();
-    opts.output = out.to_path_buf();
-    opts.guest_data = ["3100=".to_string()
-        + &base.join("guest-0.perf.data").display().to_string()
-        + ",name=guest-0"]
-    .iter()
-    .map(|s| s.parse().expect("guest data"))
-    .collect();
-    opts.guest_symbols = vec![("guest-0".into(), base.join("guest-0.bundle"))];
-    opts.kallsyms = Some(base.join("host.kallsyms"));
-    opts.symfs = Some(base.join("host-root"));
+    let (input, mut opts) = crate::common::synth_small(out);
     opts.compression = compression;
-    let report =
-        kvmtrace_ingest::run(&base.join("host.perf.data"), &opts).expect("ingest synth-small");
+    let report = kvmtrace_ingest::run(&input, &opts).expect("ingest synth-small");
     let mut tables: Vec<String> = report.tables.into_iter().map(|(t, _)| t).collect();
     tables.sort();
     tables.dedup();

@@ -32,20 +32,8 @@ fn schema_doc_matches_code() {
 fn every_written_table_is_documented() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("ds");
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/synth-small");
-    let mut opts = kvmtrace_ingest::Options::default();
-    opts.output = out.clone();
-    opts.guest_data = ["3100=".to_string()
-        + &base.join("guest-0.perf.data").display().to_string()
-        + ",name=guest-0"]
-    .iter()
-    .map(|s| s.parse().expect("guest data"))
-    .collect();
-    opts.guest_symbols = vec![("guest-0".into(), base.join("guest-0.bundle"))];
-    opts.kallsyms = Some(base.join("host.kallsyms"));
-    opts.symfs = Some(base.join("host-root"));
-    let report =
-        kvmtrace_ingest::run(&base.join("host.perf.data"), &opts).expect("ingest synth-small");
+    let (input, opts) = crate::common::synth_small(&out);
+    let report = kvmtrace_ingest::run(&input, &opts).expect("ingest synth-small");
     let doc = std::fs::read_to_string(doc_path()).expect("docs/schema.md");
     let documented: Vec<&str> = kvmtrace_ingest::schema::tables()
         .iter()
