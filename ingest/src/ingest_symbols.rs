@@ -12,7 +12,7 @@ use crate::session::{
     WrittenTable,
 };
 use crate::symbols::{
-    AddrSpace, Bundle, FrameQuery, GUEST_KERNEL_DSO, HOST_KERNEL_DSO, KernelSymbols,
+    AddrSpace, Bundle, FrameQuery, GUEST_KERNEL_DSO, HOST_KERNEL_DSO, KernelSymbols, ResolvedFrame,
     SymbolizeOptions, Symbolizer,
 };
 use crate::table::{TableWriter, partition_path};
@@ -152,6 +152,7 @@ pub(crate) fn ingest_guest(
         unwind: None,
         kernel_fallback_map: true,
         compression: opts.compression,
+        source_lines: opts.source_lines,
     };
     let mut sess = Session::new(cfg);
     sess.progress =
@@ -230,6 +231,8 @@ pub(crate) struct Preloaded {
     /// be this machine's (as `write_frames` decides); reading and parsing it took a tenth of a
     /// second after the walk.
     kernel: Option<(PathBuf, KernelSymbols)>,
+    /// Host user frames resolved during the walk: (frame id, its frames), in the order sent.
+    early: Vec<(u32, Vec<ResolvedFrame>)>,
 }
 
 /// Starts the thread that loads host binaries (and the host kallsyms) while the walk runs:
@@ -265,10 +268,15 @@ pub(crate) fn start_preload(
                     .map(|k| (p.to_path_buf(), k))
             };
             let mut kernel = given.as_deref().and_then(load);
+            let mut early = Vec::new();
             for msg in rx {
                 match msg {
                     Preload::User(dso, build_id) => {
                         pre.preload_user(&dso, build_id.as_deref(), with_dwarf)
+                    }
+                    Preload::Frames(batch) => {
+                        let (ids, queries): (Vec<u32>, Vec<FrameQuery>) = batch.into_iter().unzip();
+                        early.extend(ids.into_iter().zip(pre.resolve_distinct(&queries)));
                     }
                     Preload::Host {
                         hostname,
@@ -286,10 +294,31 @@ pub(crate) fn start_preload(
             Preloaded {
                 symbolizer: pre,
                 kernel,
+                early,
             }
         })
         .ok();
     (handle.is_some().then_some(tx), handle)
+}
+
+/// The symbolizer's question for the frame at `addr` of `slot` (`lines`: source lines and
+/// inlined functions are wanted; a frame unwound from a stack copy always wants them).
+pub(crate) fn frame_query(addr: u64, slot: &Slot, lines: bool) -> FrameQuery {
+    let o = &slot.origin;
+    let kernel = matches!(o.space, Space::HostKernel | Space::GuestKernel(_));
+    FrameQuery {
+        space: match &o.space {
+            Space::HostKernel => AddrSpace::HostKernel,
+            Space::HostUser => AddrSpace::HostUser,
+            Space::GuestKernel(vm) => AddrSpace::GuestKernel { vm: vm.to_string() },
+            Space::GuestUser(vm) => AddrSpace::GuestUser { vm: vm.to_string() },
+        },
+        dso: o.dso.as_deref().unwrap_or("").to_string(),
+        build_id: o.build_id.as_deref().map(<[u8]>::to_vec),
+        addr,
+        file_offset: if kernel { None } else { slot.dso_offset(addr) },
+        lines: lines || slot.unwound,
+    }
 }
 
 /// Resolves every frame of every stack and writes `frames` (and `guest_frames`), and every
@@ -372,12 +401,17 @@ pub(crate) fn write_frames(
     };
     let t_new = crate::timing::phase("ingest: frames: symbolizer");
     // The kallsyms the loading thread read, when they are the ones wanted.
-    let (preloaded, kernel) = match preloaded {
-        Some(Preloaded { symbolizer, kernel }) => (
+    let (preloaded, kernel, mut early) = match preloaded {
+        Some(Preloaded {
+            symbolizer,
+            kernel,
+            early,
+        }) => (
             Some(symbolizer),
             kernel.filter(|(p, _)| sopts.kallsyms.as_ref() == Some(p)),
+            early,
         ),
-        None => (None, None),
+        None => (None, None, Vec::new()),
     };
     if kernel.is_some() {
         sopts.kallsyms = None;
@@ -428,31 +462,34 @@ pub(crate) fn write_frames(
                 Some((id as u32, addr, stacks.slots.get(slot as usize)?))
             })
             .collect();
+        // The host's user frames the loading thread resolved while the walk went on
+        // (`Preload::Frames`) are not asked again.
+        let mut resolved: Vec<Option<Vec<ResolvedFrame>>> = vec![None; frames.len()];
+        if table == "frames" {
+            for (id, r) in early.drain(..) {
+                if let Some(slot) = resolved.get_mut(id as usize) {
+                    *slot = Some(r);
+                }
+            }
+        }
         let mut queries: Vec<FrameQuery> = Vec::with_capacity(frames.len());
-        for &(_, addr, slot) in &frames {
-            let o = &slot.origin;
-            let kernel = matches!(o.space, Space::HostKernel | Space::GuestKernel(_));
-            queries.push(FrameQuery {
-                space: match &o.space {
-                    Space::HostKernel => AddrSpace::HostKernel,
-                    Space::HostUser => AddrSpace::HostUser,
-                    Space::GuestKernel(vm) => AddrSpace::GuestKernel { vm: vm.to_string() },
-                    Space::GuestUser(vm) => AddrSpace::GuestUser { vm: vm.to_string() },
-                },
-                dso: o.dso.as_deref().unwrap_or("").to_string(),
-                build_id: o.build_id.as_deref().map(<[u8]>::to_vec),
-                addr,
-                file_offset: if kernel { None } else { slot.dso_offset(addr) },
-                lines: opts.source_lines || slot.unwound,
-            });
+        for (&(_, addr, slot), done) in frames.iter().zip(&resolved) {
+            if done.is_none() {
+                queries.push(frame_query(addr, slot, opts.source_lines));
+            }
         }
         drop(t_q);
         let t_r = crate::timing::phase("ingest: frames: resolve");
-        let resolved = if queries.iter().all(|q| q.dso.is_empty()) {
+        let mut late = if queries.iter().all(|q| q.dso.is_empty()) {
             vec![Vec::new(); queries.len()]
         } else {
             symbolizer.resolve_distinct(&queries)
-        };
+        }
+        .into_iter();
+        let resolved: Vec<Vec<ResolvedFrame>> = resolved
+            .into_iter()
+            .map(|r| r.or_else(|| late.next()).unwrap_or_default())
+            .collect();
         drop(t_r);
         let _t_w = crate::timing::phase("ingest: frames: rows");
         let w = match writers.get_mut(table) {

@@ -409,6 +409,7 @@ fn ingest_impl(
         }),
         kernel_fallback_map: opts.kallsyms.as_deref().is_none_or(has_content),
         compression: opts.compression,
+        source_lines: opts.source_lines,
     };
     let mut sess = Session::new(cfg);
     let total = data.len() as u64;

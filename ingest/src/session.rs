@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::addrspace::{AddressSpaces, Map, kernel_dso_name};
 use crate::error::{Error, Warning, WarningKind};
+use crate::ingest_symbols::frame_query;
 use crate::kvm::KvmModel;
 use crate::perf::attr::{PerfEventAttr, event_type, sample_type as st};
 use crate::perf::bytes::u64_at;
@@ -21,6 +22,7 @@ use crate::perf::records::{
 use crate::perf::tracing::{TracingData, parse_tracing_data};
 use crate::reader::RecordHandler;
 use crate::schema;
+use crate::symbols::FrameQuery;
 use crate::table::{ColType, ColumnDef, TableWriter, partition_part};
 use crate::threads::ThreadModel;
 use crate::unwind::{Arch, DwarfUnwinder, UnwindConfig, UserRegs};
@@ -148,6 +150,10 @@ pub(crate) enum Preload {
         hostname: String,
         os_release: String,
     },
+    /// New distinct host user frames (frame id, the symbolizer's question), resolved there
+    /// while the walk goes on: on a 100 MB `-g -a` recording of Rust test binaries, their
+    /// DWARF lookups took longer than everything else after the walk.
+    Frames(Vec<(u32, FrameQuery)>),
 }
 
 /// foldhash on hot maps whose keys come from our own parsing (callchain hashes, dso names).
@@ -314,6 +320,8 @@ struct StackBatch {
     modes: Vec<CpuMode>,
     /// Each frame's slot; empty without symbols.
     slots: Vec<u32>,
+    /// The slots interned since the last batch (in index order), for the frames' questions.
+    new_slots: Vec<Slot>,
 }
 
 /// Stacks per [`StackBatch`].
@@ -325,15 +333,32 @@ const STACK_BATCH: usize = 4096;
 struct StackThread {
     batches: Option<std::sync::mpsc::SyncSender<StackBatch>>,
     batch: StackBatch,
+    /// How many slots went out in batches ([`StackBatch::new_slots`]).
+    slots_sent: usize,
     done: std::thread::JoinHandle<Result<StacksWritten, Error>>,
 }
+
+/// Where the stack thread sends new host user frames to be resolved while the walk goes on.
+struct EarlyFrames {
+    tx: std::sync::mpsc::Sender<Preload>,
+    /// [`SessionConfig::source_lines`].
+    lines: bool,
+}
+
+/// Frames per [`Preload::Frames`] (about: sent after the stack that reaches it).
+const EARLY_BATCH: usize = 1024;
 
 /// What the stack thread made: the distinct frames, and the `stacks` file with its rows.
 type StacksWritten = (FrameInterner, (PathBuf, u64));
 
 impl StackThread {
     /// Starts the thread writing `w`; ids are offset by `ids`.
-    fn start(mut w: TableWriter, ids: IdBase, map_frames: bool) -> Result<StackThread, Error> {
+    fn start(
+        mut w: TableWriter,
+        ids: IdBase,
+        map_frames: bool,
+        early: Option<EarlyFrames>,
+    ) -> Result<StackThread, Error> {
         let (batches, rx) = std::sync::mpsc::sync_channel::<StackBatch>(2);
         let done = std::thread::Builder::new()
             .name(format!("{} rows", w.name()))
@@ -341,7 +366,19 @@ impl StackThread {
                 let mut frames = FrameInterner::default();
                 let mut modes: Vec<&'static str> = Vec::new();
                 let mut frame_ids: Vec<u32> = Vec::new();
-                for b in rx {
+                let mut slots: Vec<Slot> = Vec::new();
+                let mut pending: Vec<(u32, FrameQuery)> = Vec::new();
+                // A send fails only when the loading thread stopped: the frames are then
+                // resolved after the walk.
+                let flush = |pending: &mut Vec<(u32, FrameQuery)>| {
+                    if let Some(e) = &early
+                        && !pending.is_empty()
+                    {
+                        let _ = e.tx.send(Preload::Frames(std::mem::take(pending)));
+                    }
+                };
+                for mut b in rx {
+                    slots.append(&mut b.new_slots);
                     let mut start = 0;
                     for &(id, pid, end) in &b.stacks {
                         let addrs = b.addrs.get(start..end).unwrap_or_default();
@@ -358,22 +395,33 @@ impl StackThread {
                         w.list_u64(2, Some(&mut addrs.iter().copied()));
                         w.list_str(3, Some(&modes));
                         if map_frames {
-                            let slots = b.slots.get(start..end).unwrap_or_default();
+                            let frame_slots = b.slots.get(start..end).unwrap_or_default();
                             frame_ids.clear();
-                            frame_ids.extend(
-                                slots
-                                    .iter()
-                                    .zip(addrs)
-                                    .map(|(&slot, &addr)| ids.frame_id + frames.frame(slot, addr)),
-                            );
+                            for (&slot, &addr) in frame_slots.iter().zip(addrs) {
+                                let known = frames.frames.len();
+                                let id = frames.frame(slot, addr);
+                                if let Some(e) = &early
+                                    && frames.frames.len() > known
+                                    && let Some(s) = slots.get(slot as usize)
+                                    && s.origin.space == Space::HostUser
+                                    && s.origin.dso.is_some()
+                                {
+                                    pending.push((id, frame_query(addr, s, e.lines)));
+                                }
+                                frame_ids.push(ids.frame_id + id);
+                            }
                             w.list_u32(4, Some(&frame_ids));
                         } else {
                             w.list_u32(4, None);
                         }
                         w.end_row()?;
                         start = end;
+                        if pending.len() >= EARLY_BATCH {
+                            flush(&mut pending);
+                        }
                     }
                 }
+                flush(&mut pending);
                 Ok((frames, w.close()?))
             })
             .map_err(|e| Error::Io {
@@ -384,6 +432,7 @@ impl StackThread {
         Ok(StackThread {
             batches: Some(batches),
             batch: StackBatch::default(),
+            slots_sent: 0,
             done,
         })
     }
@@ -399,6 +448,7 @@ impl StackThread {
             addrs: Vec::with_capacity(self.batch.addrs.len()),
             modes: Vec::with_capacity(self.batch.modes.len()),
             slots: Vec::with_capacity(self.batch.slots.len()),
+            new_slots: Vec::new(),
         };
         let b = std::mem::replace(&mut self.batch, next);
         // A send fails only when the thread stopped: its error comes out of `finish`.
@@ -495,6 +545,8 @@ pub(crate) struct SessionConfig {
     pub(crate) kernel_fallback_map: bool,
     /// How the tables' pages are compressed.
     pub(crate) compression: crate::Compression,
+    /// Frames are resolved with source lines and inlined functions ([`crate::Options::source_lines`]).
+    pub(crate) source_lines: bool,
 }
 
 /// Column indices of `samples`, looked up once.
@@ -651,10 +703,20 @@ impl Session {
             Vec::new(),
         )
         .compressed(cfg.compression);
-        let (stack_thread, fatal) = match StackThread::start(stacks_w, cfg.ids, cfg.map_frames) {
-            Ok(t) => (Some(t), None),
-            Err(e) => (None, Some(e)),
-        };
+        // Host user frames go to the symbols' loading thread as they are first seen.
+        let early = cfg
+            .preload
+            .clone()
+            .filter(|_| cfg.map_frames && cfg.guest.is_none())
+            .map(|tx| EarlyFrames {
+                tx,
+                lines: cfg.source_lines,
+            });
+        let (stack_thread, fatal) =
+            match StackThread::start(stacks_w, cfg.ids, cfg.map_frames, early) {
+                Ok(t) => (Some(t), None),
+                Err(e) => (None, Some(e)),
+            };
         Session {
             samples: TableWriter::new(
                 &format!("{prefix}samples"),
@@ -785,6 +847,10 @@ impl Session {
         }
         let end = t.batch.addrs.len();
         t.batch.stacks.push((id, pid, end));
+        if let Some(new) = self.stacks.slots.get(t.slots_sent..) {
+            t.batch.new_slots.extend_from_slice(new);
+            t.slots_sent = self.stacks.slots.len();
+        }
         t.send(false);
         if t.batches.is_none() {
             // The thread stopped (a write failed): its error stops the ingest now.
