@@ -302,8 +302,8 @@ fn drawable(lines: &[String], min_width: f64) -> Option<Vec<String>> {
 fn palette(lines: &[String], n_counts: usize) -> PaletteMap {
     let mut palette = PaletteMap::default();
     // The palette is asked once per distinct frame (its map hashes with SipHash), and only of
-    // frames a line does not share with the previous one: lines are in sorted order (cut ones
-    // keep it, merely cut), so neighbours share most of their frames.
+    // frames a line does not share with the previous one: lines are sorted (cut ones are in
+    // the order of the sorted lines they were cut from), so neighbours share most frames.
     let mut seen: FastMap<&str, ()> = FastMap::default();
     let mut prev = "";
     for l in lines {

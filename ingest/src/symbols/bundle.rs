@@ -438,9 +438,8 @@ fn index_elf_files(root: &Path) -> Vec<IndexedElf> {
             if meta.is_dir() && depth < 4 {
                 stack.push((path, depth + 1));
             } else if meta.is_file() && is_elf_file(&path) {
-                let build_id = ElfSymbols::from_path(&path)
-                    .ok()
-                    .and_then(|e| e.build_id().map(<[u8]>::to_vec));
+                // Its notes only: the index needs no symbols.
+                let build_id = ElfSymbols::build_id_of(&path).ok().flatten();
                 let file_name = path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())

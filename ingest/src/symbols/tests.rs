@@ -1211,6 +1211,28 @@ fn vdso_resolves_from_perf_build_id_cache() {
     assert_eq!(resolve(vec![empty.path().to_path_buf()], id), None);
 }
 
+/// A plain bundle directory (no manifest) finds a binary by its build id, whatever its name:
+/// the index reads each ELF file's id from its notes. cdemo's id is `readelf -n`'s; `inl`'s
+/// differs.
+#[test]
+fn plain_bundle_directory_finds_binaries_by_build_id() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cdemo, id) = cdemo();
+    let bin = dir.path().join("usr/bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::fs::write(bin.join("renamed"), &cdemo).expect("write");
+    std::fs::copy(symbols_data().join("inl"), bin.join("cdemo")).expect("copy");
+    let b = Bundle::open(dir.path()).expect("open dir");
+    let found = b
+        .find_binary("/usr/bin/cdemo", Some(&parse_hex(id).expect("hex")))
+        .expect("cdemo by its build id");
+    assert_eq!(found.binary, bin.join("renamed"));
+    // Without a build id the file name decides.
+    let by_name = b.find_binary("/usr/bin/cdemo", None).expect("by name");
+    assert_eq!(by_name.binary, bin.join("cdemo"));
+    assert_eq!(b.find_binary("/usr/bin/cdemo", Some(&[0xab; 20])), None);
+}
+
 /// A binary rebuilt since the recording (another build id at its path) is turned down and
 /// the copy perf's build-id cache keeps (`DIR/<path>/<build id>/elf`) is read instead; the
 /// cache copy of yet another build is turned down too.
