@@ -171,6 +171,13 @@ pub fn samples() -> TableDoc {
                 "PERF_SAMPLE_READ ids, parallel to read_values (0 when not recorded)"
             ),
             col!(
+                "read_periods",
+                ListU64,
+                true,
+                "event counts",
+                "each read value's growth since the previous sample reading the same id (time order): the period of the sample perf delivers for the id's event, none when 0"
+            ),
+            col!(
                 "branch_from",
                 ListU64,
                 true,

@@ -551,10 +551,10 @@ pub(crate) struct SessionConfig {
 
 /// Column indices of `samples`, looked up once.
 struct SampleCols {
-    idx: [usize; 31],
+    idx: [usize; 32],
 }
 
-const SAMPLE_COLS: [&str; 31] = [
+const SAMPLE_COLS: [&str; 32] = [
     "sample_idx",
     "time_ns",
     "cpu",
@@ -586,6 +586,7 @@ const SAMPLE_COLS: [&str; 31] = [
     "phys_addr",
     "cgroup",
     "raw",
+    "read_periods",
 ];
 
 /// The decoding session.
@@ -613,6 +614,8 @@ pub(crate) struct Session {
     spaces: AddressSpaces,
     stacks: StackInterner,
     origins: Origins,
+    /// The last PERF_SAMPLE_READ value of each sample id (for `read_periods`).
+    read_prev: FastMap<u64, u64>,
     /// The last frame's slot: frame after frame hits the same mapping.
     last_slot: Option<(SlotKey, u32)>,
     /// Slots of the mappings frames were found in (host frames; a guest of the host is named
@@ -759,6 +762,7 @@ impl Session {
             stacks: StackInterner::default(),
             origins: Origins::default(),
             last_slot: None,
+            read_prev: FastMap::default(),
             slot_cache: FastMap::default(),
             stack_thread,
             time_conv: None,
@@ -1658,12 +1662,24 @@ impl Session {
                 w.u64(c[16], r.time_running);
                 w.list_u64(c[17], Some(&mut r.values.iter().map(|v| v.value)));
                 w.list_u64(c[18], Some(&mut r.values.iter().map(|v| v.id.unwrap_or(0))));
+                // Each value's growth since the previous sample that read the same id, in
+                // delivery (time) order: the period perf gives the sample it delivers for that
+                // value's event (deliver_sample_value: `value - sid->period`).
+                let prev = &mut self.read_prev;
+                w.list_u64(
+                    c[31],
+                    Some(&mut r.values.iter().map(|v| {
+                        let last = prev.insert(v.id.unwrap_or(0), v.value).unwrap_or(0);
+                        v.value.wrapping_sub(last)
+                    })),
+                );
             }
             None => {
                 w.u64(c[15], None);
                 w.u64(c[16], None);
                 w.list_u64(c[17], None);
                 w.list_u64(c[18], None);
+                w.list_u64(c[31], None);
             }
         }
         match &s.branch_stack {
