@@ -29,6 +29,7 @@ use crate::dataset::Dataset;
 use crate::error::{Error, pl};
 use crate::join::{self, JoinOptions, placement};
 use crate::place::{self, FastMap};
+use crate::reads::EventIds;
 
 pub use crate::flame_svg::{SvgOptions, render_svg};
 
@@ -1444,18 +1445,24 @@ fn read_host_samples(
 ) -> Result<HostSamples, Error> {
     let _t = crate::timing::phase("flame: read host samples, exits, guest samples");
     const T: &str = "samples";
+    // Samples that read counters are reported as perf reports them (`crate::reads`).
+    let reads = match &jopts.event {
+        Some(ev) => EventIds::of(ds, ev, numbers)?,
+        None => None,
+    };
     let read_samples = || {
         let (df, rec) = place::read_parts(ds, T, numbers, |lf| {
-            let lf = match &jopts.event {
-                Some(ev) => lf.filter(col("event").eq(lit(ev.as_str()))),
-                None => lf,
+            let lf = match (&reads, &jopts.event) {
+                (Some(reads), _) => lf.filter(reads.filter()),
+                (None, Some(ev)) => lf.filter(col("event").eq(lit(ev.as_str()))),
+                (None, None) => lf,
             };
             // The period is read only to weigh by it (one zstd column fewer to decode).
             let period = match weight {
                 Weight::Period => col("period"),
                 _ => lit(NULL).cast(DataType::UInt64).alias("period"),
             };
-            lf.select([
+            let mut cols = vec![
                 col("time_ns"),
                 col("tid"),
                 col("comm"),
@@ -1463,8 +1470,20 @@ fn read_host_samples(
                 col("ip"),
                 col("stack_id"),
                 col("cpumode"),
-            ])
+            ];
+            if reads.is_some() {
+                cols.extend([col("event"), col("read_ids"), col("read_periods")]);
+            }
+            lf.select(cols)
         })?;
+        let (df, rec) = match &reads {
+            Some(reads) => {
+                let (mut df, rec) = reads.deliver(df, rec)?;
+                df.rechunk_mut_par();
+                (df, rec)
+            }
+            None => (df, rec),
+        };
         let cpumode = column(&df, T, "cpumode")?.str().map_err(pl(T))?;
         let mode: Vec<place::Mode> = (0..df.height())
             .into_par_iter()

@@ -17,6 +17,7 @@ mod flame_svg;
 pub mod info;
 pub mod join;
 mod place;
+mod reads;
 pub mod sql;
 mod timing;
 

@@ -336,6 +336,12 @@ fn corpus(rel: &str) -> Option<PathBuf> {
 /// inferno's own collapser (which weights by the printed period); a field the recording lacks
 /// (perf refuses to print it) is left out, as a user would.
 fn perf_inferno(file: &Path, binaries: Option<&Path>) -> Option<String> {
+    perf_inferno_event(file, binaries, None)
+}
+
+/// As [`perf_inferno`], folding only `event` (inferno's `--event-filter`; else the first event
+/// it meets).
+fn perf_inferno_event(file: &Path, binaries: Option<&Path>, event: Option<&str>) -> Option<String> {
     use inferno::collapse::Collapse;
     let home = tempfile::tempdir().expect("home");
     let empty = tempfile::tempdir().expect("symfs");
@@ -371,9 +377,15 @@ fn perf_inferno(file: &Path, binaries: Option<&Path>) -> Option<String> {
             _ => break out,
         }
     };
+    let mut script = out.stdout;
+    if event.is_some() {
+        script = one_space_before_event(&script);
+    }
     let mut folded = Vec::new();
-    inferno::collapse::perf::Folder::default()
-        .collapse(&out.stdout[..], &mut folded)
+    let mut o = inferno::collapse::perf::Options::default();
+    o.event_filter = event.map(str::to_string);
+    inferno::collapse::perf::Folder::from(o)
+        .collapse(&script[..], &mut folded)
         .expect("collapse");
     let mut lines: Vec<&str> = std::str::from_utf8(&folded)
         .expect("utf8")
@@ -383,10 +395,49 @@ fn perf_inferno(file: &Path, binaries: Option<&Path>) -> Option<String> {
     Some(lines.iter().map(|l| format!("{l}\n")).collect())
 }
 
+/// perf script right-aligns event names to the longest one (`  1019862  task-clock:`), and
+/// inferno-collapse-perf reads a period only when one space parts it from the name (it takes
+/// the word before the name); one space in every sample line, so that inferno weighs each
+/// event of a recording by its period.
+fn one_space_before_event(script: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(script);
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let name_start = (!line.starts_with('\t'))
+            .then(|| line.find(": ").map(|colon| colon + 2))
+            .flatten()
+            .and_then(|after_time| {
+                let rest = &line[after_time..];
+                let period_end = after_time
+                    + rest.trim_start().find(' ')?
+                    + (rest.len() - rest.trim_start().len());
+                let gap = line[period_end..].len() - line[period_end..].trim_start().len();
+                (gap > 1).then_some((period_end, gap))
+            });
+        match name_start {
+            Some((period_end, gap)) => {
+                out.push_str(&line[..period_end + 1]);
+                out.push_str(&line[period_end + gap..]);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out.into_bytes()
+}
+
 /// The `--host-only` fold of `file` with its defaults (weight: the period where recorded) and
 /// perf's `--kallsyms /dev/null` and a symfs (`binaries`, else an empty one; no debug
 /// directory), lines sorted whole; and whether any event records callchains.
 fn host_only_fold(file: &Path, binaries: Option<&Path>) -> (String, bool) {
+    host_only_fold_event(file, binaries, None)
+}
+
+/// As [`host_only_fold`], folding `event` (else the default event).
+fn host_only_fold_event(
+    file: &Path,
+    binaries: Option<&Path>,
+    event: Option<&str>,
+) -> (String, bool) {
     let tmp = tempfile::tempdir().expect("tmp");
     let empty = tempfile::tempdir().expect("symfs");
     let mut o = kvmtrace_ingest::Options::default();
@@ -398,6 +449,7 @@ fn host_only_fold(file: &Path, binaries: Option<&Path>) -> (String, bool) {
     let ds = Dataset::open(&o.output).expect("open");
     let mut f = opts(2);
     f.scope = Scope::HostOnly;
+    f.event = event.map(str::to_string);
     // Both sides sorted as whole lines (kvmtrace sorts by stack: a frame ending in a space,
     // as inferno makes of a "(deleted)" dso, would order differently).
     let mut got: Vec<String> = folded_text(&flame::fold(&ds, &f).expect("fold"))
@@ -470,6 +522,32 @@ fn a_sample_of_thread_minus_1_is_left_out_as_by_perf_and_inferno() {
         "the fixture holds one sample of thread -1"
     );
     check_file_against_perf(&file);
+}
+
+/// Leader sampling (`-e '{cpu-clock,task-clock,page-faults}:S'`, testdata/README.md): only
+/// cpu-clock samples, each reading the group's counts. perf reports each member with the
+/// leader's stacks and the growth of its count as the period; so does `--event MEMBER` (with
+/// the record's own event and period, task-clock and page-faults would be empty and cpu-clock's
+/// periods the nominal 1 ms).
+#[test]
+fn leader_sampled_group_members_fold_as_perf_script_and_inferno() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/leader-sampling.data");
+    for event in ["cpu-clock", "task-clock", "page-faults"] {
+        let Some(want) = perf_inferno_event(&file, None, Some(event)) else {
+            return;
+        };
+        let (got, _) = host_only_fold_event(&file, None, Some(event));
+        assert!(
+            got.lines().count() > 100,
+            "{event}: {} lines",
+            got.lines().count()
+        );
+        let diff: Vec<_> = got.lines().filter(|l| !want.contains(l)).take(5).collect();
+        assert_eq!(
+            got, want,
+            "{event}: first lines only kvmtrace has: {diff:#?}"
+        );
+    }
 }
 
 /// Our recordings of test programs with DWARF (testdata/symbols), folded with symbols by both

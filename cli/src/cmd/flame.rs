@@ -46,7 +46,9 @@ pub(crate) struct Args {
     /// Only host-mode samples, folded as perf script | inferno-collapse-perf does.
     #[arg(long)]
     host_only: bool,
-    /// Host event to fold (default: the first non-tracepoint event).
+    /// Host event to fold (default: the first non-tracepoint event). With leader sampling
+    /// (`-e '{cycles,instructions}:S'`) a member folds the leader's samples, each weighted by
+    /// the growth of the member's count, as perf report shows it.
     #[arg(long)]
     event: Option<String>,
     /// Differential graph against this baseline dataset (or perf.data).
