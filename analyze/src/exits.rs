@@ -1304,6 +1304,21 @@ pub fn run(ds: &Dataset, opts: &Options) -> Result<ExitReport, Error> {
             ));
         }
     }
+    if sources.is_empty()
+        && ds
+            .scan(table)?
+            .limit(1)
+            .collect()
+            .map_err(pl(table))?
+            .height()
+            == 0
+    {
+        notes.push(if opts.emulated {
+            "the recording holds no kvm:kvm_emulate_insn event".into()
+        } else {
+            "the recording holds no exit: none of the events exits are built from (kvm:kvm_exit with kvm:kvm_entry; without them kvm:kvm_userspace_exit and kvm:kvm_msr) was recorded; `perf kvm stat record -a` or `perf record -a -e 'kvm:*'` records them".into()
+        });
+    }
     if n_open_at_end > 0 {
         notes.push(format!(
             "{n_open_at_end} exit(s) still open at the end of the recording are left out"

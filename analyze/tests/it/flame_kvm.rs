@@ -1,10 +1,11 @@
-//! Combined flame graphs of the real PVM host+guest recording
-//! (`$KVMTRACE_CORPUS/kvm/kvm-guest-host-4vcpu.data`) against what perf made of the same file:
-//! its `*.counts.json` and `perf script` outputs (`*.script-guest.txt` with `--guestkallsyms`,
-//! `*.script.txt` with the host callchains), never against kvmtrace's own output.
+//! Combined flame graphs of the real PVM host+guest recordings (`$KVMTRACE_CORPUS/kvm/*.data`
+//! with guest samples, such as kvm-guest-host-4vcpu.data) against what perf made of the same
+//! file: its `*.counts.json` and `perf script` outputs (`*.script-guest.txt` with
+//! `--guestkallsyms`, `*.script.txt` with the host callchains), never against kvmtrace's own
+//! output.
 //!
 //! Guest-mode samples there carry no callchain (only the leaf, the guest RIP, as on every x86
-//! host), so each guest line is `VM <vm>;vCPU <n>;<guest function>`. The recording is ingested
+//! host), so each guest line is `VM <vm>;vCPU <n>;<guest function>`. Each recording is ingested
 //! once (about 1 s in a debug build) with the corpus' guest symbols, as `perf kvm
 //! --guestkallsyms=guest.kallsyms --guestmodules=guest.modules` reads it, and without host
 //! symbols (`--kallsyms /dev/null`, an empty `--symfs`): the recording host's kernel and libc are
@@ -18,52 +19,101 @@ use kvmtrace_analyze::Dataset;
 use kvmtrace_analyze::flame::{self, Folded, Scope};
 use serde_json::Value;
 
-const STEM: &str = "kvm-guest-host-4vcpu";
+/// The recording every corpus holds (the one ../shared/testdata/kvm ships).
+const SHIPPED: &str = "kvm-guest-host-4vcpu";
 
 /// `$KVMTRACE_CORPUS/kvm`, or None (skip); a failure under CI=true.
 fn corpus_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("KVMTRACE_CORPUS")
         .map(|p| PathBuf::from(p).join("kvm"))
-        .filter(|d| d.join(format!("{STEM}.data")).exists());
+        .filter(|d| d.join(format!("{SHIPPED}.data")).exists());
     if dir.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "KVMTRACE_CORPUS/kvm/{STEM}.data is required when CI=true"
+            "KVMTRACE_CORPUS/kvm/{SHIPPED}.data is required when CI=true"
         );
-        eprintln!("skipping {STEM}: set KVMTRACE_CORPUS=/work/shared/testdata");
+        eprintln!("skipping {SHIPPED}: set KVMTRACE_CORPUS=/work/shared/testdata");
     }
     dir
 }
 
-/// The corpus directory, the recording ingested once, and its counts.json.
+/// One host+guest recording of the corpus ingested once, with perf's outputs of it.
 struct Corpus {
+    stem: String,
     dir: PathBuf,
     ds: Dataset,
     counts: Value,
 }
 
-fn corpus() -> Option<&'static Corpus> {
-    static C: OnceLock<Option<Corpus>> = OnceLock::new();
+impl Corpus {
+    /// perf's output `<stem>.<what>` (script-guest.txt, script.txt).
+    fn text(&self, what: &str) -> String {
+        let p = self.dir.join(format!("{}.{what}", self.stem));
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+}
+
+/// Every recording of the corpus with guest-mode samples (counts.json's
+/// `guest_samples_by_symbol`) and perf's script outputs beside it.
+fn corpora() -> &'static [Corpus] {
+    static C: OnceLock<Vec<Corpus>> = OnceLock::new();
     C.get_or_init(|| {
-        let dir = corpus_dir()?;
-        let tmp = crate::shared_scratch("flame-kvm");
-        let symfs = tmp.join("empty-symfs");
-        std::fs::create_dir(&symfs).expect("symfs");
-        let mut o = kvmtrace_ingest::Options::default();
-        o.output = tmp.join("ds");
-        o.guest_kallsyms = Some(dir.join("guest.kallsyms"));
-        o.guest_modules = Some(dir.join("guest.modules"));
-        o.kallsyms = Some("/dev/null".into());
-        o.symfs = Some(symfs);
-        kvmtrace_ingest::run(&dir.join(format!("{STEM}.data")), &o).expect("ingest");
-        let ds = Dataset::open(&o.output).expect("open dataset");
-        let counts: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join(format!("{STEM}.counts.json"))).expect("counts"),
-        )
-        .expect("counts.json");
-        Some(Corpus { dir, ds, counts })
+        let Some(dir) = corpus_dir() else {
+            return Vec::new();
+        };
+        let mut stems: Vec<String> = std::fs::read_dir(&dir)
+            .expect("corpus")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "data"))
+            .map(|p| p.file_stem().expect("stem").to_string_lossy().into_owned())
+            .filter(|s| {
+                ["counts.json", "script-guest.txt", "script.txt"]
+                    .iter()
+                    .all(|w| dir.join(format!("{s}.{w}")).exists())
+            })
+            .collect();
+        stems.sort();
+        eprintln!("{}: {stems:?}", dir.display());
+        let out: Vec<Corpus> = stems
+            .into_iter()
+            .filter_map(|stem| {
+                let counts: Value = serde_json::from_str(
+                    &std::fs::read_to_string(dir.join(format!("{stem}.counts.json")))
+                        .expect("counts"),
+                )
+                .expect("counts.json");
+                let guest = counts["guest_samples_by_symbol"]
+                    .as_object()
+                    .is_some_and(|o| !o.is_empty());
+                guest.then(|| {
+                    let tmp = crate::shared_scratch(&format!("flame-kvm-{stem}"));
+                    let symfs = tmp.join("empty-symfs");
+                    std::fs::create_dir(&symfs).expect("symfs");
+                    let mut o = kvmtrace_ingest::Options::default();
+                    o.output = tmp.join("ds");
+                    o.guest_kallsyms = Some(dir.join("guest.kallsyms"));
+                    o.guest_modules = Some(dir.join("guest.modules"));
+                    o.kallsyms = Some("/dev/null".into());
+                    // Nor any binary perf cached when it recorded here (~/.debug).
+                    o.debug_dirs = vec![symfs.clone()];
+                    o.symfs = Some(symfs);
+                    kvmtrace_ingest::run(&dir.join(format!("{stem}.data")), &o).expect("ingest");
+                    let ds = Dataset::open(&o.output).expect("open dataset");
+                    Corpus {
+                        stem,
+                        dir: dir.clone(),
+                        ds,
+                        counts,
+                    }
+                })
+            })
+            .collect();
+        assert!(
+            out.iter().any(|c| c.stem == SHIPPED),
+            "{SHIPPED} has guest samples"
+        );
+        out
     })
-    .as_ref()
 }
 
 fn fold(ds: &Dataset, scope: Scope) -> Folded {
@@ -163,9 +213,8 @@ fn frame_dso(line: &str) -> &str {
 /// The VM frame perf's output implies: `VM <comm>:<pid>` (the dataset's default VM name), the
 /// VMM being the process of the guest-mode samples and its comm the last one perf printed for
 /// its main thread.
-fn want_vm(dir: &std::path::Path) -> (u32, String) {
-    let text = std::fs::read_to_string(dir.join(format!("{STEM}.script-guest.txt")))
-        .expect("script-guest");
+fn want_vm(c: &Corpus) -> (u32, String) {
+    let text = c.text("script-guest.txt");
     let mut pid = None;
     for l in text.lines().filter_map(script_line) {
         if l.mode == Some("G") {
@@ -185,12 +234,11 @@ fn want_vm(dir: &std::path::Path) -> (u32, String) {
 
 /// Guest-mode samples per (vCPU thread, guest function) in `*.script-guest.txt` (perf script
 /// --guestkallsyms -G -F comm,pid,tid,cpu,time,event,misc,period,ip,sym,symoff,dso,trace).
-fn perf_guest_samples(dir: &std::path::Path) -> BTreeMap<(u32, String), u64> {
-    let text = std::fs::read_to_string(dir.join(format!("{STEM}.script-guest.txt")))
-        .expect("script-guest");
+fn perf_guest_samples(c: &Corpus) -> BTreeMap<(u32, String), u64> {
+    let text = c.text("script-guest.txt");
     let mut out = BTreeMap::new();
     for l in text.lines().filter_map(script_line) {
-        if l.mode != Some("G") || l.event != "cpu-clock" {
+        if l.mode != Some("G") || !is_cpu_clock(l.event) {
             continue;
         }
         // `<ip> <sym>+0x<off> ([guest.kernel.kallsyms])`
@@ -199,6 +247,20 @@ fn perf_guest_samples(dir: &std::path::Path) -> BTreeMap<(u32, String), u64> {
         *out.entry((l.tid, sym.to_string())).or_default() += 1;
     }
     out
+}
+
+/// `cpu-clock`, with any modifiers (`perf kvm record`'s default is `cpu-clock:ppp` here).
+fn is_cpu_clock(event: &str) -> bool {
+    event.split(':').next() == Some("cpu-clock")
+}
+
+/// The cpu-clock samples of a counts.json map of events.
+fn cpu_clock_of(events: &Value) -> u64 {
+    json_u64s(events)
+        .into_iter()
+        .filter(|(e, _)| is_cpu_clock(e))
+        .map(|(_, n)| n)
+        .sum()
 }
 
 /// Panics with the first differing (vCPU, key) entries of kvmtrace's counts and perf's.
@@ -232,13 +294,18 @@ fn assert_same_per_vcpu(
 
 #[test]
 fn pvm_guest_only_counts_per_vcpu_and_function_equal_perf() {
-    let Some(c) = corpus() else { return };
-    let (_, vm) = want_vm(&c.dir);
+    for c in corpora() {
+        guest_only_counts_equal_perf(c);
+    }
+}
+
+fn guest_only_counts_equal_perf(c: &Corpus) {
+    let (_, vm) = want_vm(c);
     let vcpus = vcpu_of_tid(&c.counts);
 
     // The reference: perf's guest samples per vCPU and function; summed over the vCPUs they
     // are counts.json's `guest_samples_by_symbol`, per vCPU its `guest_samples_by_thread`.
-    let perf = perf_guest_samples(&c.dir);
+    let perf = perf_guest_samples(c);
     let mut by_symbol: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_tid: BTreeMap<u32, u64> = BTreeMap::new();
     for ((tid, sym), n) in &perf {
@@ -298,28 +365,31 @@ fn pvm_guest_only_counts_per_vcpu_and_function_equal_perf() {
 /// Host-mode `cpu-clock` samples of the vCPU threads in `*.script.txt` (perf script, default
 /// fields, host callchains), as the folded line kvmtrace writes for an unsymbolized stack:
 /// (vCPU, frames root first, each `[<dso basename>]` or `[unknown]`).
-fn perf_vcpu_host_stacks(
-    dir: &std::path::Path,
-    vcpus: &BTreeMap<u32, u32>,
-) -> BTreeMap<(u32, String), u64> {
-    let text = std::fs::read_to_string(dir.join(format!("{STEM}.script.txt"))).expect("script");
+fn perf_vcpu_host_stacks(c: &Corpus, vcpus: &BTreeMap<u32, u32>) -> BTreeMap<(u32, String), u64> {
+    let text = c.text("script.txt");
     let mut out = BTreeMap::new();
     let mut lines = text.lines().peekable();
     while let Some(line) = lines.next() {
         let Some(l) = script_line(line) else { continue };
-        let mut frames = Vec::new();
-        while let Some(f) = lines.next_if(|f| f.starts_with('\t')) {
-            let dso = frame_dso(f);
-            frames.push(if dso == "[unknown]" {
+        let name = |dso: &str| {
+            if dso == "[unknown]" {
                 "[unknown]".to_string()
             } else {
                 format!("[{}]", dso.rsplit('/').next().unwrap_or(dso))
-            });
+            }
+        };
+        let mut frames = Vec::new();
+        while let Some(f) = lines.next_if(|f| f.starts_with('\t')) {
+            frames.push(name(frame_dso(f)));
+        }
+        if frames.is_empty() {
+            // Recorded without callchains: the sample line ends with its leaf `<ip> <sym> (<dso>)`.
+            frames.push(name(frame_dso(line)));
         }
         let Some(&v) = vcpus.get(&l.tid) else {
             continue;
         };
-        if l.event != "cpu-clock" {
+        if !is_cpu_clock(l.event) {
             continue;
         }
         frames.reverse();
@@ -330,8 +400,13 @@ fn perf_vcpu_host_stacks(
 
 #[test]
 fn pvm_host_frames_of_vcpu_threads_under_their_vm() {
-    let Some(c) = corpus() else { return };
-    let (_, vm) = want_vm(&c.dir);
+    for c in corpora() {
+        host_frames_of_vcpu_threads_under_their_vm(c);
+    }
+}
+
+fn host_frames_of_vcpu_threads_under_their_vm(c: &Corpus) {
+    let (_, vm) = want_vm(c);
     let vcpus = vcpu_of_tid(&c.counts);
     let all = fold(&c.ds, Scope::All);
     let guest_only = fold(&c.ds, Scope::GuestOnly);
@@ -372,7 +447,7 @@ fn pvm_host_frames_of_vcpu_threads_under_their_vm() {
         }
         *got.entry((v, host.join(";"))).or_default() += s.count;
     }
-    let want = perf_vcpu_host_stacks(&c.dir, &vcpus);
+    let want = perf_vcpu_host_stacks(c, &vcpus);
     assert_same_per_vcpu(&got, &want, "host stacks of the vCPU threads");
     // Per vCPU that is counts.json's cpu-clock of its thread name less the guest-mode samples and
     // the KVM worker thread that inherited `CPU 0/KVM` (not a vCPU: not under the VM).
@@ -390,9 +465,7 @@ fn pvm_host_frames_of_vcpu_threads_under_their_vm() {
             .filter(|(k, _)| k.starts_with(&format!("{name} tid ")))
             .map(|(_, n)| n)
             .sum();
-        let thread = c.counts["events_by_thread"][&name]["cpu-clock"]
-            .as_u64()
-            .expect("cpu-clock of the thread");
+        let thread = cpu_clock_of(&c.counts["events_by_thread"][&name]);
         assert_eq!(host_total, thread - worker, "{name} host samples");
         assert!(
             guest_by_thread.contains_key(&format!("guest:{tid} ({name})")),
@@ -418,7 +491,7 @@ fn pvm_host_frames_of_vcpu_threads_under_their_vm() {
             .sum();
         assert_eq!(lines, n, "KVM worker thread {comm}");
     }
-    let total = c.counts["events"]["cpu-clock"].as_u64().expect("cpu-clock");
+    let total = cpu_clock_of(&c.counts["events"]);
     assert_eq!(all.report.n_samples, total);
     assert_eq!(all.report.n_no_stack, 0);
 }

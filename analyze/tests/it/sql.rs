@@ -27,7 +27,21 @@ fn kvmtrace() -> PathBuf {
     bin
 }
 
-const PVM: &str = "/work/shared/testdata/kvm/kvm-stat-2vcpu";
+/// `$KVMTRACE_CORPUS/kvm/kvm-stat-2vcpu` (a real PVM recording, without its extension), or
+/// None (skip); a failure under CI=true.
+fn pvm() -> Option<String> {
+    let stem = std::env::var_os("KVMTRACE_CORPUS")
+        .map(|c| PathBuf::from(c).join("kvm/kvm-stat-2vcpu"))
+        .filter(|s| s.with_extension("data").exists());
+    if stem.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "KVMTRACE_CORPUS/kvm/kvm-stat-2vcpu.data is required when CI=true"
+        );
+        eprintln!("skipping the PVM recording: set KVMTRACE_CORPUS=/work/shared/testdata");
+    }
+    stem.map(|s| s.display().to_string())
+}
 
 fn ingest(args: &[&str], out: &Path) -> Result<std::process::Output, Box<dyn std::error::Error>> {
     Ok(Command::new(kvmtrace())
@@ -117,10 +131,11 @@ fn exit_counts_by_reason_equal_synth_truth() -> TestResult {
 
 #[test]
 fn two_recordings_are_queried_together_and_newer_schemas_are_refused() -> TestResult {
+    let Some(pvm_stem) = pvm() else { return Ok(()) };
     let dir = tempfile::tempdir()?;
     let ds_path = dir.path().join("fleet");
     ingest_synth(&ds_path, false)?;
-    let pvm = format!("{PVM}.data");
+    let pvm = format!("{pvm_stem}.data");
     let o = ingest(&["ingest", &pvm, "--append"], &ds_path)?;
     assert!(
         o.status.success(),
@@ -153,7 +168,7 @@ fn two_recordings_are_queried_together_and_newer_schemas_are_refused() -> TestRe
 
     // PVM: per-event and per-thread sample counts equal perf script's (counts.json).
     let counts_json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{PVM}.counts.json"))?)?;
+        serde_json::from_str(&std::fs::read_to_string(format!("{pvm_stem}.counts.json"))?)?;
     let want_events: BTreeMap<String, u64> = counts_json["events"]
         .as_object()
         .ok_or("events")?
@@ -246,8 +261,7 @@ fn two_recordings_are_queried_together_and_newer_schemas_are_refused() -> TestRe
 fn unknown_table_and_bad_sql_are_errors() -> TestResult {
     let dir = tempfile::tempdir()?;
     let ds_path = dir.path().join("ds");
-    let o = ingest(&["ingest", &format!("{PVM}.data")], &ds_path)?;
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ingest_synth(&ds_path, false)?;
     let ds = Dataset::open(&ds_path)?;
     assert!(query(&ds, "SELECT * FROM no_such_table").is_err());
     assert!(query(&ds, "SELEC 1").is_err());
