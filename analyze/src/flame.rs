@@ -82,11 +82,12 @@ pub struct Options {
     pub scope: Scope,
     /// An exit flame graph (guest code → exit reason) instead of a sample flame graph.
     pub exits: bool,
-    /// The weight; `None`: samples (the period with [`Scope::HostOnly`], as inferno), or exit
-    /// time with `exits`.
+    /// The weight; `None`: samples, or exit time with `exits`; with [`Scope::HostOnly`] (and no
+    /// `event`) what inferno-collapse-perf reads of perf script's lines (`InfernoFold`).
     pub weight: Option<Weight>,
     /// The host event to fold (`samples.event`); `None`: the first non-tracepoint event of the
-    /// recording (inferno folds the first event it meets).
+    /// recording (inferno folds the first event it meets), with [`Scope::HostOnly`] (and no
+    /// `weight`) every event inferno folds with it (`InfernoFold`).
     pub event: Option<String>,
     /// Only these VMs (display name or VMM pid); empty: all (and non-VM samples).
     pub vms: Vec<String>,
@@ -1318,6 +1319,87 @@ fn records_period(ds: &Dataset, event: Option<&str>) -> Result<bool, Error> {
         && chosen.all(|(_, t)| t.is_some_and(|t| t & PERF_SAMPLE_PERIOD != 0)))
 }
 
+/// What `--host-only` folds when neither `--event` nor `--weight` is given: what
+/// `perf script | inferno-collapse-perf` folds of the same recording.
+///
+/// - inferno keeps the events whose name, as perf script prints it, reads as the first one's up
+///   to its first colon (it splits the line at colons): `sched:sched_switch` keeps every
+///   `sched:` tracepoint, `cycles:u` every `cycles` and `cycles:…` event;
+/// - perf script right-aligns event names to the longest in the recording
+///   (`%10 PRIu64 " %*s: "`), and inferno reads the word before the name as its period, so a
+///   sample weighs its period only when its event's name is of that longest length (and the
+///   event records PERF_SAMPLE_PERIOD), 1 otherwise.
+#[derive(Debug, Clone)]
+struct InfernoFold {
+    /// The events folded.
+    events: Vec<String>,
+    /// Those of them weighed by their period.
+    by_period: Vec<String>,
+}
+
+impl InfernoFold {
+    /// The events inferno folds when the first it meets is `first`.
+    fn of(ds: &Dataset, first: &str) -> Result<Option<InfernoFold>, Error> {
+        const PERF_SAMPLE_PERIOD: u64 = 1 << 8;
+        if !ds.has("events") {
+            return Ok(None);
+        }
+        let ev = ds
+            .scan("events")?
+            .select([col("name"), col("sample_type")])
+            .collect()
+            .map_err(pl("events"))?;
+        let names = strs(&ev, "events", "name")?;
+        let types = u64s(&ev, "events", "sample_type")?;
+        let width = names.iter().flatten().map(|n| n.len()).max().unwrap_or(0);
+        let key = first.split(':').next().unwrap_or(first);
+        let mut events = Vec::new();
+        let mut by_period = Vec::new();
+        for (name, t) in names.iter().zip(&types) {
+            let Some(name) = name else { continue };
+            if name.split(':').next() != Some(key) || events.iter().any(|e| e == name) {
+                continue;
+            }
+            events.push(name.to_string());
+            if name.len() >= width && t.is_some_and(|t| t & PERF_SAMPLE_PERIOD != 0) {
+                by_period.push(name.to_string());
+            }
+        }
+        events.sort();
+        by_period.sort();
+        Ok((!events.is_empty()).then_some(InfernoFold { events, by_period }))
+    }
+
+    fn weight(&self) -> Weight {
+        if self.by_period.is_empty() {
+            Weight::Samples
+        } else {
+            Weight::Period
+        }
+    }
+
+    /// Each sample's weight under [`Weight::Period`]: its period, or 1 where inferno reads none.
+    fn period(&self) -> Expr {
+        if self.by_period == self.events {
+            col("period")
+        } else {
+            when(any_event(&self.by_period))
+                .then(col("period"))
+                .otherwise(lit(1u64))
+                .alias("period")
+        }
+    }
+}
+
+/// Samples of any of `events`.
+fn any_event(events: &[String]) -> Expr {
+    events
+        .iter()
+        .map(|e| col("event").eq(lit(e.as_str())))
+        .reduce(Expr::or)
+        .unwrap_or(lit(false))
+}
+
 /// Folds the dataset's samples (or exits) into stacks.
 pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
     let pool = pool(opts.threads)?;
@@ -1340,10 +1422,23 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
         });
     }
     let recs = Recordings::of(ds);
-    let weight = if opts.exits {
-        None
-    } else {
-        Some(sample_weight(ds, opts, &jopts)?)
+    let inferno = match (&event, opts) {
+        (
+            Some(first),
+            Options {
+                scope: Scope::HostOnly,
+                event: None,
+                weight: None,
+                exits: false,
+                ..
+            },
+        ) => InfernoFold::of(ds, first)?,
+        _ => None,
+    };
+    let weight = match (&inferno, opts.exits) {
+        (_, true) => None,
+        (Some(i), false) => Some(i.weight()),
+        (None, false) => Some(sample_weight(ds, opts, &jopts)?),
     };
     // The samples (and what they are placed against) are read while the stacks load: neither
     // needs the other, and each has stretches on one thread.
@@ -1368,7 +1463,7 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
             },
             || {
                 weight
-                    .map(|w| read_host_samples(ds, &jopts, w, &numbers))
+                    .map(|w| read_host_samples(ds, &jopts, inferno.as_ref(), w, &numbers))
                     .transpose()
             },
         )
@@ -1403,8 +1498,8 @@ pub fn fold(ds: &Dataset, opts: &Options) -> Result<Folded, Error> {
     Ok(folded)
 }
 
-/// What samples are weighted by: `opts.weight`, else the period for `--host-only` where every
-/// folded event records it (as `perf script | inferno-collapse-perf` weighs), else 1.
+/// What samples are weighted by: `opts.weight`, else the period for `--host-only` (with
+/// `--event`) where the event records it, else 1.
 fn sample_weight(ds: &Dataset, opts: &Options, jopts: &JoinOptions) -> Result<Weight, Error> {
     let weight = match opts.weight {
         Some(w) => w,
@@ -1440,26 +1535,35 @@ struct HostSamples {
 fn read_host_samples(
     ds: &Dataset,
     jopts: &JoinOptions,
+    inferno: Option<&InfernoFold>,
     weight: Weight,
     numbers: &FastMap<String, u32>,
 ) -> Result<HostSamples, Error> {
     let _t = crate::timing::phase("flame: read host samples, exits, guest samples");
     const T: &str = "samples";
+    // The samples of the folded events: `--host-only`'s default folds inferno's (one event or
+    // several), otherwise one event.
+    let events: Option<Vec<String>> = match (inferno, &jopts.event) {
+        (Some(i), _) => Some(i.events.clone()),
+        (None, Some(ev)) => Some(vec![ev.clone()]),
+        (None, None) => None,
+    };
     // Samples that read counters are reported as perf reports them (`crate::reads`).
-    let reads = match &jopts.event {
-        Some(ev) => EventIds::of(ds, ev, numbers)?,
-        None => None,
+    let reads = match events.as_deref() {
+        Some([ev]) => EventIds::of(ds, ev, numbers)?,
+        _ => None,
     };
     let read_samples = || {
         let (df, rec) = place::read_parts(ds, T, numbers, |lf| {
-            let lf = match (&reads, &jopts.event) {
+            let lf = match (&reads, &events) {
                 (Some(reads), _) => lf.filter(reads.filter()),
-                (None, Some(ev)) => lf.filter(col("event").eq(lit(ev.as_str()))),
+                (None, Some(events)) => lf.filter(any_event(events)),
                 (None, None) => lf,
             };
             // The period is read only to weigh by it (one zstd column fewer to decode).
-            let period = match weight {
-                Weight::Period => col("period"),
+            let period = match (weight, inferno) {
+                (Weight::Period, Some(i)) => i.period(),
+                (Weight::Period, None) => col("period"),
                 _ => lit(NULL).cast(DataType::UInt64).alias("period"),
             };
             let mut cols = vec![

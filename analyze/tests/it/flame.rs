@@ -550,6 +550,24 @@ fn leader_sampled_group_members_fold_as_perf_script_and_inferno() {
     }
 }
 
+/// `--host-only` without `--event` and `--weight` folds what `perf script | inferno-collapse-perf`
+/// folds: every event whose name reads as the first one's up to its first colon (`cpu-clock` and
+/// `cpu-clock:u`; `lock:contention_begin` and `lock:contention_end`), each sample weighed by its
+/// period only where perf prints it one space from the event name (the longest names), else 1
+/// (leader sampling's cpu-clock, padded to page-faults' width). Our recordings
+/// (testdata/README.md).
+#[test]
+fn host_only_default_folds_the_events_and_weights_inferno_reads() {
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata");
+    for f in [
+        "host-mixed-width.data",
+        "host-lock-tracepoints.data",
+        "leader-sampling.data",
+    ] {
+        check_file_against_perf(&testdata.join(f));
+    }
+}
+
 /// Our recordings of test programs with DWARF (testdata/symbols), folded with symbols by both
 /// sides: perf 6.1 names the functions inlined at an address only while it unwinds a stack
 /// copy (`--call-graph dwarf`), never in a frame-pointer chain, and prints C++ names without

@@ -24,8 +24,9 @@ pub(crate) struct Args {
     /// Write folded stacks (`a;b;c N`, sorted) instead of an SVG.
     #[arg(long)]
     folded: bool,
-    /// samples, period or exit-time (default: samples; period with --host-only, as
-    /// inferno-collapse-perf weights perf script's lines; exit-time with --exits).
+    /// samples, period or exit-time (default: samples; with --host-only what
+    /// inferno-collapse-perf reads of perf script's lines: the period where perf prints it one
+    /// space from the event name, else samples; exit-time with --exits).
     #[arg(long, value_parser = ["samples", "period", "exit-time"])]
     weight: Option<String>,
     /// Exit flame graph: guest code → exit reason, weighted by exit time.
@@ -43,7 +44,9 @@ pub(crate) struct Args {
     /// Only guest-mode samples.
     #[arg(long, conflicts_with = "host_only")]
     guest_only: bool,
-    /// Only host-mode samples, folded as perf script | inferno-collapse-perf does.
+    /// Only host-mode samples, folded as perf script | inferno-collapse-perf does (without
+    /// --event: every event named as the first one up to its first colon, as inferno's filter
+    /// keeps `sched:*` for `sched:sched_switch`).
     #[arg(long)]
     host_only: bool,
     /// Host event to fold (default: the first non-tracepoint event). With leader sampling
