@@ -258,6 +258,10 @@ pub(crate) struct ScriptSample {
     pub(crate) trace: Option<String>,
     pub(crate) callchain: Vec<u64>,
     pub(crate) line: usize,
+    /// The line after the event name: with a callchain perf prints the frames on lines of their
+    /// own and nothing after the trace text, so no `<ip> (<dso>)` is to be split off it (a
+    /// kvm_emulate_insn text ends as one: `31 ed (prot64)`).
+    after_event: String,
 }
 
 fn parse_time(tok: &str) -> Option<u64> {
@@ -303,6 +307,10 @@ pub(crate) fn parse_script(
         }
         if line.starts_with('\t') {
             if let Some(s) = out.last_mut() {
+                if s.callchain.is_empty() && s.trace.is_some() {
+                    s.trace = Some(s.after_event.clone());
+                    s.ip = None;
+                }
                 let t = line.trim_start();
                 let tok = t.split_whitespace().next().unwrap_or("");
                 if let Ok(ip) = u64::from_str_radix(tok, 16) {
@@ -362,6 +370,7 @@ pub(crate) fn parse_script(
             trace,
             callchain: Vec::new(),
             line: lineno + 1,
+            after_event: rest.to_string(),
         });
     }
     out

@@ -324,3 +324,20 @@ fn leader_sampled_group_agrees_with_perf_script() {
     assert_eq!(r.ours_delivered, r.perf_samples);
     assert!(r.mismatches.is_empty(), "{}", r.mismatches.join("\n"));
 }
+
+/// KVM tracepoints with callchains (testdata/kvm-emulate-callchains.data, our PVM recording):
+/// every field of every sample equals perf script's, the kvm_emulate_insn texts (`…:31 ed
+/// (prot64)`) whole.
+#[test]
+fn kvm_tracepoints_with_callchains_agree_with_perf_script() {
+    let dir = testdata();
+    let reference = dir.join("kvm-emulate-callchains.script.txt.gz");
+    let r = compare(&dir.join("kvm-emulate-callchains.data"), &reference);
+    assert_eq!((r.ours, r.perf_samples), (3010, 3010));
+    assert!(r.mismatches.is_empty(), "{}", r.mismatches.join("\n"));
+    let emulated = read_text(&reference)
+        .lines()
+        .filter(|l| l.contains("kvm:kvm_emulate_insn:") && l.ends_with("(prot64)"))
+        .count();
+    assert!(emulated > 1000, "{emulated} emulated instructions");
+}
