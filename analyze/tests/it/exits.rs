@@ -449,17 +449,18 @@ fn pvm_stems(dir: &Path) -> Vec<String> {
     stems
 }
 
-/// Every real PVM recording of the corpus (the four of ../shared/testdata/kvm, and any other
+/// Every real PVM recording of the corpus (the four of ../shared/testdata/kvm, or any other
 /// made the same way), each against its counts.json, on threads of its own.
 #[test]
 fn pvm_corpus_equals_perf_script_counts() {
     let Some(dir) = corpus() else { return };
     let stems = pvm_stems(&dir);
     assert!(
-        stems.len() >= 4,
-        "{}: recordings with counts.json: {stems:?}",
+        !stems.is_empty(),
+        "{}: no recording with a counts.json",
         dir.display()
     );
+    eprintln!("{}: {stems:?}", dir.display());
     std::thread::scope(|scope| {
         let runs: Vec<_> = stems
             .iter()
