@@ -341,3 +341,75 @@ fn kvm_tracepoints_with_callchains_agree_with_perf_script() {
         .count();
     assert!(emulated > 1000, "{emulated} emulated instructions");
 }
+
+/// Uprobe events (testdata/uprobes.data, recorded here): every sample equals perf script's, and
+/// each probe's table holds in its typed columns the values perf prints: fetch arguments typed
+/// `u64`, `s32` and `x16` (`mal2`), a uretprobe's function and return address (`__probe_func`,
+/// `__probe_ret_ip`) and return value, a `__data_loc char[]` string and a bitfield (`opn`).
+#[test]
+fn uprobe_events_agree_with_perf_script() {
+    let dir = testdata();
+    let (file, reference) = (dir.join("uprobes.data"), dir.join("uprobes.script.txt.gz"));
+    let r = compare(&file, &reference);
+    assert_eq!((r.ours, r.perf_samples), (961, 961));
+    assert!(r.mismatches.is_empty(), "{}", r.mismatches.join("\n"));
+
+    let events = [
+        "probe_libc:mal2",
+        "probe_libc:mallocret__return",
+        "probe_libc:opn",
+    ];
+    let is_tp: HashMap<String, bool> = events.iter().map(|e| (e.to_string(), true)).collect();
+    let perf = parse_script(&read_text(&reference), &is_tp);
+    let (_tmp, ds, _) = ingest(&file);
+    // `key=value` pairs of a probe's text, after its `(<ip>)` or `(<func> <- <ret>)`.
+    let values = |text: &str| -> HashMap<String, String> {
+        let after = text.split_once(") ").map_or("", |(_, a)| a);
+        after
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect()
+    };
+    let hex = |v: &str| u64::from_str_radix(v.trim_start_matches("0x"), 16).expect("hex");
+    let mut checked = HashMap::new();
+    for event in events {
+        let table = event.replace(':', "__");
+        let rows = read_table(&ds, &table);
+        let time = col_u64(&rows, "time_ns");
+        let printed: Vec<&ScriptSample> = perf.iter().filter(|s| s.event == event).collect();
+        assert_eq!(time.len(), printed.len(), "{table}: rows");
+        for (i, p) in printed.iter().enumerate() {
+            assert_eq!(time[i], p.time_ns, "{table} row {i}");
+            let text = p.trace.as_deref().unwrap_or_default();
+            let kv = values(text);
+            let at = |name: &str| col_u64(&rows, name)[i];
+            match event {
+                "probe_libc:mal2" => {
+                    let size: u64 = kv["size"].parse().expect("size");
+                    assert_eq!(at("size"), Some(size), "{text}");
+                    let sz32: i32 = kv["sz32"].parse().expect("sz32");
+                    assert_eq!(at("sz32"), Some(sz32 as i64 as u64), "{text}");
+                    assert_eq!(at("hex"), Some(hex(&kv["hex"])), "{text}");
+                    assert_eq!(at("hex"), Some(size & 0xffff), "{text}");
+                }
+                "probe_libc:mallocret__return" => {
+                    let inner = text.trim_start_matches('(').split(')').next().unwrap_or("");
+                    let (func, ret) = inner.split_once(" <- ").expect("func <- ret");
+                    assert_eq!(at("__probe_func"), Some(hex(func)), "{text}");
+                    assert_eq!(at("__probe_ret_ip"), Some(hex(ret)), "{text}");
+                    assert_eq!(at("arg1"), Some(hex(&kv["arg1"])), "{text}");
+                }
+                _ => {
+                    let path = col_str(&rows, "path")[i].clone();
+                    assert_eq!(path.as_deref(), Some(kv["path"].as_str()), "{text}");
+                    assert_eq!(at("fl"), Some(kv["fl"].parse().expect("fl")), "{text}");
+                }
+            }
+        }
+        checked.insert(event, printed.len());
+    }
+    println!("{checked:?}");
+    assert!(checked.values().all(|&n| n > 0), "{checked:?}");
+    assert!(checked["probe_libc:opn"] >= 3, "{checked:?}");
+}
