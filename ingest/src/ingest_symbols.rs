@@ -130,7 +130,7 @@ pub(crate) fn ingest_guest(
         });
     }
     // Mapped, its pages released as the walk passes them: memory does not grow with the file.
-    let data = crate::map_file(&g.path)?;
+    let data = crate::map_perf_data(&g.path)?;
     let cfg = SessionConfig {
         preload: None,
         root: root.to_path_buf(),
@@ -155,9 +155,14 @@ pub(crate) fn ingest_guest(
         source_lines: opts.source_lines,
     };
     let mut sess = Session::new(cfg);
-    sess.progress =
-        crate::progress_releasing(None, crate::FileBytes::releaser(&data), data.len() as u64);
-    let walk = crate::reader::walk_file(&data, &mut sess)?;
+    // (A perf.data directory's progress counts all its files; the walk releases their pages.)
+    let release = if data.has_streams() {
+        None
+    } else {
+        crate::FileBytes::releaser(&data.main)
+    };
+    sess.progress = crate::progress_releasing(None, release, data.total_len());
+    let walk = crate::reader::walk_file_streams(&data.main, &data.streams(), &mut sess)?;
     sess.finish_records()?;
     if let Some(e) = sess.take_fatal() {
         return Err(e);

@@ -205,9 +205,140 @@ impl Report {
 /// Ingests `input` (a perf.data path, or `-` for a pipe-mode stream on stdin) into
 /// `opts.output`. The dataset is written under a temporary name and renamed when complete.
 pub fn run(input: &Path, opts: &Options) -> Result<Report, Error> {
+    if input.is_dir() {
+        return run_dir(input, opts);
+    }
     let (bytes, name) = read_input(input, &opts.output)?;
     let release = FileBytes::releaser(&bytes);
-    ingest_impl(&bytes, &name, opts, release)
+    ingest_impl(&bytes, &[], &name, opts, release)
+}
+
+/// Whether `path` is a perf.data directory (what `perf record --threads` or `--kcore` writes):
+/// a directory whose `data` file starts with perf's magic.
+pub fn is_perf_data_dir(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    path.is_dir()
+        && std::fs::File::open(path.join("data"))
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok()
+        && (u64::from_le_bytes(magic) == perf::header::MAGIC2
+            || u64::from_be_bytes(magic) == perf::header::MAGIC2)
+}
+
+/// The bytes of a perf.data: a file's size, or a perf.data directory's `data` and `data.N`
+/// files together.
+pub fn input_size(path: &Path) -> Option<u64> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return Some(meta.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).ok()?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name == "data"
+            || name
+                .strip_prefix("data.")
+                .is_some_and(|n| n.parse::<u64>().is_ok())
+        {
+            total += entry.metadata().ok()?.len();
+        }
+    }
+    Some(total)
+}
+
+/// A perf.data directory (`perf record --threads`, `--kcore`), ingested as perf reads one.
+fn run_dir(input: &Path, opts: &Options) -> Result<Report, Error> {
+    let perf_data = map_perf_data(input)?;
+    // Progress counts the bytes read of all files together: the walk releases the pages of
+    // each `data.N` itself (the header file's data section is small).
+    ingest_impl(
+        &perf_data.main,
+        &perf_data.streams(),
+        &input.display().to_string(),
+        opts,
+        None,
+    )
+}
+
+/// A mapped perf.data: a file, or a perf.data directory's header file `data` and its `data.N`
+/// files in the order of N (perf reads them in directory order, which decides only between
+/// records of equal time).
+pub(crate) struct PerfData {
+    pub(crate) main: Arc<FileBytes>,
+    parts: Vec<(String, Arc<FileBytes>)>,
+}
+
+impl PerfData {
+    /// The `data.N` files, to walk after `main`.
+    pub(crate) fn streams(&self) -> Vec<reader::Stream<'_>> {
+        self.parts
+            .iter()
+            .map(|(name, bytes)| reader::Stream {
+                name: name.clone(),
+                bytes,
+                release: FileBytes::releaser(bytes),
+            })
+            .collect()
+    }
+
+    /// Whether it is a directory with `data.N` files.
+    pub(crate) fn has_streams(&self) -> bool {
+        !self.parts.is_empty()
+    }
+
+    /// Bytes of all its files.
+    pub(crate) fn total_len(&self) -> u64 {
+        self.main.len() as u64 + self.parts.iter().map(|p| p.1.len() as u64).sum::<u64>()
+    }
+}
+
+/// Maps the perf.data file or directory at `path`.
+pub(crate) fn map_perf_data(path: &Path) -> Result<PerfData, Error> {
+    if !path.is_dir() {
+        return Ok(PerfData {
+            main: map_file(path)?,
+            parts: Vec::new(),
+        });
+    }
+    let main = path.join("data");
+    if !main.is_file() {
+        return Err(Error::NotPerfData {
+            offset: 0,
+            reason: format!(
+                "{} is a directory without a `data` file (a perf.data directory holds one)",
+                path.display()
+            ),
+        });
+    }
+    let io = |e| Error::Io {
+        path: Some(path.to_path_buf()),
+        offset: None,
+        source: e,
+    };
+    let mut parts: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(io)? {
+        let file = entry.map_err(io)?.path();
+        let n = file
+            .file_name()
+            .and_then(|f| f.to_str())
+            .and_then(|f| f.strip_prefix("data."))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(n) = n
+            && file.is_file()
+        {
+            parts.push((n, file));
+        }
+    }
+    parts.sort();
+    Ok(PerfData {
+        main: map_file(&main)?,
+        parts: parts
+            .iter()
+            .map(|(n, p)| Ok((format!("data.{n}"), map_file(p)?)))
+            .collect::<Result<_, Error>>()?,
+    })
 }
 
 /// A perf.data file, mapped (guest-side recordings are read this way too).
@@ -362,11 +493,13 @@ fn has_content(path: &Path) -> bool {
 
 /// Ingests a perf.data held in memory. `source_name` is recorded in `meta.source_file`.
 pub fn ingest_bytes(data: &[u8], source_name: &str, opts: &Options) -> Result<Report, Error> {
-    ingest_impl(data, source_name, opts, None)
+    ingest_impl(data, &[], source_name, opts, None)
 }
 
+/// Ingests the perf.data `data`, followed by the record streams of a perf.data directory.
 fn ingest_impl(
     data: &[u8],
+    streams: &[reader::Stream<'_>],
     source_name: &str,
     opts: &Options,
     release: Option<Release>,
@@ -412,16 +545,21 @@ fn ingest_impl(
         source_lines: opts.source_lines,
     };
     let mut sess = Session::new(cfg);
-    let total = data.len() as u64;
+    let total = data.len() as u64 + streams.iter().map(|s| s.bytes.len() as u64).sum::<u64>();
     sess.progress = progress_releasing(opts.progress.clone(), release, total);
     // The input is hashed on a thread of its own beside the walk (it only names the recording).
     let (sha, walk) = std::thread::scope(|scope| {
         let hashing = scope.spawn(|| {
             let _t = timing::phase("ingest: sha256 (beside the walk)");
-            hex(&Sha256::digest(data))
+            let mut h = Sha256::new();
+            h.update(data);
+            for st in streams {
+                h.update(st.bytes);
+            }
+            hex(&h.finalize())
         });
         let t_walk = timing::phase("ingest: walk records");
-        let walk = reader::walk_file(data, &mut sess);
+        let walk = reader::walk_file_streams(data, streams, &mut sess);
         let walk = walk.and_then(|w| sess.finish_records().map(|()| w));
         drop(t_walk);
         (hashing.join(), walk)

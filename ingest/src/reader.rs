@@ -29,6 +29,12 @@ pub trait RecordHandler {
     fn on_record(&mut self, type_: u32, misc: u16, body: &[u8], offset: u64);
     /// Bytes consumed so far (for progress).
     fn on_progress(&mut self, _bytes: u64) {}
+    /// A file of a perf.data directory (0: the header file's data section, k: the k-th
+    /// `data.N`) is about to have its turn: the records until [`RecordHandler::on_turn_end`]
+    /// are its.
+    fn on_turn(&mut self, _file: usize, _files: usize) {}
+    /// The turn of `file` is over; `done` when it has no more records.
+    fn on_turn_end(&mut self, _file: usize, _done: bool) {}
 }
 
 /// Counts of what the walk did, for the ingest report.
@@ -100,10 +106,17 @@ impl Decompressor {
     }
 }
 
+/// Bytes of records perf reads from one file of a perf.data directory before it turns to the
+/// next (`READER_MAX_SIZE` in perf's session.c).
+const READER_MAX_SIZE: u64 = 2 << 20;
+
 struct Walker<'h, H: RecordHandler> {
     handler: &'h mut H,
     report: WalkReport,
     decomp: Option<Decompressor>,
+    /// Whether `records` reports its position after each record (a directory's files report
+    /// the bytes read of them all, after each turn).
+    progress_per_record: bool,
 }
 
 impl<H: RecordHandler> Walker<'_, H> {
@@ -118,6 +131,166 @@ impl<H: RecordHandler> Walker<'_, H> {
                 message: format!("the input ends inside a compressed record: {pending} bytes of decompressed data hold no complete record"),
             });
         }
+    }
+
+    /// Walks the records of `data[start..end]` until `budget` bytes of records have been read;
+    /// `base` is added to every offset handed on (a `data.N` file of a perf.data directory
+    /// continues the offsets of what came before it), `label` names the file in warnings.
+    /// Returns where the walk stopped, and whether it stopped for the budget (records remain).
+    fn records(
+        &mut self,
+        data: &[u8],
+        (start, end): (u64, u64),
+        base: u64,
+        label: &str,
+        budget: u64,
+    ) -> (u64, bool) {
+        let mut pos = start;
+        while pos < end {
+            if pos - start >= budget {
+                return (pos, true);
+            }
+            let remaining = end - pos;
+            let at = base + pos;
+            if remaining < 8 {
+                self.warn(
+                    WarningKind::Truncated,
+                    pos,
+                    format!(
+                        "{label}{remaining} bytes at the end of the data section do not hold a record header"
+                    ),
+                );
+                break;
+            }
+            let Some(hb) = slice(data, pos, 8) else { break };
+            let mut hc = ByteCursor::new(hb);
+            let (t, misc, size) = (
+                hc.u32().unwrap_or(0),
+                hc.u16().unwrap_or(0),
+                hc.u16().unwrap_or(0) as u64,
+            );
+            if size < 8 {
+                self.warn(WarningKind::CorruptRecord, pos, format!("{label}record of type {t} with size {size} (< 8): cannot continue; {remaining} bytes not read"));
+                break;
+            }
+            if size > remaining {
+                self.warn(WarningKind::Truncated, pos, format!("{label}record of type {t} needs {size} bytes but only {remaining} bytes remain: the file is truncated"));
+                break;
+            }
+            let Some(body) = slice(data, pos + 8, size - 8) else {
+                break;
+            };
+            let extra = self.record(t, misc, body, at, false);
+            pos += size;
+            if extra > 0 {
+                // File-mode AUXTRACE payloads sit inline after the record.
+                pos = pos.saturating_add(extra);
+                if pos > end {
+                    self.warn(
+                        WarningKind::Truncated,
+                        pos,
+                        format!("{label}AUXTRACE payload runs past the end of the data"),
+                    );
+                    pos = end;
+                }
+            }
+            if self.progress_per_record {
+                self.handler.on_progress(base + pos);
+            }
+        }
+        (pos, false)
+    }
+
+    /// The records of a perf.data directory as perf reads them
+    /// (`__perf_session__process_dir_events`): the header file's data section and each
+    /// `data.N` take turns, each read until [`READER_MAX_SIZE`] bytes of records have passed,
+    /// every file with a zstd stream of its own. Which of two records of equal time comes first
+    /// is the order they are read in. Returns where the header file's section stopped; the
+    /// bytes of the `data.N` files read and not read are added to the report.
+    fn round_robin(&mut self, data: &[u8], section: (u64, u64), streams: &[Stream<'_>]) -> u64 {
+        struct Turn<'a> {
+            bytes: &'a [u8],
+            release: Option<&'a (dyn Fn(usize, usize) + Send + Sync)>,
+            released: u64,
+            pos: u64,
+            end: u64,
+            base: u64,
+            label: String,
+            decomp: Option<Decompressor>,
+            done: bool,
+        }
+        let mut turns = vec![Turn {
+            bytes: data,
+            release: None,
+            released: 0,
+            pos: section.0,
+            end: section.1,
+            base: 0,
+            label: String::new(),
+            decomp: None,
+            done: false,
+        }];
+        let mut base = data.len() as u64;
+        for st in streams {
+            let len = st.bytes.len() as u64;
+            turns.push(Turn {
+                bytes: st.bytes,
+                release: st.release.as_deref(),
+                released: 0,
+                pos: 0,
+                end: len,
+                base,
+                label: format!("{}: ", st.name),
+                decomp: None,
+                done: false,
+            });
+            base += len;
+        }
+        let n = turns.len();
+        let mut i = 0;
+        let mut read = 0;
+        self.progress_per_record = false;
+        while turns.iter().any(|t| !t.done) {
+            let file = i;
+            let Some(t) = turns.get_mut(file) else { break };
+            i = (i + 1) % n;
+            if t.done {
+                continue;
+            }
+            std::mem::swap(&mut self.decomp, &mut t.decomp);
+            self.handler.on_turn(file, n);
+            let (pos, more) =
+                self.records(t.bytes, (t.pos, t.end), t.base, &t.label, READER_MAX_SIZE);
+            self.handler.on_turn_end(file, !more);
+            std::mem::swap(&mut self.decomp, &mut t.decomp);
+            read += pos - t.pos;
+            t.pos = pos;
+            t.done = !more;
+            // Released a turn at a time (the hashing thread beside the walk, behind it, reads
+            // a released page back from the page cache).
+            let upto = if t.done {
+                t.end
+            } else {
+                pos / READER_MAX_SIZE * READER_MAX_SIZE
+            };
+            if let Some(release) = t.release
+                && upto > t.released
+            {
+                release(t.released as usize, upto as usize);
+                t.released = upto;
+            }
+            self.handler.on_progress(read);
+        }
+        self.progress_per_record = true;
+        for t in turns.iter_mut().skip(1) {
+            self.report.bytes_read += t.pos;
+            self.report.bytes_unread += t.end - t.pos;
+            // A compressed record cut at the end of one file does not continue in the next.
+            std::mem::swap(&mut self.decomp, &mut t.decomp);
+            self.pending_warning();
+        }
+        self.decomp = turns.first_mut().and_then(|t| t.decomp.take());
+        turns.first().map_or(section.0, |t| t.pos)
     }
 
     fn warn(&mut self, kind: WarningKind, offset: u64, message: String) {
@@ -275,6 +448,30 @@ impl<H: RecordHandler> Walker<'_, H> {
 
 /// Walks a file-mode perf.data held in memory (typically mapped).
 pub fn walk_file<H: RecordHandler>(data: &[u8], handler: &mut H) -> Result<WalkReport, Error> {
+    walk_file_streams(data, &[], handler)
+}
+
+/// One `data.N` file of a perf.data directory (`perf record --threads` writes one per
+/// recording thread beside the header file `data`): records only, no header.
+pub struct Stream<'a> {
+    /// The file's name, for warnings.
+    pub name: String,
+    /// Its bytes.
+    pub bytes: &'a [u8],
+    /// Drops the pages of a byte range of a mapped file from the process once the walk has
+    /// passed them (they stay in the page cache), so that the files do not count in full in
+    /// the resident set.
+    pub release: Option<std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>>,
+}
+
+/// Walks a file-mode perf.data, then the records of `streams` after the data section's, as
+/// perf does with a directory's `data.N` files (every file its own zstd stream). Offsets
+/// continue from one file to the next, as in the files concatenated in that order.
+pub fn walk_file_streams<H: RecordHandler>(
+    data: &[u8],
+    streams: &[Stream<'_>],
+    handler: &mut H,
+) -> Result<WalkReport, Error> {
     let mut c = ByteCursor::new(data);
     let magic = c.u64().ok_or(Error::NotPerfData {
         offset: 0,
@@ -304,6 +501,7 @@ pub fn walk_file<H: RecordHandler>(data: &[u8], handler: &mut H) -> Result<WalkR
         handler,
         report: WalkReport::default(),
         decomp: None,
+        progress_per_record: true,
     };
     w.report.input_size = Some(data.len() as u64);
 
@@ -425,56 +623,14 @@ pub fn walk_file<H: RecordHandler>(data: &[u8], handler: &mut H) -> Result<WalkR
     // Records.
     let start = data_sec.offset;
     let end = data_sec.end();
-    let mut pos = start;
-    while pos < end {
-        let remaining = end - pos;
-        if remaining < 8 {
-            w.warn(
-                WarningKind::Truncated,
-                pos,
-                format!(
-                    "{remaining} bytes at the end of the data section do not hold a record header"
-                ),
-            );
-            break;
-        }
-        let Some(hb) = slice(data, pos, 8) else { break };
-        let mut hc = ByteCursor::new(hb);
-        let (t, misc, size) = (
-            hc.u32().unwrap_or(0),
-            hc.u16().unwrap_or(0),
-            hc.u16().unwrap_or(0) as u64,
-        );
-        if size < 8 {
-            w.warn(WarningKind::CorruptRecord, pos, format!("record of type {t} with size {size} (< 8): cannot continue; {remaining} bytes not read"));
-            break;
-        }
-        if size > remaining {
-            w.warn(WarningKind::Truncated, pos, format!("record of type {t} needs {size} bytes but only {remaining} bytes remain: the file is truncated"));
-            break;
-        }
-        let Some(body) = slice(data, pos + 8, size - 8) else {
-            break;
-        };
-        let extra = w.record(t, misc, body, pos, false);
-        pos += size;
-        if extra > 0 {
-            // File-mode AUXTRACE payloads sit inline after the record.
-            pos = pos.saturating_add(extra);
-            if pos > end {
-                w.warn(
-                    WarningKind::Truncated,
-                    pos,
-                    "AUXTRACE payload runs past the end of the data".into(),
-                );
-                pos = end;
-            }
-        }
-        w.handler.on_progress(pos);
-    }
-    w.report.bytes_read = pos.min(file_len);
+    let pos = match streams {
+        [] => w.records(data, (start, end), 0, "", u64::MAX).0,
+        _ => w.round_robin(data, (start, end), streams),
+    };
+    // (`round_robin` has counted the bytes of the `data.N` files.)
+    w.report.bytes_read += pos.min(file_len);
     w.report.bytes_missing = hdr.data.end().saturating_sub(file_len).min(hdr.data.size);
-    w.report.bytes_unread = end.saturating_sub(pos) + w.report.bytes_missing;
+    w.report.bytes_unread += end.saturating_sub(pos) + w.report.bytes_missing;
     if hdr.data.end() > file_len {
         let unread = w.report.bytes_unread;
         w.warn(
@@ -486,6 +642,8 @@ pub fn walk_file<H: RecordHandler>(data: &[u8], handler: &mut H) -> Result<WalkR
             ),
         );
     }
+    let base = file_len + streams.iter().map(|s| s.bytes.len() as u64).sum::<u64>();
+    w.report.input_size = Some(base);
     w.pending_warning();
     Ok(w.report)
 }
@@ -516,6 +674,7 @@ pub fn walk_pipe_reader<H: RecordHandler, R: Read>(
             ..Default::default()
         },
         decomp: None,
+        progress_per_record: true,
     };
     let mut pos = start_offset;
     let mut buf = vec![0u8; MAX_RECORD];

@@ -571,16 +571,22 @@ pub fn meta() -> TableDoc {
                 Str,
                 false,
                 "-",
-                "path of the perf.data as given (`-` for stdin)"
+                "path of the perf.data as given (`-` for stdin; a perf.data directory's path)"
             ),
             col!(
                 "source_sha256",
                 Str,
                 false,
                 "-",
-                "SHA-256 of the input bytes"
+                "SHA-256 of the input bytes (of a perf.data directory: its `data` file, then each `data.N` in the order of N)"
             ),
-            col!("source_bytes", U64, false, "bytes", "input size"),
+            col!(
+                "source_bytes",
+                U64,
+                false,
+                "bytes",
+                "input size (of a perf.data directory: `data` and the `data.N` files)"
+            ),
             col!(
                 "pipe_mode",
                 Bool,

@@ -609,6 +609,10 @@ pub(crate) struct Session {
     queue_spare: Vec<u8>,
     next_flush: u64,
     max_ts: u64,
+    /// Of a perf.data directory: the file whose turn it is, and the latest time queued from
+    /// each file (`None` before its first), or `u64::MAX` once it has no more records.
+    turn: Option<usize>,
+    turn_max: Vec<Option<u64>>,
     // State.
     threads: ThreadModel,
     spaces: AddressSpaces,
@@ -757,6 +761,8 @@ impl Session {
             queue_spare: Vec::new(),
             next_flush: 0,
             max_ts: 0,
+            turn: None,
+            turn_max: Vec::new(),
             threads: ThreadModel::new(),
             spaces: AddressSpaces::default(),
             stacks: StackInterner::default(),
@@ -1318,6 +1324,9 @@ impl Session {
             && let Some(t) = self.record_time(type_, body)
         {
             self.max_ts = self.max_ts.max(t);
+            if let Some(m) = self.turn.and_then(|f| self.turn_max.get_mut(f)) {
+                *m = Some(m.map_or(t, |m| m.max(t)));
+            }
             self.queue.push(Queued {
                 time: t,
                 type_,
@@ -2060,6 +2069,35 @@ impl RecordHandler for Session {
     fn on_progress(&mut self, bytes: u64) {
         if let Some(p) = self.progress.as_mut() {
             p(bytes);
+        }
+    }
+
+    fn on_turn(&mut self, file: usize, files: usize) {
+        self.turn_max.resize(files, None);
+        self.turn = Some(file);
+    }
+
+    /// Each file of a perf.data directory is in time order (perf writes one per ring buffer,
+    /// and reads it so: "each data file holds per-cpu data, already sorted by kernel"), so no
+    /// record still to come is older than the oldest of the files' latest times: what is
+    /// queued up to there is delivered, in the order perf's final sort gives it (time, then
+    /// the order read; a later record of that same time comes after them, as in perf). Memory
+    /// then holds about a turn of each file, not the whole directory.
+    fn on_turn_end(&mut self, file: usize, done: bool) {
+        self.turn = None;
+        if let Some(m) = self.turn_max.get_mut(file)
+            && done
+        {
+            *m = Some(u64::MAX);
+        }
+        let Some(limit) = self.turn_max.iter().copied().min().flatten() else {
+            return;
+        };
+        if self.fatal.is_some() || limit == u64::MAX {
+            return;
+        }
+        if let Err(e) = self.flush_upto(limit) {
+            self.fatal = Some(e);
         }
     }
 }

@@ -15,8 +15,8 @@ use crate::EXIT_OK;
 /// ingested to a temporary dataset first).
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// Dataset directory, or a perf.data file (ingested to a temporary dataset first, with
-    /// DWARF source lines only for the frames the graph names by them).
+    /// Dataset directory, or a perf.data file or directory (ingested to a temporary dataset
+    /// first, with DWARF source lines only for the frames the graph names by them).
     input: PathBuf,
     /// Output file (`-`: stdout).
     #[arg(short, long, default_value = "flame.svg")]
@@ -116,7 +116,7 @@ fn open(
     source_lines: bool,
     tmp: &mut Vec<TempDataset>,
 ) -> anyhow::Result<kvmtrace_analyze::Dataset> {
-    let root = if input.is_dir() {
+    let root = if input.is_dir() && !kvmtrace_ingest::is_perf_data_dir(input) {
         input.to_path_buf()
     } else {
         let dir = TempDataset(std::env::temp_dir().join(format!(
@@ -131,7 +131,7 @@ fn open(
         // Read once and deleted: plain pages spare compressing them (flame end to end on a
         // 84 MB `-g -a` recording: 17% less CPU, the dataset 12 → 57 MB). Up to a size: the
         // temporary directory may be memory (tmpfs), and a plain dataset is ~0.7× its input.
-        let size = std::fs::metadata(input).map_or(u64::MAX, |m| m.len());
+        let size = kvmtrace_ingest::input_size(input).unwrap_or(u64::MAX);
         if size <= PLAIN_PAGES_UP_TO {
             opts.compression = kvmtrace_ingest::Compression::None;
         }

@@ -16,8 +16,9 @@ use crate::{EXIT_OK, EXIT_WARNINGS};
 /// Open them with polars (`pl.scan_parquet("DATASET/samples")`), DuckDB or Spark.
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The perf.data to read; `-` reads a pipe-mode stream (`perf record -o -`) from stdin,
-    /// spooled to an unnamed temporary file beside the output (memory stays bounded).
+    /// The perf.data to read: a file, or the directory `perf record --threads` writes (its
+    /// `data` and `data.N` files); `-` reads a pipe-mode stream (`perf record -o -`) from
+    /// stdin, spooled to an unnamed temporary file beside the output (memory stays bounded).
     input: PathBuf,
     /// The dataset directory to write (replaced atomically unless --append).
     #[arg(short, long, default_value = "kvmtrace.dataset")]
@@ -90,7 +91,7 @@ fn parse_vm_path(s: &str) -> Result<(String, PathBuf), String> {
 }
 
 pub(crate) fn run(args: Args, threads: usize) -> anyhow::Result<u8> {
-    let size = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
+    let size = kvmtrace_ingest::input_size(&args.input).unwrap_or(0);
     let pb = crate::cmd::progress_bar(size, "ingest");
     let mut opts = kvmtrace_ingest::Options::default();
     opts.output = args.output.clone();

@@ -70,7 +70,13 @@ struct FileResult {
 
 /// Compares one ingested file with perf's script output; returns the differences.
 fn compare(file: &Path, reference: &Path) -> FileResult {
-    let data = std::fs::read(file).expect("read corpus file");
+    // A perf.data directory's header (and its tracing data) is in its `data` file.
+    let header_file = if file.is_dir() {
+        file.join("data")
+    } else {
+        file.to_path_buf()
+    };
+    let data = std::fs::read(header_file).expect("read corpus file");
     let (_tmp, ds, _report) = ingest(file);
     let samples = read_table(&ds, "samples");
     let stacks = read_table(&ds, "stacks");
@@ -412,4 +418,91 @@ fn uprobe_events_agree_with_perf_script() {
     println!("{checked:?}");
     assert!(checked.values().all(|&n| n > 0), "{checked:?}");
     assert!(checked["probe_libc:opn"] >= 3, "{checked:?}");
+}
+
+/// A perf.data directory (testdata/threads-zstd.data, `perf record --threads=cpu -z`, recorded
+/// here): the header file `data` holds the synthesized records only, the samples are in the
+/// zstd-compressed `data.0` and `data.1`; every sample equals perf script's, in perf's order.
+#[test]
+fn perf_data_directory_agrees_with_perf_script() {
+    let dir = testdata().join("threads-zstd.data");
+    assert!(kvmtrace_ingest::is_perf_data_dir(&dir));
+    assert!(!kvmtrace_ingest::is_perf_data_dir(&testdata()));
+    let on_disk: u64 = ["data", "data.0", "data.1"]
+        .iter()
+        .map(|f| std::fs::metadata(dir.join(f)).expect("fixture file").len())
+        .sum();
+    assert_eq!(kvmtrace_ingest::input_size(&dir), Some(on_disk));
+    // The header file alone holds no sample.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut opts = kvmtrace_ingest::Options::default();
+    opts.output = tmp.path().join("ds");
+    opts.symbolize = false;
+    let data = std::fs::read(dir.join("data")).expect("data");
+    let header_only = kvmtrace_ingest::ingest_bytes(&data, "data", &opts).expect("data alone");
+    assert_eq!(header_only.n_samples, 0);
+
+    let r = compare(&dir, &testdata().join("threads-zstd.script.txt.gz"));
+    assert_eq!((r.ours, r.perf_samples), (917, 917));
+    assert!(r.mismatches.is_empty(), "{}", r.mismatches.join("\n"));
+}
+
+/// The order of a perf.data directory's samples (testdata/threads-ties.data.tar.zst: `perf
+/// record --threads -a -g`, 199 533 samples in a 17 MB `data.0` and a 10 MB `data.1`, recorded
+/// here) is perf's: the files take turns of 2 MiB of records, and of two samples of equal time
+/// the one read first comes first. The reference is perf script's (tid, cpu, time) per sample;
+/// reading each file whole before the next puts 18 samples elsewhere.
+#[test]
+fn perf_data_directory_samples_in_perf_order() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let archive = std::fs::read(testdata().join("threads-ties.data.tar.zst")).expect("fixture");
+    let tar = zstd::stream::read::Decoder::new(&archive[..]).expect("zstd");
+    tar::Archive::new(tar).unpack(tmp.path()).expect("untar");
+    let dir = tmp.path().join("big-thr.data");
+    let mut opts = kvmtrace_ingest::Options::default();
+    opts.output = tmp.path().join("ds");
+    opts.symbolize = false;
+    kvmtrace_ingest::run(&dir, &opts).expect("ingest");
+    let samples = read_table(&opts.output, "samples");
+    let ours: Vec<(Option<u64>, Option<u64>, Option<u64>)> = col_u64(&samples, "tid")
+        .into_iter()
+        .zip(col_u64(&samples, "cpu"))
+        .zip(col_u64(&samples, "time_ns"))
+        .map(|((tid, cpu), time)| (tid, cpu, time))
+        .collect();
+    // ` 8031 [000] 52236.344314213: `
+    let perf: Vec<(Option<u64>, Option<u64>, Option<u64>)> =
+        read_text(&testdata().join("threads-ties.order.txt.gz"))
+            .lines()
+            .map(|l| {
+                let mut t = l.split_whitespace();
+                let tid = t.next().and_then(|v| v.parse().ok());
+                let cpu = t
+                    .next()
+                    .and_then(|c| c.trim_matches(['[', ']']).parse().ok());
+                let time = t.next().and_then(|s| {
+                    let (sec, ns) = s.trim_end_matches(':').split_once('.')?;
+                    Some(sec.parse::<u64>().ok()? * 1_000_000_000 + ns.parse::<u64>().ok()?)
+                });
+                (tid, cpu, time)
+            })
+            .collect();
+    assert_eq!(ours.len(), 199_533);
+    assert_eq!(perf.len(), ours.len());
+    // The fixture holds what the order decides: samples of equal time on both CPUs, perf's
+    // later file's first.
+    let ties = perf
+        .windows(2)
+        .filter(|w| w[0].2 == w[1].2 && w[0].1 > w[1].1)
+        .count();
+    assert!(ties > 0, "no tie read from data.1 first");
+    let differ: Vec<usize> = (0..ours.len()).filter(|&i| ours[i] != perf[i]).collect();
+    assert!(
+        differ.is_empty(),
+        "{} samples out of perf's order, first at {:?}: ours {:?}, perf {:?}",
+        differ.len(),
+        differ.first(),
+        differ.first().map(|&i| ours[i]),
+        differ.first().map(|&i| perf[i])
+    );
 }
