@@ -202,8 +202,8 @@ impl Report {
     }
 }
 
-/// Ingests `input` (a perf.data path, or `-` for a pipe-mode stream on stdin) into
-/// `opts.output`. The dataset is written under a temporary name and renamed when complete.
+/// Ingests `input` (a perf.data file or directory, or `-` for a pipe-mode stream on stdin)
+/// into `opts.output`. The dataset is written under a temporary name and renamed when complete.
 pub fn run(input: &Path, opts: &Options) -> Result<Report, Error> {
     if input.is_dir() {
         return run_dir(input, opts);

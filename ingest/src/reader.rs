@@ -464,9 +464,10 @@ pub struct Stream<'a> {
     pub release: Option<std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>>,
 }
 
-/// Walks a file-mode perf.data, then the records of `streams` after the data section's, as
-/// perf does with a directory's `data.N` files (every file its own zstd stream). Offsets
-/// continue from one file to the next, as in the files concatenated in that order.
+/// Walks a file-mode perf.data and, when `streams` holds the `data.N` files of a perf.data
+/// directory, their records too: the data section and the files take turns as perf reads them
+/// (`Walker::round_robin`). Offsets continue from one file to the next, as in the files
+/// concatenated in that order.
 pub fn walk_file_streams<H: RecordHandler>(
     data: &[u8],
     streams: &[Stream<'_>],
