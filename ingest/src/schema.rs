@@ -231,6 +231,29 @@ pub fn samples() -> TableDoc {
                 "bytes",
                 "PERF_SAMPLE_RAW, kept only when no tracepoint table decodes it"
             ),
+            col!("intr_regs_abi", U64, true, "-", "PERF_SAMPLE_REGS_INTR abi"),
+            col!(
+                "intr_regs",
+                ListU64,
+                true,
+                "-",
+                "PERF_SAMPLE_REGS_INTR registers in sample_regs_intr bit order"
+            ),
+            col!(
+                "data_page_size",
+                U64,
+                true,
+                "bytes",
+                "PERF_SAMPLE_DATA_PAGE_SIZE: page size of the data address"
+            ),
+            col!(
+                "code_page_size",
+                U64,
+                true,
+                "bytes",
+                "PERF_SAMPLE_CODE_PAGE_SIZE: page size of the ip"
+            ),
+            col!("aux", Bin, true, "bytes", "PERF_SAMPLE_AUX data"),
         ],
     }
 }

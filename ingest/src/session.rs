@@ -551,10 +551,10 @@ pub(crate) struct SessionConfig {
 
 /// Column indices of `samples`, looked up once.
 struct SampleCols {
-    idx: [usize; 32],
+    idx: [usize; 37],
 }
 
-const SAMPLE_COLS: [&str; 32] = [
+const SAMPLE_COLS: [&str; 37] = [
     "sample_idx",
     "time_ns",
     "cpu",
@@ -587,6 +587,11 @@ const SAMPLE_COLS: [&str; 32] = [
     "cgroup",
     "raw",
     "read_periods",
+    "intr_regs_abi",
+    "intr_regs",
+    "data_page_size",
+    "code_page_size",
+    "aux",
 ];
 
 /// The decoding session.
@@ -1722,6 +1727,14 @@ impl Session {
                 s.raw
             },
         );
+        w.u64(c[32], s.intr_regs_abi);
+        match s.intr_regs {
+            Some(r) => w.list_u64(c[33], Some(&mut callchain_ips(r))),
+            None => w.list_u64(c[33], None),
+        }
+        w.u64(c[34], s.data_page_size);
+        w.u64(c[35], s.code_page_size);
+        w.bin(c[36], s.aux);
         w.end_row()?;
         self.comm_buf = comm;
         self.name_buf = name;

@@ -506,3 +506,65 @@ fn perf_data_directory_samples_in_perf_order() {
         differ.first().map(|&i| perf[i])
     );
 }
+
+/// Interrupt registers and page sizes (testdata/intr-regs-page-sizes.data, recorded here with
+/// `--intr-regs=ax,bx,cx,ip,sp --data-page-size --code-page-size`): `samples.intr_regs_abi`,
+/// `intr_regs` (in mask order, as perf prints them), `data_page_size` and `code_page_size` hold
+/// what `perf script -F ip,iregs,data_page_size,code_page_size` prints, sample for sample.
+#[test]
+fn intr_regs_and_page_sizes_agree_with_perf_script() {
+    let dir = testdata();
+    let (_tmp, ds, _) = ingest(&dir.join("intr-regs-page-sizes.data"));
+    let samples = read_table(&ds, "samples");
+    let ip = col_u64(&samples, "ip");
+    let abi = col_u64(&samples, "intr_regs_abi");
+    let regs = col_list_u64(&samples, "intr_regs");
+    let data_page = col_u64(&samples, "data_page_size");
+    let code_page = col_u64(&samples, "code_page_size");
+    // perf's get_page_size_name: N/A for 0, else unit_number__scnprintf.
+    let page = |size: Option<u64>| match size {
+        None | Some(0) => "N/A".to_string(),
+        Some(mut n) => {
+            let mut unit = 0;
+            while n / 1024 > 1 && unit < 6 {
+                n /= 1024;
+                unit += 1;
+            }
+            format!("{n}{}", &"BKMGTPE"[unit..unit + 1])
+        }
+    };
+    let text = read_text(&dir.join("intr-regs-page-sizes.script.txt"));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 164);
+    assert_eq!(ip.len(), lines.len());
+    let mut seen_pages = std::collections::BTreeSet::new();
+    for (i, line) in lines.iter().enumerate() {
+        // ` ffffffff8175336a ABI:2    AX:0x0    BX:0x3 …  IP:0x…  N/A 2M`
+        let t: Vec<&str> = line.split_whitespace().collect();
+        let perf_ip = u64::from_str_radix(t[0], 16).expect("ip");
+        let perf_abi: u64 = t[1]
+            .strip_prefix("ABI:")
+            .expect("ABI")
+            .parse()
+            .expect("abi");
+        let perf_regs: Vec<u64> = t[2..t.len() - 2]
+            .iter()
+            .map(|r| {
+                let v = r.split_once(":0x").expect("REG:0x…").1;
+                u64::from_str_radix(v, 16).expect("register")
+            })
+            .collect();
+        let pages = (t[t.len() - 2], t[t.len() - 1]);
+        assert_eq!(ip[i], Some(perf_ip), "sample {i}");
+        assert_eq!(abi[i], Some(perf_abi), "sample {i}");
+        assert_eq!(regs[i].as_deref(), Some(&perf_regs[..]), "sample {i}");
+        assert_eq!(
+            (page(data_page[i]).as_str(), page(code_page[i]).as_str()),
+            pages,
+            "sample {i}"
+        );
+        seen_pages.insert(pages);
+    }
+    // The fixture holds both sizes and both unknowns.
+    assert!(seen_pages.contains(&("4K", "4K")) && seen_pages.contains(&("N/A", "2M")));
+}
