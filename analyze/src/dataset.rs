@@ -190,7 +190,14 @@ impl Dataset {
         if frames.len() == 1 {
             return Ok(frames.remove(0));
         }
-        concat(frames, UnionArgs::default()).map_err(pl(table))
+        // Diagonal: a recording written by an earlier kvmtrace of the same schema version
+        // lacks the columns added since (schema versions change only for what breaks a
+        // reader), and reads as nulls there.
+        let args = UnionArgs {
+            diagonal: true,
+            ..UnionArgs::default()
+        };
+        concat(frames, args).map_err(pl(table))
     }
 
     /// `table` as lazy frames of at most `rows` rows each (every Parquet file cut at multiples

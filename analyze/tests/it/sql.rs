@@ -267,3 +267,100 @@ fn unknown_table_and_bad_sql_are_errors() -> TestResult {
     assert!(query(&ds, "SELEC 1").is_err());
     Ok(())
 }
+
+/// A recording appended by an earlier kvmtrace of the same schema version lacks the `samples`
+/// columns added since (`read_periods` in session 18, `intr_regs` … `aux` in 19): the tables of
+/// both recordings are still queried together, its missing columns null.
+#[test]
+fn recordings_of_earlier_kvmtrace_versions_are_queried_together() -> TestResult {
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::properties::WriterProperties;
+
+    let dir = tempfile::tempdir()?;
+    let ds_path = dir.path().join("mixed");
+    ingest_synth(&ds_path, false)?;
+    let leader = repo().join("testdata/leader-sampling.data");
+    let o = ingest(
+        &[
+            "ingest",
+            &leader.to_string_lossy(),
+            "--append",
+            "--no-symbols",
+        ],
+        &ds_path,
+    )?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let per_recording = "SELECT recording, count(sample_idx) AS n FROM samples GROUP BY 1";
+    let read_periods = "SELECT recording, count(read_periods) AS n FROM samples GROUP BY 1";
+    let before = counts(&query(&Dataset::open(&ds_path)?, per_recording)?)?;
+    let leader_rec = before
+        .keys()
+        .find(|r| r.starts_with("leader_sampling"))
+        .ok_or("leader recording")?
+        .clone();
+    // `perf report -D` counts 1775 PERF_RECORD_SAMPLE records in leader-sampling.data, each
+    // reading its group.
+    assert_eq!(before[&leader_rec], 1775);
+    let reads = counts(&query(&Dataset::open(&ds_path)?, read_periods)?)?;
+    assert_eq!(reads[&leader_rec], 1775);
+
+    // Its samples file as an earlier kvmtrace wrote it: without the newer columns.
+    let file = std::fs::read_dir(ds_path.join("samples"))?
+        .flatten()
+        .flat_map(|host| {
+            std::fs::read_dir(host.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|rec| rec.path().join("part-0.parquet"))
+        .find(|p| p.to_string_lossy().contains(&leader_rec))
+        .ok_or("leader samples file")?;
+    let newer = [
+        "read_periods",
+        "intr_regs_abi",
+        "intr_regs",
+        "data_page_size",
+        "code_page_size",
+        "aux",
+    ];
+    let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file)?)?;
+    let kv = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned();
+    let batches = builder.build()?.collect::<Result<Vec<_>, _>>()?;
+    let keep: Vec<usize> = batches[0]
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !newer.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(keep.len() + newer.len(), batches[0].num_columns());
+    let older: Vec<_> = batches
+        .iter()
+        .map(|b| b.project(&keep))
+        .collect::<Result<_, _>>()?;
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(kv)
+        .build();
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(&file)?,
+        older[0].schema(),
+        Some(props),
+    )?;
+    for b in &older {
+        w.write(b)?;
+    }
+    w.close()?;
+
+    let ds = Dataset::open(&ds_path)?;
+    assert_eq!(counts(&query(&ds, per_recording)?)?, before);
+    let reads = counts(&query(&ds, read_periods)?)?;
+    assert_eq!(reads[&leader_rec], 0, "{reads:?}");
+    Ok(())
+}
