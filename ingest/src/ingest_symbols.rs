@@ -527,6 +527,8 @@ pub(crate) fn write_frames(
                     _ => symbol,
                 };
                 let name: std::borrow::Cow<'_, str> = match (shown, dso) {
+                    // A JIT's names are printed as its perf map lists them.
+                    (Some(s), Some(d)) if crate::symbols::is_perf_map(d) => s.into(),
                     (Some(s), _) => crate::symbols::perf_name(s),
                     (None, Some(d)) if !d.is_empty() => {
                         format!("[{}]", d.rsplit('/').next().unwrap_or(d)).into()

@@ -330,7 +330,7 @@ pub fn frames() -> TableDoc {
                 Str,
                 true,
                 "-",
-                "mapped file or [kernel.kallsyms], [guest.kernel.kallsyms], [module]; null when no mapping covers the address"
+                "mapped file (`/tmp/perf-<pid>.map` for a process's anonymous executable memory, as perf names a JIT's code) or [kernel.kallsyms], [guest.kernel.kallsyms], [module]; null when no mapping covers the address"
             ),
             col!(
                 "dso_offset",
@@ -354,7 +354,7 @@ pub fn frames() -> TableDoc {
                 Str,
                 false,
                 "-",
-                "the frame name flame graphs use: symbol as perf prints it (C++ without parameters, qualifiers, clone suffix or return type; in an unwound frame each level as binutils' addr2line names it, as perf does there), else `[<dso basename>]` (inferno's rule), else `[unknown]`"
+                "the frame name flame graphs use: symbol as perf prints it (C++ without parameters, qualifiers, clone suffix or return type; in an unwound frame each level as binutils' addr2line names it, as perf does there; JIT code as its perf map lists it), else `[<dso basename>]` (inferno's rule), else `[unknown]`"
             ),
             col!(
                 "unwound",

@@ -890,3 +890,35 @@ fn a_frame_id_beyond_the_rows_is_an_error() {
     let err = flame::fold(&ds, &opts(1)).expect_err("a frame_id beyond the rows");
     assert!(err.to_string().contains("beyond"), "{err}");
 }
+
+/// JIT code (testdata/jit/node-jit.data: `node --perf-basic-prof hot.js`, recorded here) is
+/// named by the process's perf map (`/tmp/perf-16409.map`, kept beside the recording), as perf
+/// reads it: the `--host-only` fold equals perf script | inferno-collapse-perf, JS frames and
+/// all. Before, kvmtrace named those frames `[perf-16409.map]`.
+#[test]
+fn jit_frames_are_named_by_the_perf_map_as_perf_does() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/jit");
+    let fixture = std::fs::read(dir.join("perf-16409.map")).expect("perf map");
+    // perf reads a perf map where the process wrote it, whatever --symfs says: so it must be
+    // there for the reference (kvmtrace also looks under its symfs first).
+    let map = Path::new("/tmp/perf-16409.map");
+    let placed = match std::fs::read(map) {
+        Ok(b) if b == fixture => false,
+        Ok(_) => panic!("{} holds another process's map", map.display()),
+        Err(_) => {
+            std::fs::write(map, &fixture).expect("write the perf map");
+            true
+        }
+    };
+    let file = dir.join("node-jit.data");
+    let want = perf_inferno(&file, None);
+    let (got, _) = host_only_fold(&file, None);
+    if placed {
+        let _ = std::fs::remove_file(map);
+    }
+    let Some(want) = want else { return };
+    let named = got.lines().filter(|l| l.contains(";JS:")).count();
+    assert!(named > 0, "no JIT frame named:\n{got}");
+    let diff: Vec<_> = got.lines().filter(|l| !want.contains(l)).take(3).collect();
+    assert_eq!(got, want, "first lines only kvmtrace has: {diff:#?}");
+}

@@ -15,6 +15,7 @@ mod bundle;
 mod debuginfo;
 mod elf;
 mod kallsyms;
+mod perfmap;
 mod resolve;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,7 @@ pub use kallsyms::{
     GUEST_KERNEL_DSO, HOST_KERNEL_DSO, KernelLookup, KernelModule, KernelSymbol,
     KernelSymbolBinding, KernelSymbols, is_idle_symbol, parse_modules,
 };
+pub(crate) use perfmap::is_perf_map;
 pub(crate) use resolve::binary_candidates;
 pub use resolve::{AddrSpace, FrameQuery, ResolvedFrame, SymbolizeOptions, Symbolizer};
 

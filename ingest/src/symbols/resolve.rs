@@ -5,6 +5,7 @@ use super::bundle::Bundle;
 use super::debuginfo::{DwarfContext, DwarfFrame, find_debug_file};
 use super::elf::ElfSymbols;
 use super::kallsyms::{GUEST_KERNEL_DSO, HOST_KERNEL_DSO, KernelSymbols};
+use super::perfmap::{PerfMap, is_perf_map};
 use crate::FileBytes;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -219,6 +220,8 @@ pub struct Symbolizer {
     host: Machine,
     guests: BTreeMap<String, Machine>,
     dsos: Mutex<HashMap<DsoKey, DsoSlot>>,
+    /// Perf maps (JIT symbols) by dso path, read once.
+    perf_maps: Mutex<HashMap<String, Option<Arc<PerfMap>>>>,
     pool: rayon::ThreadPool,
 }
 
@@ -288,6 +291,7 @@ impl Symbolizer {
             },
             guests: BTreeMap::new(),
             dsos: Mutex::new(HashMap::new()),
+            perf_maps: Mutex::new(HashMap::new()),
             pool,
             options,
         };
@@ -303,6 +307,10 @@ impl Symbolizer {
     /// for each binary as the recording's walk first maps a frame into it, so that loading
     /// overlaps the walk.
     pub fn preload_user(&self, dso: &str, build_id: Option<&[u8]>, with_dwarf: bool) {
+        if is_perf_map(dso) {
+            self.perf_map(dso);
+            return;
+        }
         let key = DsoKey {
             vm: None,
             kernel: false,
@@ -320,6 +328,11 @@ impl Symbolizer {
     /// The caller promises that both search the same `sysroot` and `debug_dirs`, the only
     /// options a host binary's loading reads.
     pub fn adopt_preloaded(&self, other: Symbolizer) {
+        if let (Ok(theirs), Ok(mut ours)) = (other.perf_maps.into_inner(), self.perf_maps.lock()) {
+            for (path, map) in theirs {
+                ours.entry(path).or_insert(map);
+            }
+        }
         let Ok(theirs) = other.dsos.into_inner() else {
             return;
         };
@@ -508,6 +521,20 @@ impl Symbolizer {
         key: &DsoKey,
         items: &[(&FrameQuery, usize)],
     ) -> Vec<(usize, Vec<ResolvedFrame>)> {
+        // A JIT's code: named by the process's perf map at its address (perf: identity map).
+        if !key.kernel && key.vm.is_none() && is_perf_map(&key.dso) {
+            let map = self.perf_map(&key.dso);
+            return items
+                .iter()
+                .map(|&(q, idx)| {
+                    let symbol = map
+                        .as_deref()
+                        .and_then(|m| m.lookup(q.addr))
+                        .map(|(name, off)| (name.to_owned(), off));
+                    (idx, build_frames(symbol, Vec::new(), || None, &q.dso))
+                })
+                .collect();
+        }
         // For a kernel, only a query naming the kernel image carries its build id
         // (module frames carry the module's).
         let first = items
@@ -525,6 +552,33 @@ impl Symbolizer {
         } else {
             items.par_iter().with_min_len(1024).map(one).collect()
         }
+    }
+
+    /// The perf map at `path` (under the sysroot when there is one there, as for binaries),
+    /// read once; `None` when there is none.
+    fn perf_map(&self, path: &str) -> Option<Arc<PerfMap>> {
+        let mut maps = self.perf_maps.lock().ok()?;
+        maps.entry(path.to_owned())
+            .or_insert_with(|| {
+                let rooted = self
+                    .options
+                    .sysroot
+                    .as_deref()
+                    .map(|root| root.join(path.trim_start_matches('/')))
+                    .filter(|p| p.is_file());
+                let file = rooted.unwrap_or_else(|| PathBuf::from(path));
+                match std::fs::read(&file) {
+                    Ok(bytes) => Some(Arc::new(PerfMap::parse(&bytes))),
+                    Err(e) => {
+                        log::warn!(
+                            "{}: {e}; the JIT frames it names stay unresolved",
+                            file.display()
+                        );
+                        None
+                    }
+                }
+            })
+            .clone()
     }
 
     fn dso(&self, key: &DsoKey, first: Option<&FrameQuery>) -> Option<Arc<ElfDso>> {
