@@ -526,9 +526,10 @@ pub(crate) fn write_frames(
                     Some(u) if slot.unwound => Some(u),
                     _ => symbol,
                 };
+                // A name that was not demangled (a JIT's, a C or Go symbol) is printed whole.
+                let verbatim = level.is_some_and(|l| l.verbatim) && shown == symbol;
                 let name: std::borrow::Cow<'_, str> = match (shown, dso) {
-                    // A JIT's names are printed as its perf map lists them.
-                    (Some(s), Some(d)) if crate::symbols::is_perf_map(d) => s.into(),
+                    (Some(s), _) if verbatim => s.into(),
                     (Some(s), _) => crate::symbols::perf_name(s),
                     (None, Some(d)) if !d.is_empty() => {
                         format!("[{}]", d.rsplit('/').next().unwrap_or(d)).into()

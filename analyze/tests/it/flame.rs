@@ -922,3 +922,25 @@ fn jit_frames_are_named_by_the_perf_map_as_perf_does() {
     let diff: Vec<_> = got.lines().filter(|l| !want.contains(l)).take(3).collect();
     assert_eq!(got, want, "first lines only kvmtrace has: {diff:#?}");
 }
+
+/// JIT code through perf's jitdump (testdata/jit/jitdump.data: `node --perf-prof` recorded with
+/// `-k mono`, then `perf inject --jit`, which writes each compiled function as an ELF
+/// `jitted-<pid>-<n>.so`; the 45 of them the samples hit are under jitdump-root/): their
+/// symbols are names such as `JS:~ node:internal/main/run_main_module:1:1`, not mangled, and
+/// perf prints them whole. The `--host-only` fold equals perf script | inferno-collapse-perf
+/// with that symfs on both sides; before, kvmtrace cut such a name at its last space, as it
+/// cuts the return type off a demangled C++ name.
+#[test]
+fn jitdump_frames_keep_their_names_whole_as_perf_prints_them() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/jit");
+    let root = dir.join("jitdump-root");
+    let file = dir.join("jitdump.data");
+    let Some(want) = perf_inferno(&file, Some(&root)) else {
+        return;
+    };
+    let (got, _) = host_only_fold(&file, Some(&root));
+    let whole = got.lines().filter(|l| l.contains(";JS:~ node:")).count();
+    assert!(whole > 0, "no jitted frame named whole:\n{got}");
+    let diff: Vec<_> = got.lines().filter(|l| !want.contains(l)).take(3).collect();
+    assert_eq!(got, want, "first lines only kvmtrace has: {diff:#?}");
+}

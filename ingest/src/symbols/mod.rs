@@ -32,7 +32,6 @@ pub use kallsyms::{
     GUEST_KERNEL_DSO, HOST_KERNEL_DSO, KernelLookup, KernelModule, KernelSymbol,
     KernelSymbolBinding, KernelSymbols, is_idle_symbol, parse_modules,
 };
-pub(crate) use perfmap::is_perf_map;
 pub(crate) use resolve::binary_candidates;
 pub use resolve::{AddrSpace, FrameQuery, ResolvedFrame, SymbolizeOptions, Symbolizer};
 

@@ -117,6 +117,9 @@ pub struct ResolvedFrame {
     /// for the innermost level without a linkage name, the ELF symbol `bfd` picks). `None`:
     /// the same as `symbol` (or no DWARF), so that most levels carry no second string.
     pub unwound_symbol: Option<String>,
+    /// `symbol` is no demangled name (a JIT's from its perf map, an ELF symbol that was not
+    /// mangled): perf prints it as it is, not as it shortens C++ names ([`super::perf_name`]).
+    pub verbatim: bool,
 }
 
 impl ResolvedFrame {
@@ -129,6 +132,7 @@ impl ResolvedFrame {
             line: None,
             dso: dso.to_owned(),
             unwound_symbol: None,
+            verbatim: false,
         }
     }
 }
@@ -531,7 +535,7 @@ impl Symbolizer {
                         .as_deref()
                         .and_then(|m| m.lookup(q.addr))
                         .map(|(name, off)| (name.to_owned(), off));
-                    (idx, build_frames(symbol, Vec::new(), || None, &q.dso))
+                    (idx, build_frames(symbol, true, Vec::new(), || None, &q.dso))
                 })
                 .collect();
         }
@@ -749,17 +753,20 @@ impl Symbolizer {
             },
             None => q.addr,
         };
-        let symbol = dso
-            .elf
-            .lookup(svma)
-            .map(|(s, off)| (dso.elf.demangled(s).to_string(), off));
+        // A name the demanglers leave as it is was not mangled: perf prints it whole.
+        let mut verbatim = false;
+        let symbol = dso.elf.lookup(svma).map(|(s, off)| {
+            let demangled = dso.elf.demangled(s);
+            verbatim = *demangled == *dso.elf.name(s);
+            (demangled.to_string(), off)
+        });
         let dwarf = if q.lines {
             dso.frames(svma, self.options.inlines)
         } else {
             Vec::new()
         };
         let bfd = || dso.elf.bfd_lookup(svma);
-        build_frames(symbol, dwarf, bfd, &q.dso)
+        build_frames(symbol, verbatim, dwarf, bfd, &q.dso)
     }
 
     fn resolve_kernel(
@@ -795,7 +802,7 @@ impl Symbolizer {
                 .lookup(q.addr.wrapping_sub(d.bias))
                 .map(|(s, off)| (d.elf.name(s).into_owned(), off))
         });
-        build_frames(symbol, dwarf, || None, &dso_name)
+        build_frames(symbol, false, dwarf, || None, &dso_name)
     }
 }
 
@@ -814,10 +821,12 @@ fn hex_or_none(id: Option<&[u8]>) -> String {
 /// levels while unwinding ([`ResolvedFrame::unwound_symbol`]); asked only where it is used.
 fn build_frames(
     symbol: Option<(String, u64)>,
+    verbatim: bool,
     dwarf: Vec<DwarfFrame>,
     bfd: impl FnOnce() -> Option<String>,
     dso: &str,
 ) -> Vec<ResolvedFrame> {
+    let verbatim = verbatim && symbol.is_some();
     if dwarf.is_empty() {
         let (name, offset) = match symbol {
             Some((n, o)) => (Some(n), o),
@@ -831,6 +840,7 @@ fn build_frames(
             line: None,
             dso: dso.to_owned(),
             unwound_symbol: None,
+            verbatim,
         }];
     }
     let n = dwarf.len();
@@ -858,6 +868,7 @@ fn build_frames(
                 line: f.line,
                 dso: dso.to_owned(),
                 unwound_symbol,
+                verbatim: verbatim && outermost,
             }
         })
         .collect()

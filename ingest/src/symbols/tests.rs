@@ -661,6 +661,7 @@ fn cpp_inlined_frames_match_addr2line_with_debuglink_and_build_id() {
                 line: None,
                 dso: dso.to_string_lossy().into_owned(),
                 unwound_symbol: None,
+                verbatim: false,
             }]
         );
     }
