@@ -354,7 +354,7 @@ pub fn frames() -> TableDoc {
                 Str,
                 false,
                 "-",
-                "the frame name flame graphs use: symbol as perf prints it (C++ without parameters, qualifiers, clone suffix or return type; in an unwound frame each level as binutils' addr2line names it, as perf does there; JIT code as its perf map lists it), else `[<dso basename>]` (inferno's rule), else `[unknown]`"
+                "the frame name flame graphs use: symbol as perf prints it (C++ without parameters, qualifiers, clone suffix or return type; a name no demangler changed whole; in an unwound frame each level as binutils' addr2line names it, as perf does there; JIT code as its perf map lists it), else `[<dso basename>]` (inferno's rule), else `[unknown]`"
             ),
             col!(
                 "unwound",
