@@ -317,3 +317,27 @@ fn output_to_a_fifo_writes_into_it_and_keeps_it() {
     assert!(!through_fifo.is_empty());
     assert_eq!(through_fifo, String::from_utf8_lossy(&to_stdout.stdout));
 }
+
+/// `kvmtrace flame` takes a perf.data directory (`perf record --threads`) for a perf.data, not
+/// for a dataset: testdata/threads-zstd.data's 917 samples (perf script's count) are all in
+/// the folded graph.
+#[test]
+fn flame_of_a_perf_data_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let folded = tmp.path().join("flame.folded");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/threads-zstd.data");
+    expect_code(
+        kvmtrace()
+            .arg("flame")
+            .arg(&dir)
+            .args(["--host-only", "--weight", "samples", "--folded", "-o"])
+            .arg(&folded),
+        0,
+    );
+    let text = std::fs::read_to_string(&folded).expect("folded");
+    let total: u64 = text
+        .lines()
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum();
+    assert_eq!(total, 917, "{text}");
+}
