@@ -155,14 +155,10 @@ pub(crate) fn ingest_guest(
         source_lines: opts.source_lines,
     };
     let mut sess = Session::new(cfg);
-    // (A perf.data directory's progress counts all its files; the walk releases their pages.)
-    let release = if data.has_streams() {
-        None
-    } else {
-        crate::FileBytes::releaser(&data.main)
-    };
-    sess.progress = crate::progress_releasing(None, release, data.total_len());
-    let walk = crate::reader::walk_file_streams(&data.main, &data.streams(), &mut sess)?;
+    let streams = data.streams();
+    let total = crate::reader::total_len(&data.main, &streams);
+    sess.progress = crate::progress_releasing(None, data.release(), total);
+    let walk = crate::reader::walk_file_streams(&data.main, &streams, &mut sess)?;
     sess.finish_records()?;
     if let Some(e) = sess.take_fatal() {
         return Err(e);
@@ -522,12 +518,11 @@ pub(crate) fn write_frames(
                     .or(slot.origin.dso.as_deref());
                 let symbol = level.and_then(|l| l.symbol.as_deref());
                 // perf names the levels of a frame it unwinds as binutils' addr2line does.
-                let shown = match level.and_then(|l| l.unwound_symbol.as_deref()) {
-                    Some(u) if slot.unwound => Some(u),
-                    _ => symbol,
-                };
                 // A name that was not demangled (a JIT's, a C or Go symbol) is printed whole.
-                let verbatim = level.is_some_and(|l| l.verbatim) && shown == symbol;
+                let (shown, verbatim) = match level.and_then(|l| l.unwound_symbol.as_deref()) {
+                    Some(u) if slot.unwound => (Some(u), false),
+                    _ => (symbol, level.is_some_and(|l| l.verbatim)),
+                };
                 let name: std::borrow::Cow<'_, str> = match (shown, dso) {
                     (Some(s), _) if verbatim => s.into(),
                     (Some(s), _) => crate::symbols::perf_name(s),

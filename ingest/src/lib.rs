@@ -222,8 +222,7 @@ pub fn is_perf_data_dir(path: &Path) -> bool {
         && std::fs::File::open(path.join("data"))
             .and_then(|mut f| f.read_exact(&mut magic))
             .is_ok()
-        && (u64::from_le_bytes(magic) == perf::header::MAGIC2
-            || u64::from_be_bytes(magic) == perf::header::MAGIC2)
+        && [perf::header::MAGIC2, perf::header::MAGIC2_SWAPPED].contains(&u64::from_le_bytes(magic))
 }
 
 /// The bytes of a perf.data: a file's size, or a perf.data directory's `data` and `data.N`
@@ -233,32 +232,40 @@ pub fn input_size(path: &Path) -> Option<u64> {
     if !meta.is_dir() {
         return Some(meta.len());
     }
-    let mut total = 0;
-    for entry in std::fs::read_dir(path).ok()?.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name == "data"
-            || name
-                .strip_prefix("data.")
-                .is_some_and(|n| n.parse::<u64>().is_ok())
+    let files = std::iter::once(path.join("data"))
+        .chain(data_parts(path).ok()?.into_iter().map(|(_, p)| p));
+    files.map(|f| Some(std::fs::metadata(f).ok()?.len())).sum()
+}
+
+/// The `data.N` files of a perf.data directory, in the order of N.
+fn data_parts(path: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut parts = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        let file = entry?.path();
+        let n = file
+            .file_name()
+            .and_then(|f| f.to_str())
+            .and_then(|f| f.strip_prefix("data."))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(n) = n
+            && file.is_file()
         {
-            total += entry.metadata().ok()?.len();
+            parts.push((n, file));
         }
     }
-    Some(total)
+    parts.sort();
+    Ok(parts)
 }
 
 /// A perf.data directory (`perf record --threads`, `--kcore`), ingested as perf reads one.
 fn run_dir(input: &Path, opts: &Options) -> Result<Report, Error> {
     let perf_data = map_perf_data(input)?;
-    // Progress counts the bytes read of all files together: the walk releases the pages of
-    // each `data.N` itself (the header file's data section is small).
     ingest_impl(
         &perf_data.main,
         &perf_data.streams(),
         &input.display().to_string(),
         opts,
-        None,
+        perf_data.release(),
     )
 }
 
@@ -283,14 +290,14 @@ impl PerfData {
             .collect()
     }
 
-    /// Whether it is a directory with `data.N` files.
-    pub(crate) fn has_streams(&self) -> bool {
-        !self.parts.is_empty()
-    }
-
-    /// Bytes of all its files.
-    pub(crate) fn total_len(&self) -> u64 {
-        self.main.len() as u64 + self.parts.iter().map(|p| p.1.len() as u64).sum::<u64>()
+    /// What releases the pages of `main` as progress passes them: a file's. A directory's
+    /// progress counts the bytes of all its files, and the walk releases each `data.N` itself
+    /// (the header file's data section is small).
+    pub(crate) fn release(&self) -> Option<Release> {
+        self.parts
+            .is_empty()
+            .then(|| FileBytes::releaser(&self.main))
+            .flatten()
     }
 }
 
@@ -312,26 +319,11 @@ pub(crate) fn map_perf_data(path: &Path) -> Result<PerfData, Error> {
             ),
         });
     }
-    let io = |e| Error::Io {
+    let parts = data_parts(path).map_err(|e| Error::Io {
         path: Some(path.to_path_buf()),
         offset: None,
         source: e,
-    };
-    let mut parts: Vec<(u64, PathBuf)> = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(io)? {
-        let file = entry.map_err(io)?.path();
-        let n = file
-            .file_name()
-            .and_then(|f| f.to_str())
-            .and_then(|f| f.strip_prefix("data."))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(n) = n
-            && file.is_file()
-        {
-            parts.push((n, file));
-        }
-    }
-    parts.sort();
+    })?;
     Ok(PerfData {
         main: map_file(&main)?,
         parts: parts
@@ -382,9 +374,7 @@ pub(crate) fn progress_releasing(
     }))
 }
 
-/// Drops the pages of `from..to` of a mapped input from the process (they stay in the page
-/// cache): a mapped perf.data would otherwise count in full in the resident set.
-pub(crate) type Release = Arc<dyn Fn(usize, usize) + Send + Sync>;
+pub(crate) use reader::Release;
 
 /// Inputs are walked in steps of this many bytes, each released when passed (the hashing
 /// thread beside the walk reads a released page back in from the page cache).
@@ -545,7 +535,7 @@ fn ingest_impl(
         source_lines: opts.source_lines,
     };
     let mut sess = Session::new(cfg);
-    let total = data.len() as u64 + streams.iter().map(|s| s.bytes.len() as u64).sum::<u64>();
+    let total = reader::total_len(data, streams);
     sess.progress = progress_releasing(opts.progress.clone(), release, total);
     // The input is hashed on a thread of its own beside the walk (it only names the recording).
     let (sha, walk) = std::thread::scope(|scope| {

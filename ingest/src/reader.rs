@@ -458,10 +458,17 @@ pub struct Stream<'a> {
     pub name: String,
     /// Its bytes.
     pub bytes: &'a [u8],
-    /// Drops the pages of a byte range of a mapped file from the process once the walk has
-    /// passed them (they stay in the page cache), so that the files do not count in full in
-    /// the resident set.
-    pub release: Option<std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>>,
+    /// Releases the file's pages once the walk has passed them.
+    pub release: Option<Release>,
+}
+
+/// Drops the pages of `from..to` of a mapped input from the process (they stay in the page
+/// cache): a mapped perf.data would otherwise count in full in the resident set.
+pub type Release = std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+/// The bytes of a perf.data and of the `data.N` files that go with it.
+pub fn total_len(data: &[u8], streams: &[Stream<'_>]) -> u64 {
+    data.len() as u64 + streams.iter().map(|s| s.bytes.len() as u64).sum::<u64>()
 }
 
 /// Walks a file-mode perf.data and, when `streams` holds the `data.N` files of a perf.data
@@ -504,7 +511,7 @@ pub fn walk_file_streams<H: RecordHandler>(
         decomp: None,
         progress_per_record: true,
     };
-    w.report.input_size = Some(data.len() as u64);
+    w.report.input_size = Some(total_len(data, streams));
 
     // Attrs.
     if hdr.attr_size < 16 + 64 && hdr.attrs.size > 0 {
@@ -643,8 +650,6 @@ pub fn walk_file_streams<H: RecordHandler>(
             ),
         );
     }
-    let base = file_len + streams.iter().map(|s| s.bytes.len() as u64).sum::<u64>();
-    w.report.input_size = Some(base);
     w.pending_warning();
     Ok(w.report)
 }

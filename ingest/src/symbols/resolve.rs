@@ -216,6 +216,7 @@ struct DsoKey {
 }
 
 type DsoSlot = Arc<OnceLock<Option<Arc<ElfDso>>>>;
+type PerfMapSlot = Arc<OnceLock<Option<Arc<PerfMap>>>>;
 
 /// Resolves addresses of the host and of guest VMs to symbols, lines and
 /// inlined frames. Loaded ELF files and DWARF contexts are cached per DSO.
@@ -224,8 +225,8 @@ pub struct Symbolizer {
     host: Machine,
     guests: BTreeMap<String, Machine>,
     dsos: Mutex<HashMap<DsoKey, DsoSlot>>,
-    /// Perf maps (JIT symbols) by dso path, read once.
-    perf_maps: Mutex<HashMap<String, Option<Arc<PerfMap>>>>,
+    /// Perf maps (JIT symbols) by dso path, each read once (outside the lock, as the dsos).
+    perf_maps: Mutex<HashMap<String, PerfMapSlot>>,
     pool: rayon::ThreadPool,
 }
 
@@ -333,8 +334,10 @@ impl Symbolizer {
     /// options a host binary's loading reads.
     pub fn adopt_preloaded(&self, other: Symbolizer) {
         if let (Ok(theirs), Ok(mut ours)) = (other.perf_maps.into_inner(), self.perf_maps.lock()) {
-            for (path, map) in theirs {
-                ours.entry(path).or_insert(map);
+            for (path, slot) in theirs {
+                if slot.get().is_some() {
+                    ours.entry(path).or_insert(slot);
+                }
             }
         }
         let Ok(theirs) = other.dsos.into_inner() else {
@@ -558,31 +561,32 @@ impl Symbolizer {
         }
     }
 
-    /// The perf map at `path` (under the sysroot when there is one there, as for binaries),
-    /// read once; `None` when there is none.
+    /// The perf map at `path`, read once: under the sysroot when it is there (as a binary is
+    /// looked for), else where the process wrote it (perf reads only there); `None` when
+    /// there is none.
     fn perf_map(&self, path: &str) -> Option<Arc<PerfMap>> {
-        let mut maps = self.perf_maps.lock().ok()?;
-        maps.entry(path.to_owned())
-            .or_insert_with(|| {
-                let rooted = self
-                    .options
-                    .sysroot
-                    .as_deref()
-                    .map(|root| root.join(path.trim_start_matches('/')))
-                    .filter(|p| p.is_file());
-                let file = rooted.unwrap_or_else(|| PathBuf::from(path));
-                match std::fs::read(&file) {
-                    Ok(bytes) => Some(Arc::new(PerfMap::parse(&bytes))),
-                    Err(e) => {
-                        log::warn!(
-                            "{}: {e}; the JIT frames it names stay unresolved",
-                            file.display()
-                        );
-                        None
-                    }
+        let slot = {
+            let mut maps = self.perf_maps.lock().ok()?;
+            Arc::clone(maps.entry(path.to_owned()).or_default())
+        };
+        slot.get_or_init(|| {
+            let rooted = binary_candidates(self.options.sysroot.as_deref(), &[], path, None);
+            let file = rooted
+                .into_iter()
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| PathBuf::from(path));
+            match std::fs::read(&file) {
+                Ok(bytes) => Some(Arc::new(PerfMap::parse(&bytes))),
+                Err(e) => {
+                    log::warn!(
+                        "{}: {e}; the JIT frames it names stay unresolved",
+                        file.display()
+                    );
+                    None
                 }
-            })
-            .clone()
+            }
+        })
+        .clone()
     }
 
     fn dso(&self, key: &DsoKey, first: Option<&FrameQuery>) -> Option<Arc<ElfDso>> {
