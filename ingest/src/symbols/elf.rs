@@ -144,10 +144,31 @@ struct RawSym {
     start: u64,
     size: u64,
     name: NameRef,
-    /// Position in the table (sorting by (start, index) keeps the table's order of aliases).
-    index: u32,
     weak: bool,
     global: bool,
+}
+
+/// The positions of `raw` ordered by (start, position): aliases stay in symbol-table order.
+///
+/// A stable radix sort of (start − least start, position) by the first where starts span less
+/// than 4 GiB (every file seen; 4 byte-digits at most, fewer for a smaller span): sorting the
+/// 32-byte symbols by comparison was 40% of parsing a test binary (1 M symbols). Otherwise the
+/// comparison sort of positions.
+fn sorted_order(raw: &[RawSym]) -> Vec<u32> {
+    let least = raw.iter().map(|s| s.start).min().unwrap_or(0);
+    let most = raw.iter().map(|s| s.start).max().unwrap_or(0);
+    if let (Ok(_), Ok(_)) = (u32::try_from(most - least), u32::try_from(raw.len())) {
+        let mut pairs: Vec<(u32, u32)> = (0u32..)
+            .zip(raw)
+            .map(|(i, s)| ((s.start - least) as u32, i))
+            .collect();
+        radsort::sort_by_key(&mut pairs, |p| p.0);
+        pairs.into_iter().map(|(_, i)| i).collect()
+    } else {
+        let mut order: Vec<u32> = (0..raw.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| (raw.get(i as usize).map(|s| s.start), i));
+        order
+    }
 }
 
 impl RawSym {
@@ -238,12 +259,13 @@ fn text_symbols<Elf: FileHeader<Endian = Endianness>>(
 /// perf's `dso__load_sym` filter: functions, and labels (`STT_NOTYPE`, e.g. ld.so's `_start`)
 /// of default or protected visibility (`elf_sym__is_label`: zstd's hidden assembler loops stay
 /// unnamed) in sections named like text; not ARM/AArch64 mapping symbols (`$a`, `$d`, `$t`,
-/// `$x`). With `anchors`, also the kernel anchor labels `_stext`/`_text` of any kind.
+/// `$x`). With `anchors`, also the kernel anchor labels `_stext`/`_text` of any kind (linker
+/// labels: size 0).
 ///
 /// Reads the table's entries directly, not through `object::Symbol`: its `name()` scans each
 /// name for its end and checks it as UTF-8, a third of the parse of a test binary (1.3 M
-/// symbols, 218 MB of names), of which a recording names a few thousand. Here a name's first
-/// bytes are read only.
+/// symbols, 218 MB of names), of which a recording names a few thousand. Here no name is read
+/// but those that may be anchors or mapping symbols, and those only to their 8th byte.
 fn collect_text_symbols<Elf: FileHeader<Endian = Endianness>>(
     file: &ElfFile<'_, Elf>,
     table: &object::read::elf::SymbolTable<'_, Elf>,
@@ -255,18 +277,36 @@ fn collect_text_symbols<Elf: FileHeader<Endian = Endianness>>(
     use object::elf;
     use object::read::elf::Sym;
     let endian = file.endian();
+    let arm = matches!(
+        file.elf_header().e_machine(endian),
+        elf::EM_ARM | elf::EM_AARCH64
+    );
     for (i, sym) in table.symbols().iter().enumerate().skip(1) {
         if sym.is_undefined(endian) {
             continue;
         }
         let st_name = sym.st_name(endian);
-        // The name's first bytes, up to 8 and its NUL.
-        let head = strings.get(st_name as usize..).unwrap_or_default();
-        let head = head.get(..head.len().min(8)).unwrap_or_default();
-        // (A loop: a call of memchr for 8 bytes cost a sixth of the parse.)
-        let head = head
-            .get(..head.iter().position(|&b| b == 0).unwrap_or(head.len()))
-            .unwrap_or_default();
+        // perf's `elf_sym__is_function`/`is_label`: a symbol without a name (st_name 0) is
+        // none; the name itself is not read.
+        if st_name == 0 {
+            continue;
+        }
+        let size: u64 = sym.st_size(endian).into();
+        // The name's first bytes, up to 8 and its NUL, read only where they matter: a name's
+        // first byte is a cache miss in a string table of hundreds of MB, and reading it for
+        // every symbol was a third of the parse of a test binary. The anchors are linker
+        // labels (size 0); mapping symbols exist on ARM and AArch64 only (perf checks them
+        // there only).
+        let want_anchor = anchors.is_some() && size == 0;
+        let head: &[u8] = if want_anchor || arm {
+            let head = strings.get(st_name as usize..).unwrap_or_default();
+            let head = head.get(..head.len().min(8)).unwrap_or_default();
+            // (A loop: a call of memchr for 8 bytes cost a sixth of the parse.)
+            head.get(..head.iter().position(|&b| b == 0).unwrap_or(head.len()))
+                .unwrap_or_default()
+        } else {
+            &[]
+        };
         let address: u64 = sym.st_value(endian).into();
         if let Some(anchors) = anchors.as_deref_mut()
             && let name @ (b"_stext" | b"_text") = head
@@ -298,14 +338,13 @@ fn collect_text_symbols<Elf: FileHeader<Endian = Endianness>>(
         if !matches!(kind, elf::STT_FUNC | elf::STT_GNU_IFUNC) && !is_label() {
             continue;
         }
-        if head.is_empty() || is_mapping_symbol(head) {
+        if arm && is_mapping_symbol(head) {
             continue;
         }
         raw.push(RawSym {
             start: address,
-            size: sym.st_size(endian).into(),
+            size,
             name: NameRef::Table(st_name),
-            index: raw.len() as u32,
             weak: sym.st_bind() == elf::STB_WEAK,
             global: sym.st_bind() != elf::STB_LOCAL,
         });
@@ -481,26 +520,26 @@ impl ElfSymbols {
                 start: p.start,
                 size: p.end - p.start,
                 name: p.name,
-                index: raw.len() as u32,
                 weak: false,
                 global: true,
             });
         }
         // Aliases stay in symbol-table order (the @plt symbols after them), and an exact tie
         // keeps the first, as perf's rbtree (equal starts go right) and
-        // `symbols__fixup_duplicate` do. (Unstable by (start, index): faster than a stable
-        // sort by start.)
-        raw.sort_unstable_by_key(|s| (s.start, s.index));
+        // `symbols__fixup_duplicate` do.
+        let order = sorted_order(&raw);
+        let at = |i: &u32| raw.get(*i as usize);
         // perf's choice at each address, and binutils' (`_bfd_elf_find_function`: the larger
         // symbol, then the first in the table) kept where it is not perf's: (start, raw name).
         let mut picks: Vec<&RawSym> = Vec::with_capacity(raw.len());
         let mut bfd_names: Vec<(u64, String)> = Vec::new();
-        for group in raw.chunk_by(|a, b| a.start == b.start) {
-            let Some((mut perf, rest)) = group.split_first() else {
+        for group in order.chunk_by(|a, b| at(a).map(|s| s.start) == at(b).map(|s| s.start)) {
+            let mut group = group.iter().filter_map(at);
+            let Some(mut perf) = group.next() else {
                 continue;
             };
             let mut bfd = (!perf.synthetic()).then_some(perf);
-            for sym in rest {
+            for sym in group {
                 if !prefer_first(perf, sym, &names) {
                     perf = sym;
                 }
@@ -533,6 +572,7 @@ impl ElfSymbols {
             });
         }
         drop(picks);
+        drop(order);
         drop(raw);
         // A degenerate `.plt`'s symbol (zero bytes): inserted as it is, it ends the lookup.
         for p in plt.iter().filter(|p| p.end == p.start) {
@@ -960,7 +1000,6 @@ mod tests {
             start: 0x1000,
             size: 100,
             name: names.own(name.to_string()),
-            index: 0,
             weak: false,
             global: true,
         };
@@ -988,5 +1027,45 @@ mod tests {
             perf_name(&demangle(perf)),
             "llvm::AAResults::Model<llvm::ScopedNoAliasAAResult>::getModRefInfoMask"
         );
+    }
+
+    fn raw_at(starts: &[u64]) -> Vec<RawSym> {
+        starts
+            .iter()
+            .map(|&start| RawSym {
+                start,
+                size: 0,
+                name: NameRef::Table(0),
+                weak: false,
+                global: true,
+            })
+            .collect()
+    }
+
+    /// The order a stable sort by start gives (positions of equal starts ascending).
+    fn stable_order(starts: &[u64]) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..starts.len() as u32).collect();
+        order.sort_by_key(|&i| starts[i as usize]);
+        order
+    }
+
+    proptest::proptest! {
+        /// The radix sort of packed keys orders as a stable sort by start, duplicates included.
+        #[test]
+        fn sorted_order_is_a_stable_sort_by_start(
+            starts in proptest::collection::vec(0x40_0000u64..0x40_0400, 0..600),
+        ) {
+            proptest::prop_assert_eq!(sorted_order(&raw_at(&starts)), stable_order(&starts));
+        }
+
+        /// Starts too far apart to pack with their positions take the comparison sort.
+        #[test]
+        fn sorted_order_of_wide_starts(
+            mut starts in proptest::collection::vec(proptest::num::u64::ANY, 2..300),
+        ) {
+            starts[0] = 0;
+            starts[1] = u64::MAX;
+            proptest::prop_assert_eq!(sorted_order(&raw_at(&starts)), stable_order(&starts));
+        }
     }
 }
