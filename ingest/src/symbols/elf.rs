@@ -1050,7 +1050,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The radix sort of packed keys orders as a stable sort by start, duplicates included.
+        /// The radix sort of (start offset, position) pairs orders as a stable sort by start,
+        /// duplicates included.
         #[test]
         fn sorted_order_is_a_stable_sort_by_start(
             starts in proptest::collection::vec(0x40_0000u64..0x40_0400, 0..600),
@@ -1058,7 +1059,7 @@ mod tests {
             proptest::prop_assert_eq!(sorted_order(&raw_at(&starts)), stable_order(&starts));
         }
 
-        /// Starts too far apart to pack with their positions take the comparison sort.
+        /// Starts 4 GiB or more apart take the comparison sort, with the same order.
         #[test]
         fn sorted_order_of_wide_starts(
             mut starts in proptest::collection::vec(proptest::num::u64::ANY, 2..300),
