@@ -138,8 +138,8 @@ pub struct ElfSymbols {
     bytes: Option<Arc<FileBytes>>,
 }
 
-/// A symbol as read from the table, before perf's choice among aliases. 32 bytes: nothing of
-/// its name is read but its first bytes (the name is needed only where aliases tie).
+/// A symbol as read from the table, before perf's choice among aliases. 32 bytes: its name is
+/// an offset, read only where aliases tie (see [`collect_text_symbols`]).
 struct RawSym {
     start: u64,
     size: u64,
