@@ -155,8 +155,10 @@ struct RawSym {
 /// 32-byte symbols by comparison was 40% of parsing a test binary (1 M symbols). Otherwise the
 /// comparison sort of positions.
 fn sorted_order(raw: &[RawSym]) -> Vec<u32> {
-    let least = raw.iter().map(|s| s.start).min().unwrap_or(0);
-    let most = raw.iter().map(|s| s.start).max().unwrap_or(0);
+    let (least, most) = raw
+        .iter()
+        .fold((u64::MAX, 0), |(l, m), s| (l.min(s.start), m.max(s.start)));
+    let least = least.min(most);
     if let (Ok(_), Ok(_)) = (u32::try_from(most - least), u32::try_from(raw.len())) {
         let mut pairs: Vec<(u32, u32)> = (0u32..)
             .zip(raw)
